@@ -1,0 +1,115 @@
+"""The declarative backbone shared by the three arms: conv layers, pools and the head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """One conv block: conv(kernel, padding) -> BatchNorm -> activation [-> 2x2 max-pool].
+
+    width: channels of this layer at width multiplier 1 (plain channels, G-CNN fields,
+    repeat base channels).
+    """
+
+    kernel: int
+    padding: int
+    width: int
+    pool_after: bool = False
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A network shape that every arm instantiates with its own layer widths.
+
+    head "mlp": global average pool -> Linear(C, hidden) -> BatchNorm1d -> activation ->
+    Linear(hidden, classes). head "conv": a final conv (head_kernel, no padding) straight to
+    `classes` channels, then global average pool.
+    """
+
+    name: str
+    layers: tuple[ConvLayer, ...]
+    head: str = "mlp"
+    hidden: int = 64
+    head_kernel: int = 0
+    activation: str = "elu"
+
+    @property
+    def relative_widths(self) -> list[int]:
+        return [layer.width for layer in self.layers]
+
+    def feature_sizes(self, size: int = 28) -> list[tuple[int, int]]:
+        """Per layer (size after the conv, size after its pool), for a square input of `size`."""
+        sizes = []
+        for layer in self.layers:
+            size = size + 2 * layer.padding - layer.kernel + 1
+            conv_size = size
+            if layer.pool_after:
+                size //= 2
+            sizes.append((conv_size, size))
+        return sizes
+
+    def check_input_size(self, size: int = 28) -> None:
+        """Raise ValueError unless every pooled map is even and the head fits (exact 90-degree turns)."""
+        for index, (conv_size, pooled) in enumerate(self.feature_sizes(size)):
+            layer = self.layers[index]
+            if conv_size < 1 or (layer.pool_after and conv_size % 2):
+                raise ValueError(f"backbone {self.name}: layer {index + 1} gives a {conv_size}x{conv_size} "
+                                 f"map on {size}x{size} inputs; expected a positive size, even when pooled")
+        last = self.feature_sizes(size)[-1][1]
+        if self.head == "conv" and last < self.head_kernel:
+            raise ValueError(f"backbone {self.name}: head kernel {self.head_kernel} needs a map of at "
+                             f"least that size, found {last}x{last}")
+
+
+def activation(name: str) -> nn.Module:
+    """The torch activation called `name` ("elu" or "relu")."""
+    return {"elu": nn.ELU, "relu": nn.ReLU}[name](inplace=True)
+
+
+def mlp_head(in_features: int, hidden: int, classes: int, act: str) -> nn.Sequential:
+    """(N, C, H, W) -> global average pool -> Linear -> BatchNorm1d -> act -> Linear -> (N, classes)."""
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(in_features, hidden), nn.BatchNorm1d(hidden), activation(act),
+        nn.Linear(hidden, classes),
+    )
+
+
+def mlp_head_params(in_features: int, hidden: int, classes: int) -> int:
+    """Learnable parameters of :func:`mlp_head`."""
+    return in_features * hidden + hidden + 2 * hidden + hidden * classes + classes
+
+
+REPEATNET = Backbone(
+    name="repeatnet",
+    layers=(
+        ConvLayer(7, 1, 16), ConvLayer(5, 2, 24, pool_after=True),
+        ConvLayer(5, 2, 32), ConvLayer(5, 2, 32, pool_after=True),
+        ConvLayer(5, 2, 48), ConvLayer(5, 0, 64),
+    ),
+    head="mlp", hidden=64, activation="elu",
+)
+
+# Cohen & Welling (2016) Z2CNN: seven 3x3 layers of 20 channels, the last one a 4x4 conv to
+# the classes; no padding; max-pool after layer 2; BatchNorm and ReLU.
+Z2CNN = Backbone(
+    name="z2cnn",
+    layers=(
+        ConvLayer(3, 0, 20), ConvLayer(3, 0, 20, pool_after=True), ConvLayer(3, 0, 20),
+        ConvLayer(3, 0, 20), ConvLayer(3, 0, 20), ConvLayer(3, 0, 20),
+    ),
+    head="conv", head_kernel=4, activation="relu",
+)
+
+BACKBONES = {b.name: b for b in (REPEATNET, Z2CNN)}
+
+
+def get_backbone(name: str) -> Backbone:
+    """The preset called `name`; ValueError naming the known presets otherwise."""
+    if name not in BACKBONES:
+        raise ValueError(f"backbone: expected one of {', '.join(BACKBONES)}, found {name!r}")
+    return BACKBONES[name]

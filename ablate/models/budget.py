@@ -1,0 +1,164 @@
+"""Solve layer widths so each arm hits a learnable-parameter budget; build triplets; model cards."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ablate.models.backbone import Backbone, get_backbone
+from ablate.models.gcnn import GCNN, gcnn_params
+from ablate.models.plain import PlainCNN, plain_params
+from ablate.models.repeat import MODES, RepeatCNN, repeat_params
+
+ARMS = ("plain", "repeat", "gcnn")
+
+
+def count_params(model: nn.Module) -> int:
+    """Learnable parameters of a built model: the only count budgets are matched on."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """Integer widths that define one arm's model at a budget."""
+
+    arm: str
+    backbone: str
+    learnable_widths: tuple[int, ...]  # plain channels / repeat base channels / G-CNN fields
+    physical_widths: tuple[int, ...]
+    group_order: int
+    repeat_mode: str | None
+    n_params: int
+
+
+def solve_widths(count: Callable[[list[int]], int], relative: Sequence[int], budget: int,
+                 tolerance: float, upper: Sequence[int] | None = None, arm: str = "") -> tuple[list[int], int]:
+    """Integer widths near m * relative whose count(widths) is within tolerance of budget.
+
+    Scans the multiplier m on a fine geometric grid (counts need not be monotone in m: the
+    repeat arm's scalars grow as its base widths shrink), then, if one integer step is too
+    coarse, moves single layers by +-1 around round(m * w) (never below 1 or above `upper`).
+    Returns (widths, count); ValueError naming the arm, budget and closest count otherwise.
+    """
+    cap = [u if u is not None else 1 << 30 for u in (upper or [None] * len(relative))]
+
+    def widths_at(m: float) -> list[int]:
+        return [max(1, min(round(m * w), u)) for w, u in zip(relative, cap)]
+
+    hi = 1.0
+    while count(widths_at(hi)) < budget * (1 + tolerance) and widths_at(hi) != cap:
+        hi *= 2
+    lo = 0.5 / max(relative)  # every width rounds to 1 here
+    path: list[tuple[tuple[int, ...], int]] = []  # distinct width vectors in order of growing m
+    for m in np.geomspace(lo, hi, 4000):
+        widths = tuple(widths_at(float(m)))
+        if not path or path[-1][0] != widths:
+            path.append((widths, count(list(widths))))
+    # Only the rising branch: below its minimum the repeat arm's scalars outgrow its weights.
+    lowest = min(n for _, n in path)
+    rising = path[max(i for i, (_, n) in enumerate(path) if n == lowest):]
+    centre, centre_n = min(rising, key=lambda item: abs(item[1] - budget))
+    best, best_gap = list(centre), abs(centre_n - budget)
+    if best_gap > tolerance * budget:
+        # +-1 moves per layer; among those that land inside, the fewest moved layers win.
+        choices = [[w for w in (c, c - 1, c + 1) if 1 <= w <= u] for c, u in zip(centre, cap)]
+        scored = []
+        for candidate in itertools.product(*choices):
+            gap = abs(count(list(candidate)) - budget)
+            moved = sum(a != b for a, b in zip(candidate, centre))
+            scored.append((gap > tolerance * budget, moved if gap <= tolerance * budget else 0, gap, candidate))
+        _, _, best_gap, chosen = min(scored)
+        best = list(chosen)
+    final = count(best)
+    if best_gap > tolerance * budget:
+        why = "too small for this network" if final > budget else "out of reach"
+        raise ValueError(f"{arm}: budget {budget} is {why} within {tolerance:.1%}; the closest "
+                         f"reachable count is {final} learnable parameters")
+    return best, final
+
+
+def solve_triplet(budget: int, backbone: str = "repeatnet", group_order: int = 4,
+                  repeat_mode: str = "swish", tolerance: float = 0.02,
+                  classes: int = 10) -> dict[str, ArmSpec]:
+    """Widths of the three arms at `budget` (no model is built; escnn counts come from its layers)."""
+    spec = get_backbone(backbone)
+    if repeat_mode not in MODES:
+        raise ValueError(f"repeat_mode: expected one of {', '.join(MODES)}, found {repeat_mode!r}")
+    if budget <= 0:
+        raise ValueError(f"budget: expected a positive integer, found {budget}")
+    relative = spec.relative_widths
+    plain_w, plain_n = solve_widths(lambda w: plain_params(spec, w, classes), relative, budget,
+                                    tolerance, arm="plain")
+    fields, gcnn_n = solve_widths(lambda w: gcnn_params(spec, w, group_order, classes), relative,
+                                  budget, tolerance, arm="gcnn")
+    physical = [group_order * f for f in fields]
+    base, repeat_n = solve_widths(lambda w: repeat_params(spec, physical, w, repeat_mode, classes),
+                                  relative, budget, tolerance, upper=physical, arm="repeat")
+    return {
+        "plain": ArmSpec("plain", backbone, tuple(plain_w), tuple(plain_w), 1, None, plain_n),
+        "repeat": ArmSpec("repeat", backbone, tuple(base), tuple(physical), group_order, repeat_mode, repeat_n),
+        "gcnn": ArmSpec("gcnn", backbone, tuple(fields), tuple(physical), group_order, None, gcnn_n),
+    }
+
+
+def build_arm(spec: ArmSpec, classes: int = 10) -> nn.Module:
+    """The model an ArmSpec describes; checks that its built count equals the solved count."""
+    backbone: Backbone = get_backbone(spec.backbone)
+    if spec.arm == "plain":
+        model = PlainCNN(backbone, spec.learnable_widths, classes)
+    elif spec.arm == "repeat":
+        model = RepeatCNN(backbone, spec.physical_widths, spec.learnable_widths, spec.repeat_mode,
+                          classes, group_order=spec.group_order)
+    elif spec.arm == "gcnn":
+        model = GCNN(backbone, spec.learnable_widths, spec.group_order, classes)
+    else:
+        raise ValueError(f"arm: expected one of {', '.join(ARMS)}, found {spec.arm!r}")
+    built = count_params(model)
+    if built != spec.n_params:
+        raise RuntimeError(f"{spec.arm}: solver predicted {spec.n_params} parameters, model has {built}")
+    return model
+
+
+def build_triplet(budget: int, backbone: str = "repeatnet", group_order: int = 4,
+                  repeat_mode: str = "swish", tolerance: float = 0.02,
+                  classes: int = 10) -> dict[str, nn.Module]:
+    """{"plain", "repeat", "gcnn"} models with learnable-parameter counts within tolerance of budget.
+
+    Each takes (N, 1, 28, 28) float images and returns (N, classes) logits. The repeat arm's
+    physical widths equal the G-CNN's physical channels (group_order * fields).
+    """
+    specs = solve_triplet(budget, backbone, group_order, repeat_mode, tolerance, classes)
+    return {arm: build_arm(spec, classes) for arm, spec in specs.items()}
+
+
+def count_macs(model: nn.Module, image_size: int = 28) -> int:
+    """Multiply-accumulates of one forward pass on one (1, 1, size, size) image (convs and linears)."""
+    if isinstance(model, GCNN):
+        model = model.export()
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, 1, image_size, image_size))
+    model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+def model_card(model: nn.Module, image_size: int = 28) -> dict:
+    """Learnable params, physical channels per layer, MACs per image, group order and repeat mode."""
+    return {
+        "arm": model.arm,
+        "backbone": model.backbone.name,
+        "n_params": count_params(model),
+        "learnable_widths": list(model.learnable_widths),
+        "physical_widths": list(model.physical_widths),
+        "macs": count_macs(model, image_size),
+        "group_order": model.group_order,
+        "repeat_mode": model.repeat_mode,
+    }

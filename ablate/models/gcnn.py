@@ -1,0 +1,97 @@
+"""The `gcnn` arm: an escnn C_N regular-representation G-CNN on the shared backbone."""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from typing import Sequence
+
+import torch
+from escnn import gspaces
+from escnn import nn as enn
+from torch import nn
+
+from ablate.models.backbone import Backbone, mlp_head, mlp_head_params
+
+
+def _activation(name: str, field_type: enn.FieldType) -> enn.EquivariantModule:
+    return {"elu": enn.ELU, "relu": enn.ReLU}[name](field_type, inplace=True)
+
+
+class GCNN(nn.Module):
+    """C_N G-CNN: per layer R2Conv -> InnerBatchNorm -> activation [-> PointwiseMaxPool], then
+    GroupPooling (invariant fields) and the backbone's head.
+
+    fields: regular fields per layer (physical channels = group_order * fields).
+    Input (N, 1, H, W) -> (N, classes) logits, invariant to 90-degree turns when N % 4 == 0.
+    """
+
+    arm = "gcnn"
+    repeat_mode = None
+
+    def __init__(self, backbone: Backbone, fields: Sequence[int], group_order: int = 4,
+                 classes: int = 10):
+        super().__init__()
+        if group_order < 2:
+            raise ValueError(f"group_order: expected an integer >= 2, found {group_order}")
+        self.backbone, self.group_order = backbone, group_order
+        self.learnable_widths = [int(f) for f in fields]
+        self.physical_widths = [group_order * f for f in self.learnable_widths]
+        self.gspace = gspaces.rot2dOnR2(N=group_order)
+        self.in_type = enn.FieldType(self.gspace, [self.gspace.trivial_repr])
+        regular = self.gspace.regular_repr
+        modules: list[enn.EquivariantModule] = []
+        field_in = self.in_type
+        for layer, n_fields in zip(backbone.layers, self.learnable_widths):
+            field_out = enn.FieldType(self.gspace, [regular] * n_fields)
+            modules += [enn.R2Conv(field_in, field_out, layer.kernel, padding=layer.padding, bias=False),
+                        enn.InnerBatchNorm(field_out), _activation(backbone.activation, field_out)]
+            if layer.pool_after:
+                modules.append(enn.PointwiseMaxPool2D(field_out, 2))
+            field_in = field_out
+        if backbone.head == "conv":
+            field_out = enn.FieldType(self.gspace, [regular] * classes)
+            modules.append(enn.R2Conv(field_in, field_out, backbone.head_kernel, bias=True))
+            field_in = field_out
+        modules.append(enn.GroupPooling(field_in))
+        self.features = enn.SequentialModule(*modules)
+        invariant = len(field_in)
+        if backbone.head == "mlp":
+            self.head = mlp_head(invariant, backbone.hidden, classes, backbone.activation)
+        else:
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, 1, H, W) -> (N, classes) logits."""
+        return self.head(self.features(enn.GeometricTensor(x, self.in_type)).tensor)
+
+    def export(self) -> nn.Sequential:
+        """Plain-torch copy for fast evaluation (eval mode; same outputs as this model in eval)."""
+        was_training = self.training
+        self.eval()
+        exported = nn.Sequential(self.features.export(), copy.deepcopy(self.head)).eval()
+        self.train(was_training)
+        return exported
+
+
+@lru_cache(maxsize=None)
+def _conv_params(group_order: int, in_trivial: bool, kernel: int, bias: bool) -> int:
+    """Learnable parameters of one R2Conv from one field (trivial or regular) to one regular field."""
+    gspace = gspaces.rot2dOnR2(N=group_order)
+    field_in = enn.FieldType(gspace, [gspace.trivial_repr if in_trivial else gspace.regular_repr])
+    conv = enn.R2Conv(field_in, enn.FieldType(gspace, [gspace.regular_repr]), kernel, bias=bias,
+                      initialize=False)
+    return sum(p.numel() for p in conv.parameters() if p.requires_grad)
+
+
+def gcnn_params(backbone: Backbone, fields: Sequence[int], group_order: int = 4, classes: int = 10) -> int:
+    """Learnable parameters of GCNN(...) from escnn's per-field-pair counts (bilinear in fields)."""
+    total, f_in, trivial = 0, 1, True
+    for layer, f_out in zip(backbone.layers, fields):
+        total += f_in * f_out * _conv_params(group_order, trivial, layer.kernel, False) + 2 * f_out
+        f_in, trivial = f_out, False
+    if backbone.head == "mlp":
+        return total + mlp_head_params(f_in, backbone.hidden, classes)
+    per_pair = _conv_params(group_order, False, backbone.head_kernel, False)
+    bias = _conv_params(group_order, False, backbone.head_kernel, True) - per_pair
+    return total + f_in * classes * per_pair + classes * bias

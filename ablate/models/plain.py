@@ -1,0 +1,72 @@
+"""The `plain` arm: an ordinary CNN on the shared backbone, and the generic conv network it uses."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ablate.models.backbone import Backbone, activation, mlp_head, mlp_head_params
+
+# conv_factory(layer_index, in_channels, out_channels, kernel, padding, bias) -> module
+ConvFactory = Callable[[int, int, int, int, int, bool], nn.Module]
+
+
+class ConvNet(nn.Module):
+    """conv -> BatchNorm2d -> activation [-> max-pool] per backbone layer, then the head.
+
+    widths: physical output channels per conv layer. Input (N, 1, H, W); output (N, classes).
+    """
+
+    def __init__(self, backbone: Backbone, widths: Sequence[int], conv_factory: ConvFactory,
+                 classes: int = 10, in_channels: int = 1):
+        super().__init__()
+        if len(widths) != len(backbone.layers):
+            raise ValueError(f"{backbone.name}: expected {len(backbone.layers)} widths, found {len(widths)}")
+        self.backbone = backbone
+        self.physical_widths = [int(w) for w in widths]
+        blocks: list[nn.Module] = []
+        channels = in_channels
+        for index, (layer, width) in enumerate(zip(backbone.layers, self.physical_widths)):
+            blocks += [conv_factory(index, channels, width, layer.kernel, layer.padding, False),
+                       nn.BatchNorm2d(width), activation(backbone.activation)]
+            if layer.pool_after:
+                blocks.append(nn.MaxPool2d(2))
+            channels = width
+        self.features = nn.Sequential(*blocks)
+        if backbone.head == "mlp":
+            self.head = mlp_head(channels, backbone.hidden, classes, backbone.activation)
+        else:
+            last = conv_factory(len(backbone.layers), channels, classes, backbone.head_kernel, 0, True)
+            self.head = nn.Sequential(last, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, 1, H, W) images -> (N, classes) logits."""
+        return self.head(self.features(x))
+
+
+class PlainCNN(ConvNet):
+    """Ordinary CNN: `nn.Conv2d` layers with `widths` output channels."""
+
+    arm = "plain"
+    group_order = 1
+    repeat_mode = None
+
+    def __init__(self, backbone: Backbone, widths: Sequence[int], classes: int = 10):
+        def conv(index, c_in, c_out, kernel, padding, bias):
+            return nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=bias)
+
+        super().__init__(backbone, widths, conv, classes)
+        self.learnable_widths = list(self.physical_widths)
+
+
+def plain_params(backbone: Backbone, widths: Sequence[int], classes: int = 10) -> int:
+    """Learnable parameters of PlainCNN(backbone, widths) without building it."""
+    total, c_in = 0, 1
+    for layer, width in zip(backbone.layers, widths):
+        total += c_in * width * layer.kernel ** 2 + 2 * width
+        c_in = width
+    if backbone.head == "mlp":
+        return total + mlp_head_params(c_in, backbone.hidden, classes)
+    return total + c_in * classes * backbone.head_kernel ** 2 + classes

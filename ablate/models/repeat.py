@@ -1,0 +1,110 @@
+"""The `repeat` arm: learnable repetition of a small base weight (Chavan et al., ICIP 2021)."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ablate.models.backbone import Backbone, mlp_head_params
+from ablate.models.plain import ConvNet
+
+MODES = ("swish", "scale", "tile")
+SCALARS_PER_BLOCK = {"swish": 2, "scale": 1, "tile": 0}
+
+
+class RepeatConv2d(nn.Module):
+    """A conv whose (T_out, T_in, k, k) weight tiles a base weight W (c_out, c_in, k, k).
+
+    The full weight is an r_out x r_in grid of blocks (r = ceil(T / c)), cropped to T_out x T_in.
+    Block (i, j) is, by mode:
+      swish: alpha[i, j] * W * sigmoid(-beta[i, j] * W)   (the paper's learnable repetition)
+      scale: alpha[i, j] * W
+      tile:  W
+    Input (N, T_in, H, W) -> output (N, T_out, H', W').
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, base_in: int,
+                 base_out: int, mode: str = "swish", stride: int = 1, padding: int = 0,
+                 bias: bool = False):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"repeat_mode: expected one of {', '.join(MODES)}, found {mode!r}")
+        if not (1 <= base_in <= in_channels and 1 <= base_out <= out_channels):
+            raise ValueError(f"RepeatConv2d: expected 1 <= base <= full channels, found base "
+                             f"{base_out}x{base_in} for full {out_channels}x{in_channels}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.base_in, self.base_out = base_in, base_out
+        self.kernel_size, self.stride, self.padding, self.mode = kernel_size, stride, padding, mode
+        self.r_in, self.r_out = math.ceil(in_channels / base_in), math.ceil(out_channels / base_out)
+        self.weight = nn.Parameter(torch.empty(base_out, base_in, kernel_size, kernel_size))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # as nn.Conv2d on the base shape
+        if mode in ("swish", "scale"):
+            self.alpha = nn.Parameter(torch.empty(self.r_out, self.r_in))
+            nn.init.xavier_uniform_(self.alpha)
+        if mode == "swish":
+            self.beta = nn.Parameter(torch.empty(self.r_out, self.r_in))
+            nn.init.xavier_uniform_(self.beta)
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+
+    def full_weight(self) -> torch.Tensor:
+        """The physical (T_out, T_in, k, k) weight, built without a loop over blocks."""
+        w = self.weight
+        if self.mode == "tile":
+            full = w.repeat(self.r_out, self.r_in, 1, 1)
+        else:
+            alpha = self.alpha[:, :, None, None, None, None]  # (r_out, r_in, 1, 1, 1, 1)
+            blocks = alpha * w if self.mode == "scale" else (
+                alpha * w * torch.sigmoid(-self.beta[:, :, None, None, None, None] * w))
+            # (r_out, r_in, c_out, c_in, k, k) -> (r_out, c_out, r_in, c_in, k, k) -> full grid
+            full = blocks.permute(0, 2, 1, 3, 4, 5).reshape(
+                self.r_out * self.base_out, self.r_in * self.base_in, *w.shape[2:])
+        return full[: self.out_channels, : self.in_channels]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.full_weight(), self.bias, stride=self.stride, padding=self.padding)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"base=({self.base_out}, {self.base_in}), repeats=({self.r_out}, {self.r_in}), "
+                f"mode={self.mode}, padding={self.padding}")
+
+
+class RepeatCNN(ConvNet):
+    """The plain backbone at `physical_widths` channels, each conv a RepeatConv2d of `base_widths`.
+
+    The head's conv (z2cnn) also repeats its input side: base `base_widths[-1]` -> classes.
+    """
+
+    arm = "repeat"
+
+    def __init__(self, backbone: Backbone, physical_widths: Sequence[int], base_widths: Sequence[int],
+                 mode: str = "swish", classes: int = 10, group_order: int | None = None):
+        bases = [1, *base_widths, classes]
+
+        def conv(index, c_in, c_out, kernel, padding, bias):
+            return RepeatConv2d(c_in, c_out, kernel, base_in=bases[index], base_out=bases[index + 1],
+                                mode=mode, padding=padding, bias=bias)
+
+        super().__init__(backbone, physical_widths, conv, classes)
+        self.learnable_widths = [int(b) for b in base_widths]
+        self.repeat_mode = mode
+        self.group_order = group_order
+
+
+def repeat_params(backbone: Backbone, physical_widths: Sequence[int], base_widths: Sequence[int],
+                  mode: str = "swish", classes: int = 10) -> int:
+    """Learnable parameters of RepeatCNN(...) without building it."""
+    per_block = SCALARS_PER_BLOCK[mode]
+    total, t_in, c_in = 0, 1, 1
+    for layer, t_out, c_out in zip(backbone.layers, physical_widths, base_widths):
+        blocks = math.ceil(t_out / c_out) * math.ceil(t_in / c_in)
+        total += c_out * c_in * layer.kernel ** 2 + per_block * blocks + 2 * t_out
+        t_in, c_in = t_out, c_out
+    if backbone.head == "mlp":
+        return total + mlp_head_params(t_in, backbone.hidden, classes)
+    blocks = math.ceil(t_in / c_in)
+    return total + classes * c_in * backbone.head_kernel ** 2 + per_block * blocks + classes

@@ -1,0 +1,176 @@
+"""Model triplets: budget matching, the RepeatConv2d formula, G-CNN invariance and export."""
+
+import itertools
+import math
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from ablate.models import build_triplet, count_params, model_card, solve_triplet
+from ablate.models.backbone import BACKBONES
+from ablate.models.gcnn import GCNN, gcnn_params
+from ablate.models.repeat import RepeatConv2d
+
+
+@pytest.mark.parametrize("backbone", ["repeatnet", "z2cnn"])
+@pytest.mark.parametrize("budget", [10_000, 50_000, 350_000])
+def test_counts_within_tolerance_and_equal_physical_widths(backbone, budget):
+    models = build_triplet(budget, backbone=backbone, tolerance=0.02)
+    assert set(models) == {"plain", "repeat", "gcnn"}
+    for arm, model in models.items():
+        n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        assert abs(n - budget) <= 0.02 * budget, (arm, n)
+    assert models["repeat"].physical_widths == models["gcnn"].physical_widths
+    assert models["gcnn"].physical_widths == [4 * f for f in models["gcnn"].learnable_widths]
+    # the repeat arm really repeats: every layer's physical width exceeds its base width
+    assert all(t > c for t, c in zip(models["repeat"].physical_widths, models["repeat"].learnable_widths))
+
+
+def test_escnn_counts_are_bilinear_in_fields():
+    backbone = BACKBONES["repeatnet"]
+    for fields in ([1, 1, 1, 1, 1, 1], [2, 3, 1, 4, 2, 5]):
+        assert count_params(GCNN(backbone, fields)) == gcnn_params(backbone, fields)
+
+
+def test_infeasible_budget_is_a_clear_value_error():
+    with pytest.raises(ValueError, match=r"repeat: budget 2000 .* closest reachable count is \d+"):
+        build_triplet(2000)
+    with pytest.raises(ValueError, match="repeat_mode"):
+        build_triplet(50_000, repeat_mode="rotate")
+
+
+def test_triplet_at_350k_builds_in_under_5_seconds():
+    start = time.perf_counter()
+    build_triplet(350_000)
+    assert time.perf_counter() - start < 5.0
+
+
+def _explicit_full_weight(layer: RepeatConv2d) -> torch.Tensor:
+    """The formula written out block by block."""
+    w = layer.weight
+    c_out, c_in, k, _ = w.shape
+    full = torch.zeros(layer.r_out * c_out, layer.r_in * c_in, k, k)
+    for i in range(layer.r_out):
+        for j in range(layer.r_in):
+            if layer.mode == "tile":
+                block = w
+            elif layer.mode == "scale":
+                block = layer.alpha[i, j] * w
+            else:
+                block = layer.alpha[i, j] * w * torch.sigmoid(-layer.beta[i, j] * w)
+            full[i * c_out:(i + 1) * c_out, j * c_in:(j + 1) * c_in] = block
+    return full[: layer.out_channels, : layer.in_channels]
+
+
+@pytest.mark.parametrize("mode", ["swish", "scale", "tile"])
+def test_full_weight_matches_double_loop_non_divisible(mode):
+    torch.manual_seed(0)
+    layer = RepeatConv2d(12, 12, 3, base_in=5, base_out=5, mode=mode, padding=1)
+    assert (layer.r_out, layer.r_in) == (3, 3)
+    assert layer.weight.shape == (5, 5, 3, 3)
+    if mode != "tile":
+        assert layer.alpha.shape == (3, 3)
+    assert hasattr(layer, "beta") == (mode == "swish") and hasattr(layer, "alpha") == (mode != "tile")
+    full = layer.full_weight()
+    assert full.shape == (12, 12, 3, 3)
+    assert torch.allclose(full, _explicit_full_weight(layer), atol=1e-7)
+    # rectangular, different base on each side
+    wide = RepeatConv2d(7, 10, 5, base_in=3, base_out=4, mode=mode)
+    assert torch.allclose(wide.full_weight(), _explicit_full_weight(wide), atol=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["swish", "scale", "tile"])
+def test_gradients_reach_base_weight_and_scalars(mode):
+    layer = RepeatConv2d(12, 12, 3, base_in=5, base_out=5, mode=mode, padding=1)
+    layer(torch.randn(2, 12, 8, 8)).square().sum().backward()
+    assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+    for name in ("alpha", "beta"):
+        if hasattr(layer, name):
+            assert getattr(layer, name).grad.abs().sum() > 0
+
+
+def test_scalar_init_is_xavier_uniform_over_blocks():
+    layer = RepeatConv2d(40, 40, 3, base_in=4, base_out=4, mode="swish")
+    bound = math.sqrt(6.0 / (10 + 10))
+    for scalars in (layer.alpha, layer.beta):
+        assert scalars.abs().max() <= bound and scalars.std() > bound / 4
+
+
+def test_tile_with_single_block_equals_conv2d():
+    layer = RepeatConv2d(3, 6, 5, base_in=3, base_out=6, mode="tile", padding=2)
+    conv = nn.Conv2d(3, 6, 5, padding=2, bias=False)
+    conv.weight.data.copy_(layer.weight.data)
+    x = torch.randn(4, 3, 12, 12)
+    assert torch.allclose(layer(x), conv(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("backbone", ["repeatnet", "z2cnn"])
+def test_gcnn_is_invariant_to_quarter_turns_and_export_matches(backbone):
+    torch.manual_seed(0)
+    model = build_triplet(20_000, backbone=backbone)["gcnn"]
+    model.train()
+    model(torch.rand(16, 1, 28, 28))  # move BatchNorm statistics away from their defaults
+    model.eval()
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        logits = model(x)
+        exported = model.export()
+        assert torch.allclose(exported(x), logits, atol=1e-5, rtol=1e-5)
+        for k in (1, 2, 3):
+            turned = model(torch.rot90(x, k, dims=(2, 3)))
+            assert (turned - logits).norm() / logits.norm() < 1e-4
+    from escnn.nn import EquivariantModule
+
+    assert not any(isinstance(m, EquivariantModule) for m in exported.modules())
+
+
+def test_plain_cnn_is_not_invariant():
+    torch.manual_seed(0)
+    model = build_triplet(20_000)["plain"].eval()
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        logits, turned = model(x), model(torch.rot90(x, 1, dims=(2, 3)))
+    assert (turned - logits).norm() / logits.norm() > 1e-3
+
+
+@pytest.mark.parametrize("backbone", ["repeatnet", "z2cnn"])
+def test_forward_shapes_for_batch_sizes_1_and_7(backbone):
+    models = build_triplet(10_000, backbone=backbone)
+    for (arm, model), batch in itertools.product(models.items(), (1, 7)):
+        model.eval()  # BatchNorm1d cannot train on a batch of one
+        assert model(torch.rand(batch, 1, 28, 28)).shape == (batch, 10), arm
+
+
+def test_model_card():
+    models = build_triplet(50_000)
+    cards = {arm: model_card(m) for arm, m in models.items()}
+    for arm, card in cards.items():
+        assert card["n_params"] == count_params(models[arm]) and card["arm"] == arm
+        assert card["macs"] > 0
+    assert cards["gcnn"]["group_order"] == 4 and cards["repeat"]["repeat_mode"] == "swish"
+    assert cards["repeat"]["physical_widths"] == cards["gcnn"]["physical_widths"]
+    # same parameters, physically larger network: about N-fold the width costs ~N^2/N more MACs
+    assert cards["repeat"]["macs"] > 3 * cards["plain"]["macs"]
+    # repeat and G-CNN have the same conv shapes, so (nearly) the same MACs
+    assert abs(cards["repeat"]["macs"] - cards["gcnn"]["macs"]) < 0.01 * cards["gcnn"]["macs"]
+    # MACs of the plain net written out from its layer sizes
+    plain = models["plain"]
+    sizes = plain.backbone.feature_sizes(28)
+    expected, c_in = 0, 1
+    for layer, width, (conv_size, _) in zip(plain.backbone.layers, plain.physical_widths, sizes):
+        expected += conv_size ** 2 * width * c_in * layer.kernel ** 2
+        c_in = width
+    expected += c_in * 64 + 64 * 10
+    assert cards["plain"]["macs"] == expected
+
+
+def test_solver_keeps_pooled_maps_even():
+    for backbone in BACKBONES.values():
+        backbone.check_input_size(28)
+        for conv_size, pooled in backbone.feature_sizes(28):
+            assert conv_size > 0
+        assert [s for (s, _), layer in zip(backbone.feature_sizes(28), backbone.layers) if layer.pool_after] \
+            and all(s % 2 == 0 for (s, _), layer in zip(backbone.feature_sizes(28), backbone.layers)
+                    if layer.pool_after)
