@@ -145,7 +145,7 @@ def count_macs(model: nn.Module, image_size: int = 28) -> int:
     model.eval()
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        model(torch.zeros(1, 1, image_size, image_size))
+        model(torch.zeros(1, 1, image_size, image_size, device=next(model.parameters()).device))
     model.train(was_training)
     return counter.get_total_flops() // 2
 

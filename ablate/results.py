@@ -1,0 +1,176 @@
+"""The only code that reads or writes results files: results/<study>/{runs,history}.csv,
+the study copy, per-run claims and checkpoints.
+
+Writes are atomic (a temporary file in the same folder, then os.replace) and made under a
+study-wide file lock, so concurrent runners never write a row twice or corrupt a file. A run
+is claimed with a non-blocking per-run lock while it trains; the operating system releases
+the claim if the process dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import torch
+from filelock import FileLock, Timeout
+
+from ablate.errors import ResultsError
+
+RUN_COLUMNS = [
+    "study", "run_key", "arm", "budget", "seed", "n_params", "macs", "group_order", "repeat_mode",
+    "backbone", "learnable_widths", "physical_widths", "dataset", "n_train", "n_test", "epochs",
+    "test_error", "invariance_error", "train_loss", "train_error", "train_seconds", "device",
+    "status", "finished_at", "ablate_version", "torch_version", "escnn_version",
+]
+HISTORY_COLUMNS = [
+    "study", "run_key", "arm", "budget", "seed", "epoch", "train_loss", "train_error",
+    "test_error", "lr", "seconds",
+]
+REQUIRED_RUN_COLUMNS = ["arm", "budget", "seed", "test_error", "status"]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_csv(path: Path, columns: list[str], required: list[str]) -> pd.DataFrame:
+    if not path.exists():
+        return pd.DataFrame(columns=columns)
+    try:
+        frame = pd.read_csv(path)
+    except Exception as error:
+        raise ResultsError(f"{path}: expected a CSV written by ablate, found unreadable content "
+                           f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ResultsError(f"{path}: expected columns {', '.join(required)}, missing {', '.join(missing)}")
+    return frame
+
+
+def read_runs(path: str | Path) -> pd.DataFrame:
+    """A runs.csv as a DataFrame (one row per finished run); ResultsError if it is not ours."""
+    return _read_csv(Path(path), RUN_COLUMNS, REQUIRED_RUN_COLUMNS)
+
+
+def read_history(path: str | Path) -> pd.DataFrame:
+    """A history.csv as a DataFrame (one row per run and epoch)."""
+    return _read_csv(Path(path), HISTORY_COLUMNS, ["run_key", "arm", "budget", "seed", "epoch"])
+
+
+class Checkpoint:
+    """A run's mid-training state in checkpoints/<run_key>.pt (atomic saves)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception:  # a torn or foreign file: start the run again rather than fail
+            self.path.unlink(missing_ok=True)
+            return None
+
+    def save(self, state: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        _atomic_write(self.path, buffer.getvalue())
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class RunBusy(Exception):
+    """Another process holds the claim on this run."""
+
+
+class StudyResults:
+    """results/<study>/: runs.csv, history.csv, study.toml, checkpoints/, claims/."""
+
+    def __init__(self, root: str | Path, study: str):
+        self.dir = Path(root) / study
+        self.runs_path = self.dir / "runs.csv"
+        self.history_path = self.dir / "history.csv"
+        self._lock = FileLock(str(self.dir / ".lock"))
+
+    def _ensure(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def runs(self) -> pd.DataFrame:
+        return read_runs(self.runs_path)
+
+    def history(self) -> pd.DataFrame:
+        return read_history(self.history_path)
+
+    def finished_keys(self) -> set[str]:
+        return set(self.runs()["run_key"].astype(str))
+
+    def checkpoint(self, run_key: str) -> Checkpoint:
+        return Checkpoint(self.dir / "checkpoints" / f"{run_key}.pt")
+
+    def write_study(self, text: str) -> None:
+        """Keep a copy of the resolved study next to its results."""
+        self._ensure()
+        with self._lock:
+            _atomic_write(self.dir / "study.toml", text.encode())
+
+    @contextlib.contextmanager
+    def claim(self, run_key: str, wait: bool = False) -> Iterator[None]:
+        """Hold the run's claim while training it; RunBusy if another process holds it."""
+        (self.dir / "claims").mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.dir / "claims" / f"{run_key}.lock"))
+        try:
+            lock.acquire(timeout=-1 if wait else 0)
+        except Timeout:
+            raise RunBusy(run_key) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def record(self, run: dict, history: list[dict], replace: bool = False) -> bool:
+        """Add a finished run and its history atomically; False if the run is already there.
+
+        With replace=True an existing row of the same run_key (and its history) is replaced.
+        """
+        self._ensure()
+        with self._lock:
+            runs, past = self.runs(), self.history()
+            key = str(run["run_key"])
+            if key in set(runs["run_key"].astype(str)):
+                if not replace:
+                    return False
+                runs = runs[runs["run_key"].astype(str) != key]
+            past = past[past["run_key"].astype(str) != key]  # left by an interrupted record
+            new_history = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+            past = new_history if past.empty else pd.concat([past, new_history], ignore_index=True)
+            new_run = pd.DataFrame([run], columns=RUN_COLUMNS)
+            runs = new_run if runs.empty else pd.concat([runs, new_run], ignore_index=True)
+            # history first: a run counts as finished once its runs.csv row exists
+            _atomic_write(self.history_path, past.to_csv(index=False).encode())
+            _atomic_write(self.runs_path, runs.to_csv(index=False).encode())
+        return True
+
+
+def study_dirs(root: str | Path) -> list[Path]:
+    """Study folders under a results root that hold a runs.csv."""
+    root = Path(root)
+    return sorted(p.parent for p in root.glob("*/runs.csv")) if root.is_dir() else []

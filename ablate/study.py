@@ -1,0 +1,212 @@
+"""Study files: the TOML schema (pydantic), loading with one-line errors, the run grid and run keys."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ablate.errors import StudyError
+from ablate.train import TrainConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+ArmName = Literal["plain", "repeat", "gcnn"]
+RUN_KEY_VERSION = 1  # bump when the training code changes what a run key's result is
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataSettings(_Section):
+    source: Literal["mnist-rot", "mnist", "embedded"] = "mnist-rot"
+    root: str | None = None
+    seed: int = Field(0, ge=0, description="rotation seed of the generated sources")
+    limit_train: int | None = Field(None, gt=0)
+    limit_test: int | None = Field(None, gt=0)
+    pad_to: int | None = Field(None, gt=0)
+    test_rotations: int = Field(1, gt=0)
+
+
+class ModelSettings(_Section):
+    backbone: Literal["repeatnet", "z2cnn"] = "repeatnet"
+    group_order: int = Field(4, ge=2)
+    budgets: list[int] = Field(min_length=1)
+    arms: list[ArmName] = Field(default_factory=lambda: ["plain", "repeat", "gcnn"], min_length=1)
+    repeat_mode: Literal["swish", "scale", "tile"] = "swish"
+    tolerance: float = Field(0.02, gt=0, lt=0.5)
+
+    @field_validator("budgets")
+    @classmethod
+    def _positive_unique_budgets(cls, budgets: list[int]) -> list[int]:
+        if any(b <= 0 for b in budgets):
+            raise ValueError(f"positive integers, found {budgets}")
+        if len(set(budgets)) != len(budgets):
+            raise ValueError(f"distinct budgets, found {budgets}")
+        return budgets
+
+    @field_validator("arms")
+    @classmethod
+    def _unique_arms(cls, arms: list[str]) -> list[str]:
+        if len(set(arms)) != len(arms):
+            raise ValueError(f"distinct arms, found {arms}")
+        return arms
+
+
+class TrainSettings(_Section):
+    seeds: list[int] = Field(min_length=1)
+    epochs: int = Field(30, gt=0)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-7, ge=0)
+    constant_epochs: int = Field(10, ge=0)
+    decay: float = Field(0.8, gt=0, le=1)
+    grad_clip: float | None = Field(1.0, gt=0)
+    augment: Literal["rotation", "none"] = "none"
+    eval_every: int = Field(1, gt=0)
+    bf16: bool = False
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: list[int]) -> list[int]:
+        if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError(f"distinct non-negative integers, found {seeds}")
+        return seeds
+
+    def config(self) -> TrainConfig:
+        return TrainConfig(**self.model_dump(exclude={"seeds"}))
+
+
+class RunSettings(_Section):
+    device: str = "auto"
+    results: str = "results"
+    threads: int | None = Field(None, gt=0)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+            raise ValueError(f"one of auto, cpu, cuda, cuda:N, found {device!r}")
+        return device
+
+
+class Study(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    data: DataSettings = DataSettings()
+    models: ModelSettings
+    train: TrainSettings
+    run: RunSettings = RunSettings()
+
+
+def _describe(error: dict) -> str:
+    """'key.path: expected ..., found ...' for one pydantic error."""
+    loc = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+    kind, msg = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key"
+    if kind == "missing":
+        return f"{loc}: missing required key"
+    msg = msg.removeprefix("Value error, ")
+    msg = re.sub(r"^Input should be ", "expected ", msg)
+    if not msg.startswith("expected"):
+        msg = "expected " + msg
+    found = error.get("input")
+    if "found" in msg or isinstance(found, dict):
+        return f"{loc}: {msg}"
+    return f"{loc}: {msg}, found {found!r}"
+
+
+def parse_study(data: dict, source: str = "<study>") -> Study:
+    """Validate a study dict; StudyError with one line naming `source` and the key path."""
+    try:
+        return Study.model_validate(data)
+    except ValidationError as error:
+        problems = error.errors()
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise StudyError(f"{source}: {_describe(problems[0])}{more}") from None
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study TOML file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise StudyError(f"{path}: cannot read the study file ({error.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise StudyError(f"{path}: invalid TOML: {error}") from None
+    return parse_study(data, str(path))
+
+
+def with_overrides(study: Study, source: str, **sections: dict) -> Study:
+    """The study with some keys replaced, e.g. with_overrides(s, "command line", train={"seeds": [0]})."""
+    data = study.model_dump()
+    for section, values in sections.items():
+        data[section].update({k: v for k, v in values.items() if v is not None})
+    return parse_study(data, source)
+
+
+# --------------------------------------------------------------------------------------------
+# The grid
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the grid: an arm at a budget with one seed."""
+
+    study: str
+    arm: str
+    budget: int
+    seed: int
+    run_key: str
+    model: "ArmSpec"  # noqa: F821 - ablate.models.ArmSpec
+
+
+def run_key(study: Study, model_spec, seed: int) -> str:
+    """Hash of everything that changes a run's result, and nothing else (no paths, no device).
+
+    Settings that cannot change an arm's model are left out of its key (the plain arm ignores
+    the group order, only the repeat arm uses the repeat mode), so changing them reuses runs.
+    """
+    data = study.data.model_dump(exclude={"root"})
+    train = study.train.model_dump(exclude={"seeds", "eval_every"})
+    model = {"arm": model_spec.arm, "backbone": model_spec.backbone,
+             "learnable_widths": list(model_spec.learnable_widths),
+             "physical_widths": list(model_spec.physical_widths),
+             "group_order": model_spec.group_order, "repeat_mode": model_spec.repeat_mode,
+             "n_params": model_spec.n_params}
+    payload = {"version": RUN_KEY_VERSION, "data": data, "train": train, "model": model, "seed": seed}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
+    """Budgets x arms x seeds, in that order, each with its solved model and run key.
+
+    An infeasible budget raises StudyError naming it (from the width solver's message).
+    """
+    from ablate.models import solve_triplet
+
+    runs = []
+    m = study.models
+    for budget in m.budgets:
+        try:
+            triplet = solve_triplet(budget, m.backbone, m.group_order, m.repeat_mode, m.tolerance)
+        except ValueError as error:
+            raise StudyError(f"{source}: models.budgets: {error}") from None
+        for arm in m.arms:
+            for seed in study.train.seeds:
+                spec = triplet[arm]
+                runs.append(RunSpec(study.name, arm, budget, seed, run_key(study, spec, seed), spec))
+    return runs

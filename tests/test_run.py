@@ -1,0 +1,165 @@
+"""`python -m ablate.run`: end to end, resume, concurrency, divergence."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from ablate.data import load_dataset
+from ablate.results import HISTORY_COLUMNS, RUN_COLUMNS, StudyResults
+from ablate.run import main, run_study
+from ablate.study import expand_grid, load_study
+from ablate.train import TrainConfig, build_model, fit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_tiny_study_end_to_end_writes_documented_columns(tiny_study, capsys):
+    path = tiny_study()
+    assert main([str(path)]) == 0
+    store = StudyResults(path.parent / "results", "tiny")
+    runs = pd.read_csv(store.runs_path)
+    assert list(runs.columns) == RUN_COLUMNS
+    assert len(runs) == 6 and runs["run_key"].is_unique
+    assert sorted(runs["arm"].unique()) == ["gcnn", "plain", "repeat"] and set(runs["seed"]) == {0, 1}
+    assert (runs["status"] == "ok").all() and runs["test_error"].between(0, 1).all()
+    assert (runs.loc[runs["arm"] == "gcnn", "invariance_error"] == 0).all()
+    assert (runs["n_train"] == 160).all() and (runs["n_test"] == 64).all()
+    assert runs["macs"].gt(0).all() and abs(runs["n_params"] / 5000 - 1).max() <= 0.02
+    history = pd.read_csv(store.history_path)
+    assert list(history.columns) == HISTORY_COLUMNS and len(history) == 12
+    assert (store.dir / "study.toml").exists()
+    assert not list((store.dir / "checkpoints").glob("*.pt"))
+    readme = (ROOT / "README.md").read_text()
+    undocumented = [c for c in RUN_COLUMNS + HISTORY_COLUMNS if f"`{c}`" not in readme]
+    assert not undocumented, f"README does not document {undocumented}"
+    # a rerun trains nothing
+    capsys.readouterr()
+    assert main([str(path)]) == 0
+    assert "6 of 6 runs already finished; training 0" in capsys.readouterr().out
+    assert len(pd.read_csv(store.runs_path)) == 6
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_fit_resumes_to_the_same_weights(tmp_path):
+    from ablate.results import Checkpoint
+
+    data = load_dataset("embedded", limit_train=96, limit_test=32)
+    spec = expand_grid(load_study_text(tmp_path, arms='["repeat"]'))[0].model
+    config = TrainConfig(epochs=3, batch_size=32, constant_epochs=1, augment="rotation")
+    straight = build_model(spec, 5, torch.device("cpu"))
+    reference = fit(straight, data, config, seed=5)
+
+    def stop_after_two(row):
+        if row["epoch"] == 2:
+            raise Interrupt
+
+    checkpoint = Checkpoint(tmp_path / "ck.pt")
+    with pytest.raises(Interrupt):
+        fit(build_model(spec, 5, torch.device("cpu")), data, config, 5, checkpoint, stop_after_two)
+    assert checkpoint.load()["epoch"] == 2
+    resumed_model = build_model(spec, 5, torch.device("cpu"))
+    resumed = fit(resumed_model, data, config, 5, checkpoint)
+    assert resumed.test_error == reference.test_error
+    assert [h["train_loss"] for h in resumed.history] == pytest.approx([h["train_loss"] for h in reference.history])
+    for (name, a), b in zip(straight.state_dict().items(), resumed_model.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+
+
+def load_study_text(tmp_path, **kw):
+    from tests.conftest import TINY
+
+    path = tmp_path / "s.toml"
+    fields = dict(name="s", arms='["plain"]', seeds="[0]", epochs=2, lr=1e-3, results=str(tmp_path / "r"))
+    fields.update(kw)
+    path.write_text(TINY.format(**fields))
+    return load_study(path)
+
+
+def test_kill_and_resume_matches_uninterrupted_run(tiny_study, tmp_path):
+    interrupted = load_study(tiny_study(name="cut", arms='["plain", "gcnn"]', seeds="[0]", epochs=3))
+    calls = []
+
+    def die_in_second_run(row):
+        calls.append(row["epoch"])
+        if len(calls) == 5:  # run 1 took 3 epochs; run 2 dies after its epoch 2
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_study(interrupted, on_epoch=die_in_second_run)
+    store = StudyResults(interrupted.run.results, "cut")
+    first = pd.read_csv(store.runs_path)
+    assert len(first) == 1 and len(list((store.dir / "checkpoints").glob("*.pt"))) == 1
+    epochs_seen = []
+    assert run_study(interrupted, on_epoch=lambda row: epochs_seen.append(row["epoch"])) == 0
+    assert epochs_seen == [3]  # only the last epoch of the cut run; the finished run is not retrained
+    resumed = pd.read_csv(store.runs_path)
+    assert resumed.loc[0, "finished_at"] == first.loc[0, "finished_at"]
+    clean = load_study(tiny_study(name="clean", arms='["plain", "gcnn"]', seeds="[0]", epochs=3))
+    assert run_study(clean) == 0
+    reference = pd.read_csv(StudyResults(clean.run.results, "clean").runs_path)
+    merged = resumed.merge(reference, on="run_key", suffixes=("", "_ref"))
+    assert len(merged) == 2  # same run keys: the study name is not part of a run's identity
+    assert (merged["test_error"] == merged["test_error_ref"]).all()
+    assert (merged["invariance_error"] == merged["invariance_error_ref"]).all()
+    history = pd.read_csv(store.history_path)
+    assert len(history) == 6 and not history.duplicated(["run_key", "epoch"]).any()
+
+
+def test_two_concurrent_processes_train_each_run_once(tiny_study):
+    path = tiny_study(name="race", seeds="[0, 1]")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "ablate.run", str(path)]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    trained = sum(line.strip().startswith(("plain", "repeat", "gcnn")) and "budget" in line
+                  for out, _ in outs for line in out.splitlines())
+    assert trained == 6
+    store = StudyResults(path.parent / "results", "race")
+    runs = pd.read_csv(store.runs_path)
+    assert len(runs) == 6 and runs["run_key"].is_unique
+    history = pd.read_csv(store.history_path)
+    assert len(history) == 12 and not history.duplicated(["run_key", "epoch"]).any()
+
+
+def test_diverging_run_is_recorded_and_study_completes(tiny_study):
+    path = tiny_study(name="boom", arms='["plain"]', seeds="[0, 1]", lr=1e30)
+    assert main([str(path)]) == 0
+    runs = pd.read_csv(StudyResults(path.parent / "results", "boom").runs_path)
+    assert len(runs) == 2 and (runs["status"] == "diverged").all() and runs["test_error"].isna().all()
+
+
+def test_changed_setting_gives_new_keys_and_keeps_old_rows(tiny_study):
+    path = tiny_study(name="change", arms='["plain"]', seeds="[0]", epochs=1)
+    assert main([str(path)]) == 0
+    assert main([str(path), "--seeds", "3"]) == 0
+    runs = pd.read_csv(StudyResults(path.parent / "results", "change").runs_path)
+    assert sorted(runs["seed"]) == [0, 3]
+    assert main([str(path), "--force"]) == 0
+    again = pd.read_csv(StudyResults(path.parent / "results", "change").runs_path)
+    assert len(again) == 2 and again["run_key"].is_unique
+
+
+def test_dry_run_prints_grid_and_trains_nothing(tiny_study, capsys):
+    path = tiny_study(name="dry")
+    assert main([str(path), "--dry-run", "--arms", "plain,gcnn"]) == 0
+    out = capsys.readouterr().out
+    assert "4 runs" in out and "plain" in out and "gcnn" in out and "repeat" not in out.split("\n", 2)[2]
+    assert not (path.parent / "results" / "dry").exists()
+
+
+def test_run_key_ignores_paths_and_device_but_not_training(tmp_path):
+    base = expand_grid(load_study_text(tmp_path))[0].run_key
+    moved = expand_grid(load_study_text(tmp_path, results=str(tmp_path / "elsewhere")))[0].run_key
+    longer = expand_grid(load_study_text(tmp_path, epochs=3))[0].run_key
+    reseeded = expand_grid(load_study_text(tmp_path, seeds="[1]"))[0].run_key
+    assert base == moved and len({base, longer, reseeded}) == 3

@@ -1,0 +1,72 @@
+"""Study files: malformed input gets one line with the key path, a non-zero exit, no writes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ablate.run import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = """name = "bad"
+[data]
+source = "embedded"
+[models]
+budgets = [5000]
+[train]
+seeds = [0]
+[run]
+results = "RESULTS"
+"""
+
+CASES = [
+    ("unknown key", GOOD.replace("[train]\n", "[train]\nepochz = 3\n"), "train.epochz: unknown key"),
+    ("unknown section", GOOD + "[optim]\nlr = 1\n", "optim: unknown key"),
+    ("wrong type", GOOD.replace("[train]\n", "[train]\nepochs = \"ten\"\n"), "train.epochs: expected a valid integer, found 'ten'"),
+    ("negative budget", GOOD.replace("budgets = [5000]", "budgets = [-5]"), "models.budgets: expected positive integers"),
+    ("empty seeds", GOOD.replace("seeds = [0]", "seeds = []"), "train.seeds: expected"),
+    ("unknown arm", GOOD.replace("budgets = [5000]", "budgets = [5000]\narms = [\"plain\", \"big\"]"), "models.arms.1: expected 'plain', 'repeat' or 'gcnn', found 'big'"),
+    ("unknown source", GOOD.replace("\"embedded\"", "\"cifar\""), "data.source: expected 'mnist-rot', 'mnist' or 'embedded', found 'cifar'"),
+    ("bad TOML", GOOD.replace("[train]", "[train"), "invalid TOML"),
+    ("missing budgets", GOOD.replace("budgets = [5000]\n", ""), "models.budgets: missing required key"),
+    ("bad device", GOOD + "device = \"tpu\"\n", "run.device: expected one of auto, cpu, cuda, cuda:N, found 'tpu'"),
+    ("zero epochs", GOOD.replace("[train]\n", "[train]\nepochs = 0\n"), "train.epochs: expected greater than 0, found 0"),
+    ("bad name", GOOD.replace('name = "bad"', 'name = "../up"'), "name: expected"),
+    ("group order 1", GOOD.replace("budgets = [5000]", "budgets = [5000]\ngroup_order = 1"), "models.group_order"),
+    ("infeasible budget", GOOD.replace("budgets = [5000]", "budgets = [50]"), "models.budgets: plain: budget 50"),
+    ("duplicate seeds", GOOD.replace("seeds = [0]", "seeds = [1, 1]"), "train.seeds: expected distinct"),
+]
+
+
+@pytest.mark.parametrize("label, text, message", CASES, ids=[c[0] for c in CASES])
+def test_malformed_study_gives_one_line_and_touches_nothing(tmp_path, capsys, label, text, message):
+    results = tmp_path / "results"
+    path = tmp_path / "study.toml"
+    path.write_text(text.replace("RESULTS", str(results)))
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert str(path) in err and message in err, err
+    assert not results.exists()
+
+
+def test_missing_file_and_bad_override(tmp_path, capsys):
+    assert main([str(tmp_path / "nope.toml")]) == 2
+    assert "nope.toml: cannot read the study file" in capsys.readouterr().err
+    path = tmp_path / "study.toml"
+    path.write_text(GOOD.replace("RESULTS", str(tmp_path / "results")))
+    assert main([str(path), "--seeds", "0,x"]) == 2
+    assert "--seeds: expected comma-separated integers, found '0,x'" in capsys.readouterr().err
+    assert main([str(path), "--arms", "plain,huge", "--dry-run"]) == 2
+    assert "(command line): models.arms.1" in capsys.readouterr().err
+
+
+def test_exit_code_from_a_real_process(tmp_path):
+    path = tmp_path / "study.toml"
+    path.write_text(GOOD.replace("budgets = [5000]", "budgets = [0]").replace("RESULTS", str(tmp_path / "r")))
+    proc = subprocess.run([sys.executable, "-m", "ablate.run", str(path)], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
