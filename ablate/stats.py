@@ -281,7 +281,8 @@ def pooled(runs: pd.DataFrame, by_budget_trend: bool = False, confidence: float 
     """OLS test_error ~ repeat + equiv + C(budget), cluster-robust by seed (t with G-1 df).
 
     repeat = 1 for the repeat and gcnn arms, equiv = 1 for gcnn; gains are -beta. Pooled share =
-    beta_repeat / (beta_repeat + beta_equiv) with a delta-method interval. by_budget_trend adds
+    beta_repeat / (beta_repeat + beta_equiv) with a delta-method interval; `identifiable` when the
+    total gain -(beta_repeat + beta_equiv) is significantly positive. by_budget_trend adds
     repeat:log(budget) (centred at the mean log budget, so beta_repeat stays the effect at the
     geometric-mean budget) and reports its coefficient and p-value (does the repetition gain
     change with the budget?). One row.
@@ -311,9 +312,13 @@ def pooled(runs: pd.DataFrame, by_budget_trend: bool = False, confidence: float 
     se_share = float(math.sqrt(max(grad @ cov @ grad, 0.0)))
     q = sps.t.ppf((1 + confidence) / 2, n_clusters - 1)
     share = b_r / total
+    total_test = fit.t_test("repeat + equiv = 0")
+    t_total = float(np.asarray(total_test.tvalue).ravel()[0])
+    p_total = float(sps.t.sf(-t_total, fit.df_resid_inference or fit.df_resid))
     row = {"gain_rep": -b_r, "gain_eq": -b_e, "gain_total": -total,
            "se_rep": fit.bse["repeat"], "se_eq": fit.bse["equiv"],
-           "p_rep": _one_sided(fit, "repeat"), "p_eq": _one_sided(fit, "equiv"),
+           "p_rep": _one_sided(fit, "repeat"), "p_eq": _one_sided(fit, "equiv"), "p_total": p_total,
+           "identifiable": p_total < 1 - confidence,
            "share_rep": share, "share_rep_lo": share - q * se_share, "share_rep_hi": share + q * se_share,
            "n_runs": len(ok), "n_budgets": ok["budget"].nunique(), "n_clusters": n_clusters}
     if by_budget_trend:
@@ -381,9 +386,13 @@ def format_summary(table: pd.DataFrame, pooled_row: pd.DataFrame | None = None,
             lines.append("  repetition share: not identifiable (total gain not significantly positive)")
     if pooled_row is not None and len(pooled_row):
         p = pooled_row.iloc[0]
-        lines.append(f"pooled over {int(p['n_budgets'])} budgets ({int(p['n_runs'])} runs, "
-                     f"{int(p['n_clusters'])} seed clusters): repetition share {_pct(p['share_rep'])} "
-                     f"({_pct(p['share_rep_lo'])} to {_pct(p['share_rep_hi'])})")
+        where = (f"pooled over {int(p['n_budgets'])} budget{'s' if p['n_budgets'] > 1 else ''} "
+                 f"({int(p['n_runs'])} runs, {int(p['n_clusters'])} seed clusters)")
+        if p["identifiable"]:
+            lines.append(f"{where}: repetition share {_pct(p['share_rep'])} "
+                         f"({_pct(p['share_rep_lo'])} to {_pct(p['share_rep_hi'])}), p_total={p['p_total']:.3g}")
+        else:
+            lines.append(f"{where}: repetition share not identifiable (total gain p={p['p_total']:.3g})")
         if "trend_p" in p:
             lines.append(f"  change of the repetition gain per unit log budget: "
                          f"{100 * p['trend_rep_per_log_budget']:.2f} points (p={p['trend_p']:.3g})")

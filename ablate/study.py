@@ -5,20 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ablate._compat import tomllib
 from ablate.errors import StudyError
 from ablate.train import TrainConfig
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 ArmName = Literal["plain", "repeat", "gcnn"]
 RUN_KEY_VERSION = 1  # bump when the training code changes what a run key's result is
@@ -198,8 +193,14 @@ def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
     """
     from ablate.models import solve_triplet
 
+    from ablate.models.backbone import get_backbone
+
     runs = []
     m = study.models
+    try:
+        get_backbone(m.backbone).check_input_size(study.data.pad_to or 28)
+    except ValueError as error:
+        raise StudyError(f"{source}: data.pad_to: {error}") from None
     for budget in m.budgets:
         try:
             triplet = solve_triplet(budget, m.backbone, m.group_order, m.repeat_mode, m.tolerance)

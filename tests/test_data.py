@@ -161,3 +161,37 @@ def test_padding_is_symmetric_and_checked():
 def test_unknown_source():
     with pytest.raises(DataError, match="source: expected one of"):
         load_dataset("cifar")
+
+
+class _FakeMNIST:
+    """Stands in for torchvision's MNIST: 60,000 + 10,000 digits whose label is their ink row."""
+
+    def __init__(self, root, train, download):
+        n = 60_000 if train else 10_000
+        self.targets = torch.arange(n) % 10
+        self.data = torch.zeros(n, 28, 28, dtype=torch.uint8)
+        self.data[torch.arange(n), 4 + self.targets, 14] = 255
+
+
+def test_mnist_source_draws_and_rotates_with_the_seed(monkeypatch, tmp_path):
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", _FakeMNIST)
+    first = load_dataset("mnist", root=tmp_path, seed=1)
+    assert first.x_train.shape == (12_000, 1, 28, 28) and first.x_test.shape == (50_000, 1, 28, 28)
+    assert first.meta["source"] == "mnist" and first.meta["rotation_seed"] == 1
+    again = load_dataset("mnist", root=tmp_path, seed=1, limit_train=100, limit_test=100)
+    assert torch.equal(again.x_train, first.x_train[:100]) and torch.equal(again.y_test, first.y_test[:100])
+    other = load_dataset("mnist", root=tmp_path, seed=2, limit_train=100, limit_test=100)
+    assert not torch.equal(other.x_train, first.x_train[:100])
+
+
+def test_mnist_source_offline_is_one_clear_line(monkeypatch, tmp_path):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(DataError, match=r"mnist: expected torchvision's MNIST under .*embedded"):
+        load_dataset("mnist", root=tmp_path)

@@ -163,3 +163,12 @@ def test_run_key_ignores_paths_and_device_but_not_training(tmp_path):
     longer = expand_grid(load_study_text(tmp_path, epochs=3))[0].run_key
     reseeded = expand_grid(load_study_text(tmp_path, seeds="[1]"))[0].run_key
     assert base == moved and len({base, longer, reseeded}) == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; the CPU path is tested above")
+def test_cuda_training_with_bf16_runs_and_stays_invariant(tmp_path):
+    data = load_dataset("embedded", limit_train=256, limit_test=128).to("cuda")
+    spec = expand_grid(load_study_text(tmp_path, arms='["gcnn"]'))[0].model
+    model = build_model(spec, 0, torch.device("cuda"))
+    result = fit(model, data, TrainConfig(epochs=2, batch_size=64, bf16=True, augment="rotation"), seed=0)
+    assert result.status == "ok" and 0 <= result.test_error <= 1 and result.invariance_error <= 0.01
