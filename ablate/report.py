@@ -121,7 +121,8 @@ def _save(fig: plt.Figure, out: Path, name: str, formats: Sequence[str]) -> list
     paths = []
     for fmt in formats:
         path = out / f"{name}.{fmt}"
-        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+        metadata = {"CreationDate": None} if fmt == "pdf" else None  # same input, same bytes
+        fig.savefig(path, dpi=DPI, bbox_inches="tight", metadata=metadata)
         paths.append(path)
     plt.close(fig)
     return paths
@@ -213,7 +214,7 @@ def fig_learning_curves(r: StudyReport) -> plt.Figure:
     ])
     grid = sns.relplot(data=long, x="epoch", y="error", hue="arm", hue_order=ARMS, palette=PALETTE,
                        style="split", style_order=["train", "test"], col="budget", kind="line",
-                       errorbar=("ci", 95), height=3.2, aspect=1.1, facet_kws={"sharey": False})
+                       errorbar=("ci", 95), seed=0, height=3.2, aspect=1.1, facet_kws={"sharey": False})
     grid.set_axis_labels("epoch", "error (%)")
     grid.set_titles("budget {col_name}")
     grid.figure.suptitle(f"Learning curves (mean, 95% CI over seeds) — {r.title}", y=1.04)
@@ -241,7 +242,7 @@ def fig_invariance(r: StudyReport) -> plt.Figure:
     sns.barplot(data=ok, x="budget", y="inv", hue="arm", hue_order=ARMS, palette=PALETTE,
                 errorbar=None, ax=ax, alpha=0.8)
     sns.stripplot(data=ok, x="budget", y="inv", hue="arm", hue_order=ARMS, palette=PALETTE,
-                  dodge=True, ax=ax, size=3, legend=False, edgecolor="black", linewidth=0.3)
+                  dodge=True, jitter=False, ax=ax, size=3, legend=False, edgecolor="black", linewidth=0.3)
     ax.set_xlabel("parameter budget")
     ax.set_ylabel("predictions changed by a 90° turn (%)")
     ax.set_title(f"Invariance error (bars: mean, dots: seeds)\n{r.title}")

@@ -28,8 +28,21 @@ REQUIRED = ("arm", "budget", "seed", "test_error", "status")
 # Input checks and per-arm summaries
 # --------------------------------------------------------------------------------------------
 
-def _ok_runs(runs: pd.DataFrame, min_seeds: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(ok runs, dropped counts per budget x arm); ValueError naming the budget and arm at fault."""
+def _is_ok(runs: pd.DataFrame) -> pd.Series:
+    return (runs["status"] == "ok") & np.isfinite(runs["test_error"].astype(float))
+
+
+def _grouped(runs: pd.DataFrame) -> tuple[dict[tuple, np.ndarray], dict[tuple, int]]:
+    """({(budget, arm): ok test errors}, {(budget, arm): runs dropped as not ok})."""
+    ok = _is_ok(runs)
+    errors = {key: group.to_numpy(dtype=float)
+              for key, group in runs.loc[ok].groupby(["budget", "arm"], sort=True)["test_error"]}
+    dropped = runs.loc[~ok].groupby(["budget", "arm"]).size().to_dict()
+    return errors, dropped
+
+
+def _checked(runs: pd.DataFrame, min_seeds: int = 2) -> tuple[dict[tuple, np.ndarray], dict[tuple, int]]:
+    """_grouped(runs), after ValueErrors naming the budget and arm of any problem."""
     missing = [c for c in REQUIRED if c not in runs.columns]
     if missing:
         raise ValueError(f"runs: expected columns {', '.join(REQUIRED)}, missing {', '.join(missing)}")
@@ -38,38 +51,33 @@ def _ok_runs(runs: pd.DataFrame, min_seeds: int = 2) -> tuple[pd.DataFrame, pd.D
         row = unknown.iloc[0]
         raise ValueError(f"budget {row['budget']}, arm {row['arm']!r}: unknown arm (expected one of "
                          f"{', '.join(ARMS)})")
-    ok_mask = (runs["status"] == "ok") & np.isfinite(runs["test_error"].astype(float))
-    ok = runs.loc[ok_mask].copy()
-    ok["test_error"] = ok["test_error"].astype(float)
-    dropped = (runs.loc[~ok_mask].groupby(["budget", "arm"]).size()
-               .rename("dropped").reset_index())
+    errors, dropped = _grouped(runs)
     for budget in sorted(runs["budget"].unique()):
         for arm in ARMS:
-            n = int(((ok["budget"] == budget) & (ok["arm"] == arm)).sum())
+            n = len(errors.get((budget, arm), ()))
             if n < min_seeds:
                 what = "missing" if n == 0 else f"has {n} ok seed"
                 raise ValueError(f"budget {budget}, arm {arm}: {what}; expected at least {min_seeds} "
                                  f"ok seeds per arm")
-    return ok, dropped
+    return errors, dropped
+
+
+def _arm_stats(x: np.ndarray, confidence: float) -> dict[str, float]:
+    """n, mean, sd, se and t-interval (lo, hi) of one arm's errors; NaN spread for n = 1."""
+    n, mean = len(x), float(x.mean())
+    sd = float(x.std(ddof=1)) if n > 1 else math.nan
+    se = sd / math.sqrt(n) if n > 1 else math.nan
+    half = float(sps.t.ppf((1 + confidence) / 2, n - 1)) * se if n > 1 else math.nan
+    return {"n": n, "mean": mean, "sd": sd, "se": se, "lo": mean - half, "hi": mean + half}
 
 
 def arm_summary(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """One row per budget x arm: n, mean, sd, se and a t-interval of the test error (ok runs only).
-
-    Arms with a single ok seed get NaN spread and interval; arms with none are absent.
+    """One row per budget x arm: n, mean, sd, se and a t-interval of the test error (ok runs only),
+    and how many runs were dropped as not ok. Arms with one ok seed get NaN spread; none: absent.
     """
-    ok = runs.loc[(runs["status"] == "ok") & np.isfinite(runs["test_error"].astype(float))].copy()
-    ok["test_error"] = ok["test_error"].astype(float)
-    rows = []
-    for (budget, arm), group in ok.groupby(["budget", "arm"], sort=True):
-        x = group["test_error"].to_numpy()
-        n, mean = len(x), float(x.mean())
-        sd = float(x.std(ddof=1)) if n > 1 else math.nan
-        se = sd / math.sqrt(n) if n > 1 else math.nan
-        half = sps.t.ppf((1 + confidence) / 2, n - 1) * se if n > 1 else math.nan
-        dropped = int(((runs["budget"] == budget) & (runs["arm"] == arm)).sum()) - n
-        rows.append({"budget": budget, "arm": arm, "n": n, "mean": mean, "sd": sd, "se": se,
-                     "lo": mean - half, "hi": mean + half, "dropped": dropped})
+    errors, dropped = _grouped(runs)
+    rows = [{"budget": budget, "arm": arm, **_arm_stats(x, confidence), "dropped": dropped.get((budget, arm), 0)}
+            for (budget, arm), x in errors.items()]
     return pd.DataFrame(rows, columns=["budget", "arm", "n", "mean", "sd", "se", "lo", "hi", "dropped"])
 
 
@@ -142,6 +150,8 @@ def bootstrap_interval(samples: dict[str, np.ndarray], paired: bool, confidence:
 
     BCa, falling back to the percentile method when BCa is degenerate; returns (lo, hi, method).
     """
+    if n_boot <= 0:
+        return math.nan, math.nan, "skipped"
     data = (samples["plain"], samples["repeat"], samples["gcnn"])
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
@@ -204,24 +214,20 @@ def decompose(runs: pd.DataFrame, paired: bool = False, confidence: float = 0.95
     over all budgets and the three gains; `identifiable` is p_total < 1 - confidence. Share
     intervals: delta method and Fieller (t quantile, Welch-Satterthwaite degrees of freedom) and
     bootstrap (`boot_method`).
-    n_perm = 0 skips the permutation tests.
+    n_perm = 0 skips the permutation tests, n_boot = 0 the bootstrap.
     """
-    ok, _ = _ok_runs(runs)
-    summary = arm_summary(runs, confidence).set_index(["budget", "arm"])
+    errors, dropped = _checked(runs)
+    ok = runs.loc[_is_ok(runs)] if paired else None
     alpha = 1 - confidence
     rows = []
-    for index, budget in enumerate(sorted(ok["budget"].unique())):
-        if paired:
-            samples = _paired_samples(ok, budget)
-        else:
-            samples = {arm: ok.loc[(ok["budget"] == budget) & (ok["arm"] == arm), "test_error"].to_numpy()
-                       for arm in ARMS}
+    for index, budget in enumerate(sorted(runs["budget"].unique())):
+        samples = _paired_samples(ok, budget) if paired else {arm: errors[(budget, arm)] for arm in ARMS}
         row: dict = {"budget": budget}
         for arm in ARMS:
-            s = summary.loc[(budget, arm)]
-            row.update({f"err_{arm}": s["mean"], f"sd_{arm}": s["sd"], f"n_{arm}": int(s["n"]),
+            s = _arm_stats(errors[(budget, arm)], confidence)
+            row.update({f"err_{arm}": s["mean"], f"sd_{arm}": s["sd"], f"n_{arm}": s["n"],
                         f"err_{arm}_lo": s["lo"], f"err_{arm}_hi": s["hi"],
-                        f"dropped_{arm}": int(s["dropped"])})
+                        f"dropped_{arm}": dropped.get((budget, arm), 0)})
         means = {arm: float(samples[arm].mean()) for arm in ARMS}
         for gain, (worse, better) in GAINS.items():
             row[f"gain_{gain}"] = means[worse] - means[better]
@@ -238,24 +244,19 @@ def decompose(runs: pd.DataFrame, paired: bool = False, confidence: float = 0.95
         lo, hi, method = bootstrap_interval(samples, paired, confidence, n_boot, seed + index)
         row["share_rep_lo_boot"], row["share_rep_hi_boot"], row["boot_method"] = lo, hi, method
         rows.append(row)
-    table = pd.DataFrame(rows)
     for suffix in ("", "_perm"):
-        columns = [f"p_{gain}{suffix}_raw" for gain in GAINS]
-        raw = table[columns].to_numpy().ravel()
-        if np.isnan(raw).all():
-            adjusted = raw
-        else:
-            adjusted = multipletests(raw, method="holm")[1]
-        table[[f"p_{gain}{suffix}" for gain in GAINS]] = adjusted.reshape(len(table), len(GAINS))
-    table["identifiable"] = table["p_total"] < alpha
-    table["share_eq"] = 1 - table["share_rep"]
-    table["paired"] = paired
-    share_cols = [c for c in table.columns if c.startswith("share_rep")]
-    # a share is reported only where the total gain is significantly positive
-    table.loc[~table["identifiable"], [c for c in share_cols if c != "share_rep"]] = math.nan
-    table.loc[~table["identifiable"], ["share_rep", "share_eq"]] = math.nan
-    table["share_rep_point"] = [r / t if t else math.nan for r, t in zip(table["gain_rep"], table["gain_total"])]
-    return table
+        raw = np.array([[row[f"p_{gain}{suffix}_raw"] for gain in GAINS] for row in rows])
+        adjusted = raw if np.isnan(raw).all() else multipletests(raw.ravel(), method="holm")[1].reshape(raw.shape)
+        for row, values in zip(rows, adjusted):
+            row.update({f"p_{gain}{suffix}": float(v) for gain, v in zip(GAINS, values)})
+    for row in rows:
+        row["identifiable"] = bool(row["p_total"] < alpha)
+        row["paired"] = paired
+        row["share_rep_point"] = row["share_rep"]
+        if not row["identifiable"]:  # a share is reported only where the total gain is clearly positive
+            row.update({k: math.nan for k in row if k.startswith("share_rep") and k != "share_rep_point"})
+        row["share_eq"] = 1 - row["share_rep"]
+    return pd.DataFrame(rows)
 
 
 def headline(table: pd.DataFrame) -> dict | None:
@@ -289,7 +290,8 @@ def pooled(runs: pd.DataFrame, by_budget_trend: bool = False, confidence: float 
     """
     import statsmodels.formula.api as smf
 
-    ok, _ = _ok_runs(runs)
+    _checked(runs)
+    ok = runs.loc[_is_ok(runs)].astype({"test_error": float})
     ok = ok.assign(repeat=ok["arm"].isin(["repeat", "gcnn"]).astype(float),
                    equiv=(ok["arm"] == "gcnn").astype(float))
     ok["log_budget_c"] = np.log(ok["budget"].astype(float)) - np.log(ok["budget"].astype(float)).mean()
