@@ -128,11 +128,6 @@ def _save(fig: plt.Figure, out: Path, name: str, formats: Sequence[str]) -> list
     return paths
 
 
-def _legend_arms(ax: plt.Axes) -> None:
-    handles = [plt.Line2D([], [], color=PALETTE[a], marker="o", linestyle="-", label=ARM_LABELS[a]) for a in ARMS]
-    ax.legend(handles=handles, frameon=False)
-
-
 def fig_error_vs_params(r: StudyReport) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6, 4))
     ok = r.runs[r.runs["status"] == "ok"]

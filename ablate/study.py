@@ -7,13 +7,16 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ablate._compat import tomllib
 from ablate.errors import StudyError
 from ablate.train import TrainConfig
+
+if TYPE_CHECKING:
+    from ablate.models import ArmSpec
 
 ArmName = Literal["plain", "repeat", "gcnn"]
 RUN_KEY_VERSION = 1  # bump when the training code changes what a run key's result is
@@ -166,7 +169,7 @@ class RunSpec:
     budget: int
     seed: int
     run_key: str
-    model: "ArmSpec"  # noqa: F821 - ablate.models.ArmSpec
+    model: "ArmSpec"
 
 
 def run_key(study: Study, model_spec, seed: int) -> str:

@@ -1,6 +1,5 @@
 """Data layer: .amat parsing, the embedded source, and the rotation path."""
 
-import io
 
 import numpy as np
 import pytest

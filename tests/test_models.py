@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ablate.models import build_triplet, count_params, model_card, solve_triplet
+from ablate.models import build_triplet, count_params, model_card
 from ablate.models.backbone import BACKBONES
 from ablate.models.gcnn import GCNN, gcnn_params
 from ablate.models.repeat import RepeatConv2d

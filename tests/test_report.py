@@ -1,9 +1,7 @@
 """`python -m ablate.report` on synthetic results directories."""
 
-import re
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
