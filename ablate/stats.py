@@ -225,7 +225,7 @@ def decompose(runs: pd.DataFrame, paired: bool = False, confidence: float = 0.95
         row: dict = {"budget": budget}
         for arm in ARMS:
             s = _arm_stats(errors[(budget, arm)], confidence)
-            row.update({f"err_{arm}": s["mean"], f"sd_{arm}": s["sd"], f"n_{arm}": s["n"],
+            row.update({f"err_{arm}": s["mean"], f"sd_{arm}": s["sd"], f"se_{arm}": s["se"], f"n_{arm}": s["n"],
                         f"err_{arm}_lo": s["lo"], f"err_{arm}_hi": s["hi"],
                         f"dropped_{arm}": dropped.get((budget, arm), 0)})
         means = {arm: float(samples[arm].mean()) for arm in ARMS}

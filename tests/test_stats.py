@@ -88,6 +88,7 @@ def test_decompose_values_on_a_hand_table():
     row = table.iloc[0]
     assert row["n_plain"] == 9 and row["dropped_plain"] == 1 and row["n_gcnn"] == 10
     assert row["err_plain"] == pytest.approx(means["plain"])
+    assert row["se_plain"] == pytest.approx(first.loc[first["arm"] == "plain", "test_error"].std(ddof=1) / 3)
     assert row["gain_total"] == pytest.approx(means["plain"] - means["gcnn"])
     assert row["gain_rep"] + row["gain_eq"] == pytest.approx(row["gain_total"])
     assert row["share_rep"] == pytest.approx(row["gain_rep"] / row["gain_total"])
