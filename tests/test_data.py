@@ -194,3 +194,22 @@ def test_mnist_source_offline_is_one_clear_line(monkeypatch, tmp_path):
     monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
     with pytest.raises(DataError, match=r"mnist: expected torchvision's MNIST under .*embedded"):
         load_dataset("mnist", root=tmp_path)
+
+
+def test_mnist_rot_zip_is_verified_parsed_and_cached(tmp_path, monkeypatch):
+    import zipfile
+
+    import ablate.data as data
+
+    train, x_tr, _ = _amat_rows(6, seed=4)
+    test, _, y_te = _amat_rows(3, seed=5)
+    zip_path = tmp_path / data.MNIST_ROT_ZIP
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.writestr(f"mnist_rotation_new/{data.MNIST_ROT_TRAIN}", train)
+        archive.writestr(f"mnist_rotation_new/{data.MNIST_ROT_TEST}", test)
+    monkeypatch.setattr(data, "MNIST_ROT_MD5", data.md5_file(zip_path))
+    loaded = load_dataset("mnist-rot", root=tmp_path)
+    np.testing.assert_allclose(loaded.x_train.view(6, -1).numpy(), x_tr, atol=1e-6)
+    assert loaded.y_test.tolist() == y_te.tolist() and loaded.meta["checksum"] == data.MNIST_ROT_MD5
+    zip_path.unlink()  # the cache alone now serves the data
+    assert torch.equal(load_dataset("mnist-rot", root=tmp_path).x_train, loaded.x_train)

@@ -172,3 +172,26 @@ def test_cuda_training_with_bf16_runs_and_stays_invariant(tmp_path):
     model = build_model(spec, 0, torch.device("cuda"))
     result = fit(model, data, TrainConfig(epochs=2, batch_size=64, bf16=True, augment="rotation"), seed=0)
     assert result.status == "ok" and 0 <= result.test_error <= 1 and result.invariance_error <= 0.01
+
+
+def test_ctrl_c_leaves_files_consistent_and_the_rerun_completes(tiny_study):
+    import signal
+    import time
+
+    path = tiny_study(name="sigint", arms='["plain", "gcnn"]', seeds="[0, 1]", epochs=6)
+    store = StudyResults(path.parent / "results", "sigint")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "ablate.run", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((store.dir / "checkpoints").glob("*.pt")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "rerun the same command to resume" in err
+    done = len(pd.read_csv(store.runs_path)) if store.runs_path.exists() else 0
+    assert done < 4  # it really was interrupted
+    assert main([str(path)]) == 0
+    runs, history = pd.read_csv(store.runs_path), pd.read_csv(store.history_path)
+    assert len(runs) == 4 and runs["run_key"].is_unique
+    assert len(history) == 24 and not history.duplicated(["run_key", "epoch"]).any()
