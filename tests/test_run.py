@@ -185,7 +185,7 @@ def test_ctrl_c_leaves_files_consistent_and_the_rerun_completes(tiny_study):
                             stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
     while time.time() < deadline and not list((store.dir / "checkpoints").glob("*.pt")):
-        time.sleep(0.05)
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "rerun the same command to resume" in err
