@@ -94,9 +94,14 @@ def random_rotate(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return rotate(x, angles)
 
 
+def _as_images(x: np.ndarray) -> torch.Tensor:
+    """(N, 784) pixel rows -> (N, 1, 28, 28) float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).view(-1, 1, 28, 28)
+
+
 def _rotate_fixed(x: np.ndarray, angles: np.ndarray, chunk: int = 8192) -> torch.Tensor:
     """Rotate (N, 784) images in [0, 1] by fixed angles (degrees); returns (N, 1, 28, 28) float32."""
-    images = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).view(-1, 1, 28, 28)
+    images = _as_images(x)
     angle_t = torch.from_numpy(angles.astype(np.float32))
     parts = [rotate(images[i:i + chunk], angle_t[i:i + chunk]) for i in range(0, len(images), chunk)]
     out = torch.cat(parts) if parts else images
@@ -144,14 +149,9 @@ def parse_amat(source: str | Path | io.TextIOBase, name: str | None = None) -> t
     import pandas as pd
 
     name = name or str(source)
-    if isinstance(source, (str, Path)):
-        with open(source, "r") as handle:
-            text = handle.read()
-    else:
-        text = source.read()
-    try:
-        table = pd.read_csv(io.StringIO(text), sep=r"\s+", header=None, dtype=np.float64,
-                            engine="c", skip_blank_lines=True)
+    try:  # pandas streams the file itself: no copy of a ~1 GB text in memory
+        table = pd.read_csv(source, sep=r"\s+", header=None, dtype=np.float64, engine="c",
+                            skip_blank_lines=True)
     except pd.errors.EmptyDataError:
         raise DataError(f"{name}: expected rows of {PIXELS + 1} numbers, found an empty file") from None
     except (pd.errors.ParserError, ValueError) as error:
@@ -161,12 +161,14 @@ def parse_amat(source: str | Path | io.TextIOBase, name: str | None = None) -> t
         raise DataError(
             f"{name}: expected {PIXELS + 1} numbers per row (784 pixels + label), found {values.shape[1]}"
         )
-    bad = np.isnan(values).any(axis=1)
+    missing = np.isnan(values)
+    bad = missing.any(axis=1)
     if bad.any():
         row = int(np.argmax(bad))
-        lines = [line for line in text.splitlines() if line.strip()]
-        found = len(lines[row].split())
-        what = "a NaN" if found == PIXELS + 1 else f"{found} numbers (truncated row?)"
+        # pandas pads a short row with NaN: a NaN run up to the row's end means a truncated row
+        present = int(np.argmax(missing[row]))
+        truncated = missing[row, present:].all()
+        what = f"{present} numbers (truncated row?)" if truncated else "a NaN"
         raise DataError(f"{name}: row {row + 1}: expected {PIXELS + 1} numbers, found {what}")
     x, labels = values[:, :PIXELS], values[:, PIXELS]
     bad = (x < -1e-6).any(axis=1) | (x > 1 + 1e-6).any(axis=1)
@@ -242,11 +244,10 @@ def _download(url: str, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def _load_mnist_rot(root: Path, seed: int) -> tuple[torch.Tensor, ...]:
+def _load_mnist_rot(root: Path) -> tuple:
     x_tr, y_tr, x_te, y_te, checksum = _mnist_rot_raw(root)
-    to_images = lambda x: torch.from_numpy(np.ascontiguousarray(x, np.float32)).view(-1, 1, 28, 28)
     meta = {"checksum": checksum, "rotation": "fixed by the benchmark files"}
-    return to_images(x_tr), torch.from_numpy(y_tr), to_images(x_te), torch.from_numpy(y_te), meta
+    return _as_images(x_tr), torch.from_numpy(y_tr), _as_images(x_te), torch.from_numpy(y_te), meta
 
 
 def _seeded_angles(seed: int, *sizes: int) -> list[np.ndarray]:
@@ -308,24 +309,23 @@ def load_dataset(source: str, root: str | Path | None = None, seed: int = 0, *,
     1,000 stratified split, rotated with `seed`; `test_rotations` copies of each test digit under
     independent angles). `limit_*` keep the first N digits; `pad_to` zero-pads to pad_to x pad_to.
     """
-    root = Path(root).expanduser() if root is not None else default_root()
-    if source == "mnist-rot":
-        parts = _load_mnist_rot(root, seed)
-    elif source == "mnist":
-        parts = _load_mnist(root, seed)
-    elif source == "embedded":
-        if test_rotations < 1:
-            raise DataError(f"test_rotations: expected an integer >= 1, found {test_rotations}")
-        parts = _load_embedded(seed, test_rotations)
-    else:
+    # options first, so a bad one never waits for a large file to be parsed
+    if source not in SOURCES:
         raise DataError(f"source: expected one of {', '.join(SOURCES)}, found {source!r}")
-    x_tr, y_tr, x_te, y_te, extra = parts
-    if source != "embedded" and test_rotations != 1:
-        raise DataError(f"test_rotations: only the embedded source supports it, found {test_rotations} "
-                        f"for {source}")
+    if test_rotations < 1 or (source != "embedded" and test_rotations != 1):
+        raise DataError(f"test_rotations: expected 1 (or any integer >= 1 for the embedded source), "
+                        f"found {test_rotations} for {source}")
     for name, limit in (("limit_train", limit_train), ("limit_test", limit_test)):
         if limit is not None and limit < 1:
             raise DataError(f"{name}: expected a positive integer, found {limit}")
+    root = Path(root).expanduser() if root is not None else default_root()
+    if source == "mnist-rot":
+        parts = _load_mnist_rot(root)
+    elif source == "mnist":
+        parts = _load_mnist(root, seed)
+    else:
+        parts = _load_embedded(seed, test_rotations)
+    x_tr, y_tr, x_te, y_te, extra = parts
     x_tr, y_tr = x_tr[:limit_train], y_tr[:limit_train]
     x_te, y_te = x_te[:limit_test], y_te[:limit_test]
     for name, x in (("train", x_tr), ("test", x_te)):
@@ -334,5 +334,6 @@ def load_dataset(source: str, root: str | Path | None = None, seed: int = 0, *,
     if pad_to is not None:
         x_tr, x_te = pad_images(x_tr, pad_to), pad_images(x_te, pad_to)
     meta = {"source": source, "n_train": len(y_tr), "n_test": len(y_te),
-            "image_size": int(x_tr.shape[-1]), "rotation_seed": seed, **extra}
+            "image_size": int(x_tr.shape[-1]),
+            "rotation_seed": None if source == "mnist-rot" else seed, **extra}
     return Dataset(x_tr.contiguous(), y_tr.long(), x_te.contiguous(), y_te.long(), meta)

@@ -157,9 +157,14 @@ def test_padding_is_symmetric_and_checked():
         pad_images(x, 29)
 
 
-def test_unknown_source():
+def test_unknown_source_and_bad_options_fail_before_any_loading(tmp_path):
     with pytest.raises(DataError, match="source: expected one of"):
         load_dataset("cifar")
+    # the data root is empty: an option error must come before the missing-file error
+    with pytest.raises(DataError, match="limit_train: expected a positive integer, found 0"):
+        load_dataset("mnist-rot", root=tmp_path, limit_train=0)
+    with pytest.raises(DataError, match="test_rotations: .* found 3 for mnist-rot"):
+        load_dataset("mnist-rot", root=tmp_path, test_rotations=3)
 
 
 class _FakeMNIST:
