@@ -44,7 +44,7 @@ def _train_one(spec: RunSpec, study: Study, data, device: torch.device, store: S
         if on_epoch is not None:
             on_epoch(row)
 
-    result = fit(model, data, study.train.config(), spec.seed, checkpoint, progress)
+    result = fit(model, data, study.train, spec.seed, checkpoint, progress)
     last = result.history[-1] if result.history else {}
     ident = {"study": spec.study, "run_key": spec.run_key, "arm": spec.arm, "budget": spec.budget,
              "seed": spec.seed}

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ablate._compat import tomllib
 from ablate.errors import StudyError
-from ablate.train import TrainConfig
 
 if TYPE_CHECKING:
     from ablate.models import ArmSpec
@@ -61,8 +60,10 @@ class ModelSettings(_Section):
         return arms
 
 
-class TrainSettings(_Section):
-    seeds: list[int] = Field(min_length=1)
+class TrainConfig(_Section):
+    """Optimisation settings of one run (Adam; lr constant for `constant_epochs`, then x`decay`
+    per epoch); ablate.train.fit takes this."""
+
     epochs: int = Field(30, gt=0)
     batch_size: int = Field(64, ge=2)
     lr: float = Field(1e-3, gt=0)
@@ -70,9 +71,15 @@ class TrainSettings(_Section):
     constant_epochs: int = Field(10, ge=0)
     decay: float = Field(0.8, gt=0, le=1)
     grad_clip: float | None = Field(1.0, gt=0)
-    augment: Literal["rotation", "none"] = "none"
+    augment: Literal["rotation", "none"] = "none"  # "rotation": a fresh angle per image and step
     eval_every: int = Field(1, gt=0)
-    bf16: bool = False
+    bf16: bool = False  # CUDA only
+
+
+class TrainSettings(TrainConfig):
+    """The [train] section: the training settings and the seeds of the grid."""
+
+    seeds: list[int] = Field(min_length=1)
 
     @field_validator("seeds")
     @classmethod
@@ -80,9 +87,6 @@ class TrainSettings(_Section):
         if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
             raise ValueError(f"distinct non-negative integers, found {seeds}")
         return seeds
-
-    def config(self) -> TrainConfig:
-        return TrainConfig(**self.model_dump(exclude={"seeds"}))
 
 
 class RunSettings(_Section):

@@ -20,22 +20,7 @@ from torch import nn
 from ablate.data import Dataset, random_rotate
 from ablate.models import ArmSpec, build_arm
 from ablate.models.gcnn import GCNN
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings (Adam; lr constant for `constant_epochs`, then x`decay` per epoch)."""
-
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-7
-    constant_epochs: int = 10
-    decay: float = 0.8
-    grad_clip: float | None = 1.0
-    augment: str = "none"  # "rotation": a fresh uniform angle per image and step
-    eval_every: int = 1
-    bf16: bool = False  # CUDA only
+from ablate.study import TrainConfig
 
 
 @dataclass
@@ -82,23 +67,25 @@ def lr_factor(epoch: int, config: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Predicted classes (N,) for images (N, 1, H, W), in eval mode (G-CNNs via their export)."""
-    was_training = model.training
-    model.eval()
-    net = model.export() if isinstance(model, GCNN) else model
-    preds = torch.cat([net(x[i:i + batch_size]).argmax(dim=1) for i in range(0, len(x), batch_size)])
-    model.train(was_training)
-    return preds
+def _predict(net: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Predicted classes (N,) for images (N, 1, H, W) from a network in eval mode."""
+    return torch.cat([net(x[i:i + batch_size]).argmax(dim=1) for i in range(0, len(x), batch_size)])
 
 
 def evaluate(model: nn.Module, data: Dataset, invariance: bool = False) -> dict[str, float]:
-    """Test error, and optionally the invariance error under a 90-degree turn (fractions)."""
-    preds = predict(model, data.x_test)
+    """Test error, and optionally the invariance error under a 90-degree turn (fractions).
+
+    Runs in eval mode (G-CNNs through one plain-torch export) and restores the model's mode.
+    """
+    was_training = model.training
+    model.eval()
+    net = model.export() if isinstance(model, GCNN) else model
+    preds = _predict(net, data.x_test)
     out = {"test_error": float((preds != data.y_test).float().mean())}
     if invariance:
-        turned = predict(model, torch.rot90(data.x_test, 1, dims=(2, 3)))
+        turned = _predict(net, torch.rot90(data.x_test, 1, dims=(2, 3)))
         out["invariance_error"] = float((turned != preds).float().mean())
+    model.train(was_training)
     return out
 
 

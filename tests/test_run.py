@@ -12,8 +12,8 @@ import torch
 from ablate.data import load_dataset
 from ablate.results import HISTORY_COLUMNS, RUN_COLUMNS, StudyResults
 from ablate.run import main, run_study
-from ablate.study import expand_grid, load_study
-from ablate.train import TrainConfig, build_model, fit
+from ablate.study import TrainConfig, expand_grid, load_study
+from ablate.train import build_model, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
