@@ -195,7 +195,7 @@ def _paired_samples(ok: pd.DataFrame, budget) -> dict[str, np.ndarray]:
     table = ok.loc[ok["budget"] == budget].pivot_table(index="seed", columns="arm", values="test_error")
     complete = table.dropna()
     if len(complete) < 2:
-        raise ValueError(f"budget {budget}, arm plain: paired analysis needs at least 2 seeds shared "
+        raise ValueError(f"budget {budget}, arms plain/repeat/gcnn: paired analysis needs at least 2 seeds shared "
                          f"by all arms, found {len(complete)}")
     return {arm: complete[arm].to_numpy() for arm in ARMS}
 

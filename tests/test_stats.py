@@ -133,6 +133,10 @@ def test_clear_errors_for_bad_tables():
     odd.loc[0, "arm"] = "huge"
     with pytest.raises(ValueError, match="budget 10000, arm 'huge': unknown arm"):
         decompose(odd)
+    unshared = runs.copy()
+    unshared.loc[unshared["arm"] == "gcnn", "seed"] += 100
+    with pytest.raises(ValueError, match="budget 10000, arms plain/repeat/gcnn: paired analysis needs"):
+        decompose(unshared, paired=True)
     with pytest.raises(ValueError, match="missing test_error"):
         decompose(runs.drop(columns="test_error"))
 
@@ -146,9 +150,9 @@ def test_headline_and_summary_text():
     assert sentence.startswith(f"Up to {100 * best['share_rep']:.0f}% (95% CI ")
     assert f"budget {int(best['budget']):,}, 10 seeds per arm" in sentence
     flat = decompose(simulate(np.random.default_rng(9), {a: 0.04 for a in PAPER}), n_boot=50, n_perm=0)
-    if not flat["identifiable"].any():
-        assert headline(flat) is None and "not identifiable" in headline_sentence(flat)
-        assert np.isnan(flat["share_rep"]).all() and np.isfinite(flat["share_rep_point"]).all()
+    assert not flat["identifiable"].any()  # equal arms, this seed: no significant total gain
+    assert headline(flat) is None and "not identifiable" in headline_sentence(flat)
+    assert np.isnan(flat["share_rep"]).all() and np.isfinite(flat["share_rep_point"]).all()
     text = format_summary(table, pooled(runs, by_budget_trend=True))
     assert "pooled over 2 budgets" in text and "per unit log budget" in text and "Fieller" in text
 
