@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo quick report clean
+.PHONY: setup lint test demo clean
 
 setup: $(STAMP)
 
@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# pytest exits 5 when it collected no test: that is a failure here, not a pass.
-test: setup
+lint: setup
+	$(VENV)/bin/ruff check ablate tests
+	$(VENV)/bin/ruff format --check ablate tests
+
+# Lint first, then pytest. pytest exits 5 when it collected no test: that is a failure here, not a pass.
+test: setup lint
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
 
 # The quick study retrained from scratch into build/demo (the committed results/quick stays the

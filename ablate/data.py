@@ -20,9 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ablate.errors import DataError
+from ablate.errors import DataError, expect_one_of
 
 SOURCES = ("mnist-rot", "mnist", "embedded")
+AUGMENTS = ("none", "rotation")  # [train].augment: "rotation" turns each image by a fresh angle per step
 
 MNIST_ROT_URL = "http://www.iro.umontreal.ca/~lisa/icml2007data/mnist_rotation_new.zip"
 MNIST_ROT_ZIP = "mnist_rotation_new.zip"
@@ -51,11 +52,14 @@ class Dataset:
     y_test: torch.Tensor
     meta: dict = field(default_factory=dict)
 
-    def to(self, device: torch.device | str) -> "Dataset":
+    def to(self, device: torch.device | str) -> Dataset:
         """The same dataset with every tensor on `device`."""
         return Dataset(
-            self.x_train.to(device), self.y_train.to(device),
-            self.x_test.to(device), self.y_test.to(device), dict(self.meta),
+            self.x_train.to(device),
+            self.y_train.to(device),
+            self.x_test.to(device),
+            self.y_test.to(device),
+            dict(self.meta),
         )
 
 
@@ -68,6 +72,7 @@ def default_root() -> Path:
 # Rotation (batched, on the tensors' device)
 # --------------------------------------------------------------------------------------------
 
+
 def rotate(x: torch.Tensor, angles_deg: torch.Tensor) -> torch.Tensor:
     """Rotate each image counter-clockwise by its own angle (bilinear, zeros outside).
 
@@ -78,9 +83,7 @@ def rotate(x: torch.Tensor, angles_deg: torch.Tensor) -> torch.Tensor:
     zero = torch.zeros_like(cos)
     # affine_grid maps each output pixel (x right, y down, in [-1, 1]) to the input pixel it reads.
     # Counter-clockwise content rotation by a reads the input at R(-a) in y-down coordinates.
-    matrix = torch.stack(
-        [torch.stack([cos, -sin, zero], dim=1), torch.stack([sin, cos, zero], dim=1)], dim=1
-    )
+    matrix = torch.stack([torch.stack([cos, -sin, zero], dim=1), torch.stack([sin, cos, zero], dim=1)], dim=1)
     grid = F.affine_grid(matrix, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -103,7 +106,7 @@ def _rotate_fixed(x: np.ndarray, angles: np.ndarray, chunk: int = 8192) -> torch
     """Rotate (N, 784) images in [0, 1] by fixed angles (degrees); returns (N, 1, 28, 28) float32."""
     images = _as_images(x)
     angle_t = torch.from_numpy(angles.astype(np.float32))
-    parts = [rotate(images[i:i + chunk], angle_t[i:i + chunk]) for i in range(0, len(images), chunk)]
+    parts = [rotate(images[i : i + chunk], angle_t[i : i + chunk]) for i in range(0, len(images), chunk)]
     out = torch.cat(parts) if parts else images
     return out.clamp_(0.0, 1.0)
 
@@ -123,6 +126,7 @@ def pad_images(x: torch.Tensor, size: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # Raw-file helpers
 # --------------------------------------------------------------------------------------------
+
 
 def md5_file(path: Path, chunk: int = 1 << 20) -> str:
     """Hex MD5 of a file's bytes."""
@@ -150,8 +154,9 @@ def parse_amat(source: str | Path | io.TextIOBase, name: str | None = None) -> t
 
     name = name or str(source)
     try:  # pandas streams the file itself: no copy of a ~1 GB text in memory
-        table = pd.read_csv(source, sep=r"\s+", header=None, dtype=np.float64, engine="c",
-                            skip_blank_lines=True)
+        table = pd.read_csv(
+            source, sep=r"\s+", header=None, dtype=np.float64, engine="c", skip_blank_lines=True
+        )
     except pd.errors.EmptyDataError:
         raise DataError(f"{name}: expected rows of {PIXELS + 1} numbers, found an empty file") from None
     except (pd.errors.ParserError, ValueError) as error:
@@ -174,8 +179,10 @@ def parse_amat(source: str | Path | io.TextIOBase, name: str | None = None) -> t
     bad = (x < -1e-6).any(axis=1) | (x > 1 + 1e-6).any(axis=1)
     if bad.any():
         row = int(np.argmax(bad))
-        raise DataError(f"{name}: row {row + 1}: expected pixels in [0, 1], found "
-                        f"min {x[row].min():.4g}, max {x[row].max():.4g}")
+        raise DataError(
+            f"{name}: row {row + 1}: expected pixels in [0, 1], found "
+            f"min {x[row].min():.4g}, max {x[row].max():.4g}"
+        )
     bad = (labels != np.round(labels)) | (labels < 0) | (labels > 9)
     if bad.any():
         row = int(np.argmax(bad))
@@ -187,14 +194,20 @@ def parse_amat(source: str | Path | io.TextIOBase, name: str | None = None) -> t
 # Sources
 # --------------------------------------------------------------------------------------------
 
+
 def _mnist_rot_raw(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """Read (and cache) MNIST-rot from `root`; returns x_train, y_train, x_test, y_test, checksum."""
     cache = root / MNIST_ROT_CACHE
     if cache.exists():
         try:
             with np.load(cache) as data:
-                return (data["x_train"], data["y_train"], data["x_test"], data["y_test"],
-                        str(data["checksum"]))
+                return (
+                    data["x_train"],
+                    data["y_train"],
+                    data["x_test"],
+                    data["y_test"],
+                    str(data["checksum"]),
+                )
         except Exception as error:  # unreadable or partial cache: rebuild it from the raw files
             print(f"ablate: cache {cache} is unreadable ({type(error).__name__}); rebuilding it")
             cache.unlink(missing_ok=True)
@@ -209,8 +222,10 @@ def _mnist_rot_raw(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
             _download(MNIST_ROT_URL, zip_path)
         checksum = md5_file(zip_path)
         if checksum != MNIST_ROT_MD5:
-            raise DataError(f"{zip_path}: expected MD5 {MNIST_ROT_MD5}, found {checksum} "
-                            f"(corrupt or partial download: delete it and retry)")
+            raise DataError(
+                f"{zip_path}: expected MD5 {MNIST_ROT_MD5}, found {checksum} "
+                f"(corrupt or partial download: delete it and retry)"
+            )
         with zipfile.ZipFile(zip_path) as archive:
             members = {Path(n).name: n for n in archive.namelist()}
             parsed = []
@@ -265,18 +280,23 @@ def _load_mnist(root: Path, seed: int, n_train: int = 12_000, n_test: int = 50_0
         raise DataError(
             f"mnist: expected torchvision's MNIST under {root / 'torchvision'}; it is missing and "
             f"could not be downloaded ({error.__class__.__name__}): copy it there or use "
-            f"source = \"embedded\""
+            f'source = "embedded"'
         ) from None
     x = torch.cat([p.data for p in parts]).numpy().reshape(-1, PIXELS)
     y = torch.cat([p.targets for p in parts]).numpy().astype(np.int64)
     if n_train + n_test > len(x):
         raise DataError(f"mnist: expected n_train + n_test <= {len(x)}, found {n_train + n_test}")
     order = np.random.default_rng(seed).permutation(len(x))
-    train_idx, test_idx = order[:n_train], order[n_train:n_train + n_test]
+    train_idx, test_idx = order[:n_train], order[n_train : n_train + n_test]
     a_tr, a_te = _seeded_angles(seed, n_train, n_test)
     meta = {"checksum": _md5_arrays(x, y), "rotation": "uniform [0, 360) per digit, seeded"}
-    return (_rotate_fixed(x[train_idx] / 255.0, a_tr), torch.from_numpy(y[train_idx]),
-            _rotate_fixed(x[test_idx] / 255.0, a_te), torch.from_numpy(y[test_idx]), meta)
+    return (
+        _rotate_fixed(x[train_idx] / 255.0, a_tr),
+        torch.from_numpy(y[train_idx]),
+        _rotate_fixed(x[test_idx] / 255.0, a_te),
+        torch.from_numpy(y[test_idx]),
+        meta,
+    )
 
 
 def _load_embedded(seed: int, test_rotations: int = 1):
@@ -292,16 +312,32 @@ def _load_embedded(seed: int, test_rotations: int = 1):
     a_tr, a_te = _seeded_angles(seed, len(train_idx), len(test_idx) * test_rotations)
     x_test = np.tile(x[test_idx], (test_rotations, 1))  # copy j of digit i sits at j*n + i
     y_test = np.tile(y[test_idx], test_rotations)
-    meta = {"checksum": _md5_arrays(x, y), "split_seed": EMBEDDED_SPLIT_SEED,
-            "test_digits": len(test_idx), "test_rotations": test_rotations,
-            "rotation": "uniform [0, 360) per digit (and per test copy), seeded"}
-    return (_rotate_fixed(x[train_idx], a_tr), torch.from_numpy(y[train_idx]),
-            _rotate_fixed(x_test, a_te), torch.from_numpy(y_test), meta)
+    meta = {
+        "checksum": _md5_arrays(x, y),
+        "split_seed": EMBEDDED_SPLIT_SEED,
+        "test_digits": len(test_idx),
+        "test_rotations": test_rotations,
+        "rotation": "uniform [0, 360) per digit (and per test copy), seeded",
+    }
+    return (
+        _rotate_fixed(x[train_idx], a_tr),
+        torch.from_numpy(y[train_idx]),
+        _rotate_fixed(x_test, a_te),
+        torch.from_numpy(y_test),
+        meta,
+    )
 
 
-def load_dataset(source: str, root: str | Path | None = None, seed: int = 0, *,
-                 limit_train: int | None = None, limit_test: int | None = None,
-                 pad_to: int | None = None, test_rotations: int = 1) -> Dataset:
+def load_dataset(
+    source: str,
+    root: str | Path | None = None,
+    seed: int = 0,
+    *,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    pad_to: int | None = None,
+    test_rotations: int = 1,
+) -> Dataset:
     """Load a Rot-MNIST-like dataset.
 
     source: "mnist-rot" (Larochelle et al. 2007 files), "mnist" (torchvision MNIST, 12,000 /
@@ -310,11 +346,12 @@ def load_dataset(source: str, root: str | Path | None = None, seed: int = 0, *,
     independent angles). `limit_*` keep the first N digits; `pad_to` zero-pads to pad_to x pad_to.
     """
     # options first, so a bad one never waits for a large file to be parsed
-    if source not in SOURCES:
-        raise DataError(f"source: expected one of {', '.join(SOURCES)}, found {source!r}")
+    expect_one_of("source", source, SOURCES, DataError)
     if test_rotations < 1 or (source != "embedded" and test_rotations != 1):
-        raise DataError(f"test_rotations: expected 1 (or any integer >= 1 for the embedded source), "
-                        f"found {test_rotations} for {source}")
+        raise DataError(
+            f"test_rotations: expected 1 (or any integer >= 1 for the embedded source), "
+            f"found {test_rotations} for {source}"
+        )
     for name, limit in (("limit_train", limit_train), ("limit_test", limit_test)):
         if limit is not None and limit < 1:
             raise DataError(f"{name}: expected a positive integer, found {limit}")
@@ -333,7 +370,12 @@ def load_dataset(source: str, root: str | Path | None = None, seed: int = 0, *,
             raise DataError(f"{source}: {name} images contain NaN or inf values")
     if pad_to is not None:
         x_tr, x_te = pad_images(x_tr, pad_to), pad_images(x_te, pad_to)
-    meta = {"source": source, "n_train": len(y_tr), "n_test": len(y_te),
-            "image_size": int(x_tr.shape[-1]),
-            "rotation_seed": None if source == "mnist-rot" else seed, **extra}
+    meta = {
+        "source": source,
+        "n_train": len(y_tr),
+        "n_test": len(y_te),
+        "image_size": int(x_tr.shape[-1]),
+        "rotation_seed": None if source == "mnist-rot" else seed,
+        **extra,
+    }
     return Dataset(x_tr.contiguous(), y_tr.long(), x_te.contiguous(), y_te.long(), meta)

@@ -15,3 +15,9 @@ class StudyError(AblateError):
 
 class ResultsError(AblateError):
     """A results file is unreadable or not written by ablate."""
+
+
+def expect_one_of(key: str, value, allowed, error: type[Exception] = ValueError) -> None:
+    """Raise `error` with the one 'KEY: expected one of A, B, found X' message unless value is allowed."""
+    if value not in allowed:
+        raise error(f"{key}: expected one of {', '.join(map(str, allowed))}, found {value!r}")

@@ -13,26 +13,76 @@ import contextlib
 import io
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
+import tomli_w
 import torch
 from filelock import FileLock, Timeout
 
-from ablate.errors import ResultsError
+from ablate.errors import ResultsError, StudyError
+from ablate.study import Study, load_study
 
-RUN_COLUMNS = [
-    "study", "run_key", "arm", "budget", "seed", "n_params", "macs", "group_order", "repeat_mode",
-    "backbone", "learnable_widths", "physical_widths", "dataset", "n_train", "n_test", "epochs",
-    "test_error", "invariance_error", "train_loss", "train_error", "train_seconds", "device",
-    "status", "finished_at", "ablate_version", "torch_version", "escnn_version",
-]
-HISTORY_COLUMNS = [
-    "study", "run_key", "arm", "budget", "seed", "epoch", "train_loss", "train_error",
-    "test_error", "lr", "seconds",
-]
-REQUIRED_RUN_COLUMNS = ["arm", "budget", "seed", "test_error", "status"]
+
+@dataclass(frozen=True)
+class RunRow:
+    """One row of runs.csv: one finished run. The README's runs.csv table documents each field."""
+
+    study: str
+    run_key: str
+    arm: str
+    budget: int
+    seed: int
+    n_params: int
+    macs: int
+    group_order: int
+    repeat_mode: str
+    backbone: str
+    learnable_widths: str
+    physical_widths: str
+    dataset: str
+    n_train: int
+    n_test: int
+    epochs: int
+    test_error: float
+    invariance_error: float
+    train_loss: float
+    train_error: float
+    train_seconds: float
+    device: str
+    status: str
+    finished_at: str
+    ablate_version: str
+    torch_version: str
+    escnn_version: str
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One row of history.csv: one epoch of one run."""
+
+    study: str
+    run_key: str
+    arm: str
+    budget: int
+    seed: int
+    epoch: int
+    train_loss: float
+    train_error: float
+    test_error: float
+    lr: float
+    seconds: float
+
+
+RUN_COLUMNS = [f.name for f in fields(RunRow)]
+HISTORY_COLUMNS = [f.name for f in fields(HistoryRow)]
+
+
+def _required(row_type: type) -> list[str]:
+    """Columns a file must have: the fields without a default (later additions carry one)."""
+    return [f.name for f in fields(row_type) if f.default is MISSING]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -49,28 +99,38 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def _read_csv(path: Path, columns: list[str], required: list[str]) -> pd.DataFrame:
+def _read_csv(path: Path, row_type: type) -> pd.DataFrame:
+    """A results CSV as a DataFrame with every column of `row_type`; a file from before a column
+    was added gets that column filled with the field's default."""
+    columns = [f.name for f in fields(row_type)]
     if not path.exists():
         return pd.DataFrame(columns=columns)
     try:
         frame = pd.read_csv(path)
     except Exception as error:
-        raise ResultsError(f"{path}: expected a CSV written by ablate, found unreadable content "
-                           f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
-    missing = [c for c in required if c not in frame.columns]
+        raise ResultsError(
+            f"{path}: expected a CSV written by ablate, found unreadable content "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+        ) from None
+    missing = [c for c in _required(row_type) if c not in frame.columns]
     if missing:
-        raise ResultsError(f"{path}: expected columns {', '.join(required)}, missing {', '.join(missing)}")
+        raise ResultsError(
+            f"{path}: expected the columns of an ablate {path.name}, missing {', '.join(missing)}"
+        )
+    for f in fields(row_type):
+        if f.name not in frame.columns:
+            frame[f.name] = f.default
     return frame
 
 
 def read_runs(path: str | Path) -> pd.DataFrame:
     """A runs.csv as a DataFrame (one row per finished run); ResultsError if it is not ours."""
-    return _read_csv(Path(path), RUN_COLUMNS, REQUIRED_RUN_COLUMNS)
+    return _read_csv(Path(path), RunRow)
 
 
 def read_history(path: str | Path) -> pd.DataFrame:
     """A history.csv as a DataFrame (one row per run and epoch)."""
-    return _read_csv(Path(path), HISTORY_COLUMNS, ["run_key", "arm", "budget", "seed", "epoch"])
+    return _read_csv(Path(path), HistoryRow)
 
 
 class Checkpoint:
@@ -126,11 +186,24 @@ class StudyResults:
     def checkpoint(self, run_key: str) -> Checkpoint:
         return Checkpoint(self.dir / "checkpoints" / f"{run_key}.pt")
 
-    def write_study(self, text: str) -> None:
-        """Keep a copy of the resolved study next to its results."""
+    def saved_study(self) -> Study | None:
+        """The study copy saved beside the results, parsed and validated as a study file is;
+        None when there is none. ResultsError (one line naming the file) when it is not valid."""
+        path = self.dir / "study.toml"
+        if not path.exists():
+            return None
+        try:
+            return load_study(path)
+        except StudyError as error:
+            raise ResultsError(str(error)) from None
+
+    def write_study(self, study: Study) -> None:
+        """Keep a copy of the resolved study next to its results (read back by saved_study)."""
         self._ensure()
         with self._lock:
-            _atomic_write(self.dir / "study.toml", text.encode())
+            _atomic_write(
+                self.dir / "study.toml", tomli_w.dumps(study.model_dump(exclude_none=True)).encode()
+            )
 
     @contextlib.contextmanager
     def claim(self, run_key: str, wait: bool = False) -> Iterator[None]:
@@ -146,23 +219,29 @@ class StudyResults:
         finally:
             lock.release()
 
-    def record(self, run: dict, history: list[dict], replace: bool = False) -> bool:
+    def record(self, run: RunRow, history: Sequence[HistoryRow], replace: bool = False) -> bool:
         """Add a finished run and its history atomically; False if the run is already there.
 
         With replace=True an existing row of the same run_key (and its history) is replaced.
+        Anything but a RunRow and HistoryRows is refused (TypeError), so no column goes astray.
         """
+        if not isinstance(run, RunRow) or not all(isinstance(h, HistoryRow) for h in history):
+            raise TypeError(
+                "StudyResults.record: expected a RunRow and a sequence of HistoryRow, found "
+                f"{type(run).__name__} and {sorted({type(h).__name__ for h in history})}"
+            )
         self._ensure()
         with self._lock:
             runs, past = self.runs(), self.history()
-            key = str(run["run_key"])
+            key = run.run_key
             if key in set(runs["run_key"].astype(str)):
                 if not replace:
                     return False
                 runs = runs[runs["run_key"].astype(str) != key]
             past = past[past["run_key"].astype(str) != key]  # left by an interrupted record
-            new_history = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+            new_history = pd.DataFrame([asdict(h) for h in history], columns=HISTORY_COLUMNS)
             past = new_history if past.empty else pd.concat([past, new_history], ignore_index=True)
-            new_run = pd.DataFrame([run], columns=RUN_COLUMNS)
+            new_run = pd.DataFrame([asdict(run)], columns=RUN_COLUMNS)
             runs = new_run if runs.empty else pd.concat([runs, new_run], ignore_index=True)
             # history first: a run counts as finished once its runs.csv row exists
             _atomic_write(self.history_path, past.to_csv(index=False).encode())

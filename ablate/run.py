@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Callable, Sequence
 
 import torch
-import tomli_w
 from tqdm import tqdm
 
 import ablate
 from ablate.data import load_dataset
 from ablate.errors import AblateError, StudyError
 from ablate.models import build_arm, count_macs
-from ablate.results import RunBusy, StudyResults
+from ablate.results import HistoryRow, RunBusy, RunRow, StudyResults
 from ablate.study import RunSpec, Study, expand_grid, load_study, with_overrides
 from ablate.train import build_model, fit, resolve_device
 
@@ -30,8 +29,16 @@ def _escnn_version() -> str:
     return version("escnn")
 
 
-def _train_one(spec: RunSpec, study: Study, data, device: torch.device, store: StudyResults,
-               force: bool, on_epoch: Callable[[dict], None] | None, epoch_bar: tqdm) -> dict:
+def _train_one(
+    spec: RunSpec,
+    study: Study,
+    data,
+    device: torch.device,
+    store: StudyResults,
+    force: bool,
+    on_epoch: Callable[[dict], None] | None,
+    epoch_bar: tqdm,
+) -> RunRow:
     """Train (or resume) one run, record it, remove its checkpoint; returns its runs.csv row."""
     model = build_model(spec.model, spec.seed, device)
     checkpoint = store.checkpoint(spec.run_key)
@@ -46,41 +53,57 @@ def _train_one(spec: RunSpec, study: Study, data, device: torch.device, store: S
 
     result = fit(model, data, study.train, spec.seed, checkpoint, progress)
     last = result.history[-1] if result.history else {}
-    ident = {"study": spec.study, "run_key": spec.run_key, "arm": spec.arm, "budget": spec.budget,
-             "seed": spec.seed}
-    row = {
-        **ident, "n_params": spec.model.n_params, "macs": count_macs(model, data.x_test.shape[-1]),
-        "group_order": spec.model.group_order, "repeat_mode": spec.model.repeat_mode or "",
-        "backbone": spec.model.backbone,
-        "learnable_widths": "-".join(map(str, spec.model.learnable_widths)),
-        "physical_widths": "-".join(map(str, spec.model.physical_widths)),
-        "dataset": data.meta["source"], "n_train": data.meta["n_train"], "n_test": data.meta["n_test"],
-        "epochs": len(result.history), "test_error": result.test_error,
-        "invariance_error": result.invariance_error, "train_loss": last.get("train_loss"),
-        "train_error": last.get("train_error"), "train_seconds": round(result.train_seconds, 3),
-        "device": str(device), "status": result.status,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "ablate_version": ablate.__version__, "torch_version": torch.__version__,
-        "escnn_version": _escnn_version(),
+    ident = {
+        "study": spec.study,
+        "run_key": spec.run_key,
+        "arm": spec.arm,
+        "budget": spec.budget,
+        "seed": spec.seed,
     }
-    store.record(row, [{**ident, **h} for h in result.history], replace=force)
+    row = RunRow(
+        **ident,
+        n_params=spec.model.n_params,
+        macs=count_macs(model, data.x_test.shape[-1]),
+        group_order=spec.model.group_order,
+        repeat_mode=spec.model.repeat_mode or "",
+        backbone=spec.model.backbone,
+        learnable_widths="-".join(map(str, spec.model.learnable_widths)),
+        physical_widths="-".join(map(str, spec.model.physical_widths)),
+        dataset=data.meta["source"],
+        n_train=data.meta["n_train"],
+        n_test=data.meta["n_test"],
+        epochs=len(result.history),
+        test_error=result.test_error,
+        invariance_error=result.invariance_error,
+        train_loss=last.get("train_loss"),
+        train_error=last.get("train_error"),
+        train_seconds=round(result.train_seconds, 3),
+        device=str(device),
+        status=result.status,
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        ablate_version=ablate.__version__,
+        torch_version=torch.__version__,
+        escnn_version=_escnn_version(),
+    )
+    store.record(row, [HistoryRow(**ident, **h) for h in result.history], replace=force)
     checkpoint.remove()
     return row
 
 
-def _summary(row: dict) -> str:
-    error = "diverged" if row["status"] != "ok" else f"test error {row['test_error']:.2%}"
-    return (f"{row['arm']:>6}  budget {row['budget']:>7}  seed {row['seed']:>3}  {error}  "
-            f"({row['train_seconds']:.0f} s)")
+def _summary(row: RunRow) -> str:
+    error = "diverged" if row.status != "ok" else f"test error {row.test_error:.2%}"
+    return f"{row.arm:>6}  budget {row.budget:>7}  seed {row.seed:>3}  {error}  ({row.train_seconds:.0f} s)"
 
 
 def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults) -> str:
     """The --dry-run table: per budget and arm the model and how many runs are done/partial/missing."""
     done = store.finished_keys()
-    lines = [f"study {study.name}: {len(grid)} runs ({len(study.models.budgets)} budgets x "
-             f"{len(study.models.arms)} arms x {len(study.train.seeds)} seeds) -> {store.dir}",
-             f"{'budget':>8} {'arm':>7} {'params':>8} {'MACs':>12}  {'done':>4} {'partial':>7} "
-             f"{'missing':>7}  physical widths"]
+    lines = [
+        f"study {study.name}: {len(grid)} runs ({len(study.models.budgets)} budgets x "
+        f"{len(study.models.arms)} arms x {len(study.train.seeds)} seeds) -> {store.dir}",
+        f"{'budget':>8} {'arm':>7} {'params':>8} {'MACs':>12}  {'done':>4} {'partial':>7} "
+        f"{'missing':>7}  physical widths",
+    ]
     cells: dict[tuple[int, str], list[RunSpec]] = {}
     for spec in grid:
         cells.setdefault((spec.budget, spec.arm), []).append(spec)
@@ -89,13 +112,20 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults) -> str
         n_done = sum(s.run_key in done for s in specs)
         partial = sum(s.run_key not in done and store.checkpoint(s.run_key).path.exists() for s in specs)
         widths = "-".join(map(str, specs[0].model.physical_widths))
-        lines.append(f"{budget:>8} {arm:>7} {specs[0].model.n_params:>8} {count_macs(model):>12,}  "
-                     f"{n_done:>4} {partial:>7} {len(specs) - n_done - partial:>7}  {widths}")
+        lines.append(
+            f"{budget:>8} {arm:>7} {specs[0].model.n_params:>8} {count_macs(model):>12,}  "
+            f"{n_done:>4} {partial:>7} {len(specs) - n_done - partial:>7}  {widths}"
+        )
     return "\n".join(lines)
 
 
-def run_study(study: Study, force: bool = False, dry_run: bool = False,
-              on_epoch: Callable[[dict], None] | None = None, source: str = "<study>") -> int:
+def run_study(
+    study: Study,
+    force: bool = False,
+    dry_run: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
+    source: str = "<study>",
+) -> int:
     """Train every missing run of `study`; returns the exit code (0 when all runs finished)."""
     grid = expand_grid(study, source)
     store = StudyResults(study.run.results, study.name)
@@ -104,30 +134,44 @@ def run_study(study: Study, force: bool = False, dry_run: bool = False,
         return 0
     device = resolve_device(study.run.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise StudyError(f"{source}: run.device: expected an available CUDA device, found none "
-                         f"(use device = \"cpu\" or \"auto\")")
+        raise StudyError(
+            f"{source}: run.device: expected an available CUDA device, found none "
+            f'(use device = "cpu" or "auto")'
+        )
     if study.run.threads:
         torch.set_num_threads(study.run.threads)
     finished = store.finished_keys()
     todo = [s for s in grid if force or s.run_key not in finished]
-    print(f"study {study.name}: {len(grid) - len(todo)} of {len(grid)} runs already finished; "
-          f"training {len(todo)} on {device}")
+    print(
+        f"study {study.name}: {len(grid) - len(todo)} of {len(grid)} runs already finished; "
+        f"training {len(todo)} on {device}"
+    )
     if not todo:
         return 0
     d = study.data
-    data = load_dataset(d.source, d.root, d.seed, limit_train=d.limit_train, limit_test=d.limit_test,
-                        pad_to=d.pad_to, test_rotations=d.test_rotations).to(device)
-    store.write_study(tomli_w.dumps(study.model_dump(exclude_none=True)))
+    data = load_dataset(
+        d.source,
+        d.root,
+        d.seed,
+        limit_train=d.limit_train,
+        limit_test=d.limit_test,
+        pad_to=d.pad_to,
+        test_rotations=d.test_rotations,
+    ).to(device)
+    store.write_study(study)
     diverged, waited = 0, []
-    with tqdm(total=len(todo), desc="runs", position=0) as run_bar, \
-            tqdm(desc="epochs", position=1, leave=False) as epoch_bar:
+    with (
+        tqdm(total=len(todo), desc="runs", position=0) as run_bar,
+        tqdm(desc="epochs", position=1, leave=False) as epoch_bar,
+    ):
+
         def attempt(spec: RunSpec, wait: bool) -> None:
             nonlocal diverged
             with store.claim(spec.run_key, wait=wait):
                 if not force and spec.run_key in store.finished_keys():
                     return  # finished by another process meanwhile
                 row = _train_one(spec, study, data, device, store, force, on_epoch, epoch_bar)
-            diverged += row["status"] != "ok"
+            diverged += row.status != "ok"
             tqdm.write(_summary(row))
 
         for spec in todo:
@@ -171,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         study = load_study(args.study)
         arms = args.arms.split(",") if args.arms else None
         study = with_overrides(
-            study, f"{args.study} (command line)",
+            study,
+            f"{args.study} (command line)",
             train={"seeds": _int_list("--seeds", args.seeds)},
             models={"budgets": _int_list("--budgets", args.budgets), "arms": arms},
             run={"device": args.device, "results": args.results},
@@ -181,8 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished runs are saved and unfinished ones keep their last epoch's "
-              "checkpoint; rerun the same command to resume", file=sys.stderr)
+        print(
+            "interrupted: finished runs are saved and unfinished ones keep their last epoch's "
+            "checkpoint; rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -19,14 +19,16 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-ARMS = ("plain", "repeat", "gcnn")
+from ablate.models.arms import ARMS
+
 GAINS = {"total": ("plain", "gcnn"), "rep": ("plain", "repeat"), "eq": ("repeat", "gcnn")}
-REQUIRED = ("arm", "budget", "seed", "test_error", "status")
+REQUIRED = ("arm", "budget", "seed", "test_error", "status")  # what these functions read of a runs table
 
 
 # --------------------------------------------------------------------------------------------
 # Input checks and per-arm summaries
 # --------------------------------------------------------------------------------------------
+
 
 def _is_ok(runs: pd.DataFrame) -> pd.Series:
     return (runs["status"] == "ok") & np.isfinite(runs["test_error"].astype(float))
@@ -35,8 +37,10 @@ def _is_ok(runs: pd.DataFrame) -> pd.Series:
 def _grouped(runs: pd.DataFrame) -> tuple[dict[tuple, np.ndarray], dict[tuple, int]]:
     """({(budget, arm): ok test errors}, {(budget, arm): runs dropped as not ok})."""
     ok = _is_ok(runs)
-    errors = {key: group.to_numpy(dtype=float)
-              for key, group in runs.loc[ok].groupby(["budget", "arm"], sort=True)["test_error"]}
+    errors = {
+        key: group.to_numpy(dtype=float)
+        for key, group in runs.loc[ok].groupby(["budget", "arm"], sort=True)["test_error"]
+    }
     dropped = runs.loc[~ok].groupby(["budget", "arm"]).size().to_dict()
     return errors, dropped
 
@@ -49,16 +53,18 @@ def _checked(runs: pd.DataFrame, min_seeds: int = 2) -> tuple[dict[tuple, np.nda
     unknown = runs.loc[~runs["arm"].isin(ARMS)]
     if len(unknown):
         row = unknown.iloc[0]
-        raise ValueError(f"budget {row['budget']}, arm {row['arm']!r}: unknown arm (expected one of "
-                         f"{', '.join(ARMS)})")
+        raise ValueError(
+            f"budget {row['budget']}, arm {row['arm']!r}: unknown arm (expected one of {', '.join(ARMS)})"
+        )
     errors, dropped = _grouped(runs)
     for budget in sorted(runs["budget"].unique()):
         for arm in ARMS:
             n = len(errors.get((budget, arm), ()))
             if n < min_seeds:
                 what = "missing" if n == 0 else f"has {n} ok seed"
-                raise ValueError(f"budget {budget}, arm {arm}: {what}; expected at least {min_seeds} "
-                                 f"ok seeds per arm")
+                raise ValueError(
+                    f"budget {budget}, arm {arm}: {what}; expected at least {min_seeds} ok seeds per arm"
+                )
     return errors, dropped
 
 
@@ -76,14 +82,17 @@ def arm_summary(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     and how many runs were dropped as not ok. Arms with one ok seed get NaN spread; none: absent.
     """
     errors, dropped = _grouped(runs)
-    rows = [{"budget": budget, "arm": arm, **_arm_stats(x, confidence), "dropped": dropped.get((budget, arm), 0)}
-            for (budget, arm), x in errors.items()]
+    rows = [
+        {"budget": budget, "arm": arm, **_arm_stats(x, confidence), "dropped": dropped.get((budget, arm), 0)}
+        for (budget, arm), x in errors.items()
+    ]
     return pd.DataFrame(rows, columns=["budget", "arm", "n", "mean", "sd", "se", "lo", "hi", "dropped"])
 
 
 # --------------------------------------------------------------------------------------------
 # Intervals for a ratio of mean differences
 # --------------------------------------------------------------------------------------------
+
 
 def _moments(samples: dict[str, np.ndarray], paired: bool) -> tuple[float, float, float, float, float, float]:
     """(N, D, var N, var D, cov(N, D), df) for N = gain_rep and D = gain_total as mean differences.
@@ -101,33 +110,35 @@ def _moments(samples: dict[str, np.ndarray], paired: bool) -> tuple[float, float
     num, den = float(p.mean() - r.mean()), float(p.mean() - g.mean())
     share = num / den if den else 0.0
     # N - s D = (1 - s) mean_plain - mean_repeat + s mean_gcnn
-    parts = {"plain": (1 - share) ** 2 * v["plain"], "repeat": v["repeat"], "gcnn": share ** 2 * v["gcnn"]}
-    denom = sum(part ** 2 / (len(samples[k]) - 1) for k, part in parts.items())
+    parts = {"plain": (1 - share) ** 2 * v["plain"], "repeat": v["repeat"], "gcnn": share**2 * v["gcnn"]}
+    denom = sum(part**2 / (len(samples[k]) - 1) for k, part in parts.items())
     df = sum(parts.values()) ** 2 / denom if denom > 0 else math.inf
     # e_plain sits in numerator and denominator: Cov(N, D) = Var(mean e_plain)
     return num, den, v["plain"] + v["repeat"], v["plain"] + v["gcnn"], v["plain"], df
 
 
-def delta_interval(num: float, den: float, var_num: float, var_den: float, cov: float,
-                   quantile: float) -> tuple[float, float]:
+def delta_interval(
+    num: float, den: float, var_num: float, var_den: float, cov: float, quantile: float
+) -> tuple[float, float]:
     """Delta-method interval of num / den (first-order Taylor, covariance included)."""
     share = num / den
-    var = (var_num - 2 * share * cov + share ** 2 * var_den) / den ** 2
+    var = (var_num - 2 * share * cov + share**2 * var_den) / den**2
     half = quantile * math.sqrt(max(var, 0.0))
     return share - half, share + half
 
 
-def fieller_interval(num: float, den: float, var_num: float, var_den: float, cov: float,
-                     quantile: float) -> tuple[float, float, str]:
+def fieller_interval(
+    num: float, den: float, var_num: float, var_den: float, cov: float, quantile: float
+) -> tuple[float, float, str]:
     """Fieller's confidence set for num / den: {t : (num - t den)^2 <= q^2 Var(num - t den)}.
 
     Returns (lo, hi, kind): kind "bounded" is [lo, hi]; "two rays" is (-inf, lo] U [hi, inf),
     which happens when the denominator is not clearly non-zero; "unbounded" is the whole line.
     """
-    q2 = quantile ** 2
-    a = den ** 2 - q2 * var_den
+    q2 = quantile**2
+    a = den**2 - q2 * var_den
     b = -2 * (num * den - q2 * cov)
-    c = num ** 2 - q2 * var_num
+    c = num**2 - q2 * var_num
     disc = b * b - 4 * a * c
     if a > 0:
         root = math.sqrt(max(disc, 0.0))
@@ -144,8 +155,9 @@ def _share_statistic(plain, repeat, gcnn, axis=-1):
         return (p - np.mean(repeat, axis=axis)) / (p - np.mean(gcnn, axis=axis))
 
 
-def bootstrap_interval(samples: dict[str, np.ndarray], paired: bool, confidence: float, n_boot: int,
-                       seed: int) -> tuple[float, float, str]:
+def bootstrap_interval(
+    samples: dict[str, np.ndarray], paired: bool, confidence: float, n_boot: int, seed: int
+) -> tuple[float, float, str]:
     """Bootstrap interval of the share, resampling seeds within each arm (jointly when paired).
 
     BCa, falling back to the percentile method when BCa is degenerate; returns (lo, hi, method).
@@ -157,9 +169,16 @@ def bootstrap_interval(samples: dict[str, np.ndarray], paired: bool, confidence:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a degenerate BCa warns; treat that as failure
             try:
-                result = sps.bootstrap(data, _share_statistic, n_resamples=n_boot, paired=paired,
-                                       confidence_level=confidence, method=method,
-                                       vectorized=True, random_state=seed)
+                result = sps.bootstrap(
+                    data,
+                    _share_statistic,
+                    n_resamples=n_boot,
+                    paired=paired,
+                    confidence_level=confidence,
+                    method=method,
+                    vectorized=True,
+                    random_state=seed,
+                )
             except (Warning, ValueError, FloatingPointError):
                 continue
         lo, hi = result.confidence_interval
@@ -172,8 +191,10 @@ def bootstrap_interval(samples: dict[str, np.ndarray], paired: bool, confidence:
 # Tests of the gains
 # --------------------------------------------------------------------------------------------
 
-def _gain_tests(worse: np.ndarray, better: np.ndarray, paired: bool, n_perm: int,
-                seed: int) -> tuple[float, float]:
+
+def _gain_tests(
+    worse: np.ndarray, better: np.ndarray, paired: bool, n_perm: int, seed: int
+) -> tuple[float, float]:
     """One-sided p-values that mean(worse) > mean(better): (t-test, permutation test)."""
     if paired:
         t_p = sps.ttest_rel(worse, better, alternative="greater").pvalue
@@ -185,9 +206,15 @@ def _gain_tests(worse: np.ndarray, better: np.ndarray, paired: bool, n_perm: int
     def mean_diff(a, b, axis=-1):
         return np.mean(a, axis=axis) - np.mean(b, axis=axis)
 
-    perm = sps.permutation_test((worse, better), mean_diff, vectorized=True, n_resamples=n_perm,
-                                permutation_type="samples" if paired else "independent",
-                                alternative="greater", random_state=seed)
+    perm = sps.permutation_test(
+        (worse, better),
+        mean_diff,
+        vectorized=True,
+        n_resamples=n_perm,
+        permutation_type="samples" if paired else "independent",
+        alternative="greater",
+        random_state=seed,
+    )
     return float(t_p), float(perm.pvalue)
 
 
@@ -195,8 +222,10 @@ def _paired_samples(ok: pd.DataFrame, budget) -> dict[str, np.ndarray]:
     table = ok.loc[ok["budget"] == budget].pivot_table(index="seed", columns="arm", values="test_error")
     complete = table.dropna()
     if len(complete) < 2:
-        raise ValueError(f"budget {budget}, arms plain/repeat/gcnn: paired analysis needs at least 2 seeds shared "
-                         f"by all arms, found {len(complete)}")
+        raise ValueError(
+            f"budget {budget}, arms plain/repeat/gcnn: paired analysis needs at least 2 seeds shared "
+            f"by all arms, found {len(complete)}"
+        )
     return {arm: complete[arm].to_numpy() for arm in ARMS}
 
 
@@ -204,8 +233,15 @@ def _paired_samples(ok: pd.DataFrame, budget) -> dict[str, np.ndarray]:
 # Per-budget decomposition
 # --------------------------------------------------------------------------------------------
 
-def decompose(runs: pd.DataFrame, paired: bool = False, confidence: float = 0.95,
-              n_boot: int = 2000, n_perm: int = 5000, seed: int = 0) -> pd.DataFrame:
+
+def decompose(
+    runs: pd.DataFrame,
+    paired: bool = False,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    n_perm: int = 5000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """One row per budget: arm errors, gains, one-sided tests (Holm-adjusted) and share intervals.
 
     runs: columns arm, budget, seed, test_error (fraction), status; only status "ok" runs are used
@@ -225,9 +261,17 @@ def decompose(runs: pd.DataFrame, paired: bool = False, confidence: float = 0.95
         row: dict = {"budget": budget}
         for arm in ARMS:
             s = _arm_stats(errors[(budget, arm)], confidence)
-            row.update({f"err_{arm}": s["mean"], f"sd_{arm}": s["sd"], f"se_{arm}": s["se"], f"n_{arm}": s["n"],
-                        f"err_{arm}_lo": s["lo"], f"err_{arm}_hi": s["hi"],
-                        f"dropped_{arm}": dropped.get((budget, arm), 0)})
+            row.update(
+                {
+                    f"err_{arm}": s["mean"],
+                    f"sd_{arm}": s["sd"],
+                    f"se_{arm}": s["se"],
+                    f"n_{arm}": s["n"],
+                    f"err_{arm}_lo": s["lo"],
+                    f"err_{arm}_hi": s["hi"],
+                    f"dropped_{arm}": dropped.get((budget, arm), 0),
+                }
+            )
         means = {arm: float(samples[arm].mean()) for arm in ARMS}
         for gain, (worse, better) in GAINS.items():
             row[f"gain_{gain}"] = means[worse] - means[better]
@@ -237,8 +281,9 @@ def decompose(runs: pd.DataFrame, paired: bool = False, confidence: float = 0.95
         num, den, var_num, var_den, cov, df = _moments(samples, paired)
         quantile = sps.t.ppf(1 - alpha / 2, df)
         row["share_rep"] = num / den if den != 0 else math.nan
-        row["share_rep_lo_delta"], row["share_rep_hi_delta"] = delta_interval(
-            num, den, var_num, var_den, cov, quantile) if den != 0 else (math.nan, math.nan)
+        row["share_rep_lo_delta"], row["share_rep_hi_delta"] = (
+            delta_interval(num, den, var_num, var_den, cov, quantile) if den != 0 else (math.nan, math.nan)
+        )
         lo, hi, kind = fieller_interval(num, den, var_num, var_den, cov, quantile)
         row["share_rep_lo_fieller"], row["share_rep_hi_fieller"], row["fieller_kind"] = lo, hi, kind
         lo, hi, method = bootstrap_interval(samples, paired, confidence, n_boot, seed + index)
@@ -246,7 +291,9 @@ def decompose(runs: pd.DataFrame, paired: bool = False, confidence: float = 0.95
         rows.append(row)
     for suffix in ("", "_perm"):
         raw = np.array([[row[f"p_{gain}{suffix}_raw"] for gain in GAINS] for row in rows])
-        adjusted = raw if np.isnan(raw).all() else multipletests(raw.ravel(), method="holm")[1].reshape(raw.shape)
+        adjusted = (
+            raw if np.isnan(raw).all() else multipletests(raw.ravel(), method="holm")[1].reshape(raw.shape)
+        )
         for row, values in zip(rows, adjusted):
             row.update({f"p_{gain}{suffix}": float(v) for gain, v in zip(GAINS, values)})
     for row in rows:
@@ -259,7 +306,7 @@ def decompose(runs: pd.DataFrame, paired: bool = False, confidence: float = 0.95
     return pd.DataFrame(rows)
 
 
-def headline(table: pd.DataFrame) -> dict | None:
+def largest_share(table: pd.DataFrame) -> dict | None:
     """The paper's "up to X%": the identifiable budget with the largest repetition share.
 
     Returns the row's budget, share and intervals, or None when no budget is identifiable.
@@ -268,15 +315,30 @@ def headline(table: pd.DataFrame) -> dict | None:
     if shown.empty:
         return None
     best = shown.loc[shown["share_rep"].idxmax()]
-    keys = ["budget", "share_rep", "share_rep_lo_delta", "share_rep_hi_delta", "share_rep_lo_fieller",
-            "share_rep_hi_fieller", "fieller_kind", "share_rep_lo_boot", "share_rep_hi_boot",
-            "boot_method", "rel_gain", "n_plain", "n_repeat", "n_gcnn", "p_total"]
+    keys = [
+        "budget",
+        "share_rep",
+        "share_rep_lo_delta",
+        "share_rep_hi_delta",
+        "share_rep_lo_fieller",
+        "share_rep_hi_fieller",
+        "fieller_kind",
+        "share_rep_lo_boot",
+        "share_rep_hi_boot",
+        "boot_method",
+        "rel_gain",
+        "n_plain",
+        "n_repeat",
+        "n_gcnn",
+        "p_total",
+    ]
     return {k: best[k] for k in keys}
 
 
 # --------------------------------------------------------------------------------------------
 # Pooled over budgets
 # --------------------------------------------------------------------------------------------
+
 
 def pooled(runs: pd.DataFrame, by_budget_trend: bool = False, confidence: float = 0.95) -> pd.DataFrame:
     """OLS test_error ~ repeat + equiv + C(budget), cluster-robust by seed (t with G-1 df).
@@ -292,8 +354,9 @@ def pooled(runs: pd.DataFrame, by_budget_trend: bool = False, confidence: float 
 
     _checked(runs)
     ok = runs.loc[_is_ok(runs)].astype({"test_error": float})
-    ok = ok.assign(repeat=ok["arm"].isin(["repeat", "gcnn"]).astype(float),
-                   equiv=(ok["arm"] == "gcnn").astype(float))
+    ok = ok.assign(
+        repeat=ok["arm"].isin(["repeat", "gcnn"]).astype(float), equiv=(ok["arm"] == "gcnn").astype(float)
+    )
     ok["log_budget_c"] = np.log(ok["budget"].astype(float)) - np.log(ok["budget"].astype(float)).mean()
     formula = "test_error ~ repeat + equiv"
     if ok["budget"].nunique() > 1:
@@ -310,92 +373,41 @@ def pooled(runs: pd.DataFrame, by_budget_trend: bool = False, confidence: float 
     b_r, b_e = fit.params["repeat"], fit.params["equiv"]
     cov = fit.cov_params().loc[["repeat", "equiv"], ["repeat", "equiv"]].to_numpy()
     total = b_r + b_e
-    grad = np.array([b_e, -b_r]) / total ** 2
+    grad = np.array([b_e, -b_r]) / total**2
     se_share = float(math.sqrt(max(grad @ cov @ grad, 0.0)))
     q = sps.t.ppf((1 + confidence) / 2, n_clusters - 1)
     share = b_r / total
     total_test = fit.t_test("repeat + equiv = 0")
     t_total = float(np.asarray(total_test.tvalue).ravel()[0])
     p_total = float(sps.t.sf(-t_total, fit.df_resid_inference or fit.df_resid))
-    row = {"gain_rep": -b_r, "gain_eq": -b_e, "gain_total": -total,
-           "se_rep": fit.bse["repeat"], "se_eq": fit.bse["equiv"],
-           "p_rep": _one_sided(fit, "repeat"), "p_eq": _one_sided(fit, "equiv"), "p_total": p_total,
-           "identifiable": p_total < 1 - confidence,
-           "share_rep": share, "share_rep_lo": share - q * se_share, "share_rep_hi": share + q * se_share,
-           "n_runs": len(ok), "n_budgets": ok["budget"].nunique(), "n_clusters": n_clusters}
+    row = {
+        "gain_rep": -b_r,
+        "gain_eq": -b_e,
+        "gain_total": -total,
+        "se_rep": fit.bse["repeat"],
+        "se_eq": fit.bse["equiv"],
+        "p_rep": _one_sided(fit, "repeat"),
+        "p_eq": _one_sided(fit, "equiv"),
+        "p_total": p_total,
+        "identifiable": p_total < 1 - confidence,
+        "share_rep": share,
+        "share_rep_lo": share - q * se_share,
+        "share_rep_hi": share + q * se_share,
+        "n_runs": len(ok),
+        "n_budgets": ok["budget"].nunique(),
+        "n_clusters": n_clusters,
+    }
     if by_budget_trend:
-        row.update({"trend_rep_per_log_budget": -fit.params["repeat:log_budget_c"],
-                    "trend_se": fit.bse["repeat:log_budget_c"],
-                    "trend_p": float(fit.pvalues["repeat:log_budget_c"])})
+        row.update(
+            {
+                "trend_rep_per_log_budget": -fit.params["repeat:log_budget_c"],
+                "trend_se": fit.bse["repeat:log_budget_c"],
+                "trend_p": float(fit.pvalues["repeat:log_budget_c"]),
+            }
+        )
     return pd.DataFrame([row])
 
 
 def _one_sided(fit, name: str) -> float:
     """p-value that the coefficient is negative (a positive gain), from the fit's t statistic."""
     return float(sps.t.sf(-fit.tvalues[name], fit.df_resid_inference or fit.df_resid))
-
-
-# --------------------------------------------------------------------------------------------
-# Text
-# --------------------------------------------------------------------------------------------
-
-def _pct(x: float) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
-
-
-def format_interval(lo: float, hi: float, kind: str = "bounded") -> str:
-    """'21–55%', or the Fieller sets that are not one bounded interval, spelled out."""
-    if kind == "two rays":
-        return f"(-inf, {_pct(lo)}] U [{_pct(hi)}, inf)"
-    if kind == "unbounded":
-        return "unbounded"
-    return f"{_pct(lo)} to {_pct(hi)}"
-
-
-def headline_sentence(table: pd.DataFrame, group_order: int = 4, dataset: str = "") -> str:
-    """The sentence the paper makes, computed from data, or the honest statement that it can't be."""
-    best = headline(table)
-    where = f" on {dataset}" if dataset else ""
-    if best is None:
-        return (f"The share of the C{group_order} G-CNN's gain explained by repetition is not "
-                f"identifiable{where}: at no budget is the G-CNN's gain over the plain CNN "
-                f"significantly positive after Holm correction.")
-    n = min(best["n_plain"], best["n_repeat"], best["n_gcnn"])
-    return (f"Up to {100 * best['share_rep']:.0f}% (95% CI {format_interval(best['share_rep_lo_delta'], best['share_rep_hi_delta'])}, "
-            f"delta method) of the relative gain of the C{group_order} G-CNN over the plain CNN at equal "
-            f"parameters{where} is explained by learnable repetition alone (budget {int(best['budget']):,}, "
-            f"{n} seeds per arm).")
-
-
-def format_summary(table: pd.DataFrame, pooled_row: pd.DataFrame | None = None,
-                   group_order: int = 4, dataset: str = "") -> str:
-    """Plain-text summary of decompose() (and pooled()) output."""
-    lines = [headline_sentence(table, group_order, dataset), ""]
-    for _, r in table.iterrows():
-        lines.append(f"budget {int(r['budget']):,}: error plain {_pct(r['err_plain'])} (n={r['n_plain']}), "
-                     f"repeat {_pct(r['err_repeat'])} (n={r['n_repeat']}), gcnn {_pct(r['err_gcnn'])} "
-                     f"(n={r['n_gcnn']})")
-        lines.append(f"  gains (points): total {100 * r['gain_total']:.2f} (p={r['p_total']:.3g}), "
-                     f"repetition {100 * r['gain_rep']:.2f} (p={r['p_rep']:.3g}), equivariance "
-                     f"{100 * r['gain_eq']:.2f} (p={r['p_eq']:.3g}); Holm-adjusted, one-sided")
-        if r["identifiable"]:
-            lines.append(f"  repetition share {_pct(r['share_rep'])}: delta "
-                         f"{format_interval(r['share_rep_lo_delta'], r['share_rep_hi_delta'])}, Fieller "
-                         f"{format_interval(r['share_rep_lo_fieller'], r['share_rep_hi_fieller'], r['fieller_kind'])}, "
-                         f"bootstrap ({r['boot_method']}) "
-                         f"{format_interval(r['share_rep_lo_boot'], r['share_rep_hi_boot'])}")
-        else:
-            lines.append("  repetition share: not identifiable (total gain not significantly positive)")
-    if pooled_row is not None and len(pooled_row):
-        p = pooled_row.iloc[0]
-        where = (f"pooled over {int(p['n_budgets'])} budget{'s' if p['n_budgets'] > 1 else ''} "
-                 f"({int(p['n_runs'])} runs, {int(p['n_clusters'])} seed clusters)")
-        if p["identifiable"]:
-            lines.append(f"{where}: repetition share {_pct(p['share_rep'])} "
-                         f"({_pct(p['share_rep_lo'])} to {_pct(p['share_rep_hi'])}), p_total={p['p_total']:.3g}")
-        else:
-            lines.append(f"{where}: repetition share not identifiable (total gain p={p['p_total']:.3g})")
-        if "trend_p" in p:
-            lines.append(f"  change of the repetition gain per unit log budget: "
-                         f"{100 * p['trend_rep_per_log_budget']:.2f} points (p={p['trend_p']:.3g})")
-    return "\n".join(lines)

@@ -12,12 +12,21 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ablate._compat import tomllib
+from ablate.data import AUGMENTS, SOURCES
 from ablate.errors import StudyError
+from ablate.models.arms import ARMS
+from ablate.models.backbone import BACKBONES
+from ablate.models.repeat import MODES
 
 if TYPE_CHECKING:
     from ablate.models import ArmSpec
 
-ArmName = Literal["plain", "repeat", "gcnn"]
+# The allowed values come from the modules that own each concept: one edit adds an arm or a mode.
+ArmName = Literal[ARMS]
+SourceName = Literal[SOURCES]
+BackboneName = Literal[tuple(BACKBONES)]
+RepeatMode = Literal[MODES]
+AugmentName = Literal[AUGMENTS]
 RUN_KEY_VERSION = 1  # bump when the training code changes what a run key's result is
 
 
@@ -26,7 +35,7 @@ class _Section(BaseModel):
 
 
 class DataSettings(_Section):
-    source: Literal["mnist-rot", "mnist", "embedded"] = "mnist-rot"
+    source: SourceName = "mnist-rot"
     root: str | None = None
     seed: int = Field(0, ge=0, description="rotation seed of the generated sources")
     limit_train: int | None = Field(None, gt=0)
@@ -36,11 +45,11 @@ class DataSettings(_Section):
 
 
 class ModelSettings(_Section):
-    backbone: Literal["repeatnet", "z2cnn"] = "repeatnet"
+    backbone: BackboneName = "repeatnet"
     group_order: int = Field(4, ge=2)
     budgets: list[int] = Field(min_length=1)
-    arms: list[ArmName] = Field(default_factory=lambda: ["plain", "repeat", "gcnn"], min_length=1)
-    repeat_mode: Literal["swish", "scale", "tile"] = "swish"
+    arms: list[ArmName] = Field(default_factory=lambda: list(ARMS), min_length=1)
+    repeat_mode: RepeatMode = "swish"
     tolerance: float = Field(0.02, gt=0, lt=0.5)
 
     @field_validator("budgets")
@@ -71,7 +80,7 @@ class TrainConfig(_Section):
     constant_epochs: int = Field(10, ge=0)
     decay: float = Field(0.8, gt=0, le=1)
     grad_clip: float | None = Field(1.0, gt=0)
-    augment: Literal["rotation", "none"] = "none"  # "rotation": a fresh angle per image and step
+    augment: AugmentName = "none"
     eval_every: int = Field(1, gt=0)
     bf16: bool = False  # CUDA only
 
@@ -164,6 +173,7 @@ def with_overrides(study: Study, source: str, **sections: dict) -> Study:
 # The grid
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class RunSpec:
     """One cell of the grid: an arm at a budget with one seed."""
@@ -173,7 +183,7 @@ class RunSpec:
     budget: int
     seed: int
     run_key: str
-    model: "ArmSpec"
+    model: ArmSpec
 
 
 def run_key(study: Study, model_spec, seed: int) -> str:
@@ -184,11 +194,15 @@ def run_key(study: Study, model_spec, seed: int) -> str:
     """
     data = study.data.model_dump(exclude={"root"})
     train = study.train.model_dump(exclude={"seeds", "eval_every"})
-    model = {"arm": model_spec.arm, "backbone": model_spec.backbone,
-             "learnable_widths": list(model_spec.learnable_widths),
-             "physical_widths": list(model_spec.physical_widths),
-             "group_order": model_spec.group_order, "repeat_mode": model_spec.repeat_mode,
-             "n_params": model_spec.n_params}
+    model = {
+        "arm": model_spec.arm,
+        "backbone": model_spec.backbone,
+        "learnable_widths": list(model_spec.learnable_widths),
+        "physical_widths": list(model_spec.physical_widths),
+        "group_order": model_spec.group_order,
+        "repeat_mode": model_spec.repeat_mode,
+        "n_params": model_spec.n_params,
+    }
     payload = {"version": RUN_KEY_VERSION, "data": data, "train": train, "model": model, "seed": seed}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -199,7 +213,6 @@ def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
     An infeasible budget raises StudyError naming it (from the width solver's message).
     """
     from ablate.models import solve_triplet
-
     from ablate.models.backbone import get_backbone
 
     runs = []

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -18,8 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ablate.data import Dataset, random_rotate
-from ablate.models import ArmSpec, build_arm
-from ablate.models.gcnn import GCNN
+from ablate.models import Arm, ArmSpec, build_arm
 from ablate.study import TrainConfig
 
 
@@ -47,7 +47,7 @@ def derive_seeds(seed: int) -> dict[str, int]:
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu; otherwise torch.device(name)."""
+    """ "auto" -> cuda when available, else cpu; otherwise torch.device(name)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -69,29 +69,65 @@ def lr_factor(epoch: int, config: TrainConfig) -> float:
 @torch.no_grad()
 def _predict(net: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Predicted classes (N,) for images (N, 1, H, W) from a network in eval mode."""
-    return torch.cat([net(x[i:i + batch_size]).argmax(dim=1) for i in range(0, len(x), batch_size)])
+    return torch.cat([net(x[i : i + batch_size]).argmax(dim=1) for i in range(0, len(x), batch_size)])
 
 
-def evaluate(model: nn.Module, data: Dataset, invariance: bool = False) -> dict[str, float]:
+def evaluate(model: Arm, data: Dataset, invariance: bool = False) -> dict[str, float]:
     """Test error, and optionally the invariance error under a 90-degree turn (fractions).
 
-    Runs in eval mode (G-CNNs through one plain-torch export) and restores the model's mode.
+    Runs the model's plain-torch export (eval mode); the model itself is left as it was.
     """
-    was_training = model.training
-    model.eval()
-    net = model.export() if isinstance(model, GCNN) else model
+    net = model.export()
     preds = _predict(net, data.x_test)
     out = {"test_error": float((preds != data.y_test).float().mean())}
     if invariance:
         turned = _predict(net, torch.rot90(data.x_test, 1, dims=(2, 3)))
         out["invariance_error"] = float((turned != preds).float().mean())
-    model.train(was_training)
     return out
 
 
-def fit(model: nn.Module, data: Dataset, config: TrainConfig, seed: int,
-        checkpoint: CheckpointStore | None = None,
-        on_epoch: Callable[[dict], None] | None = None) -> FitResult:
+@dataclass
+class _Loop:
+    """The state that a checkpoint carries: everything that makes a resumed run continue exactly."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    order_gen: torch.Generator
+    augment_gen: torch.Generator
+
+    def snapshot(self, epoch: int, history: list[dict], elapsed: float) -> dict:
+        """The checkpoint after `epoch` epochs (tensors, numbers, lists and dicts only)."""
+        return {
+            "epoch": epoch,
+            "history": history,
+            "elapsed": elapsed,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "order_gen": self.order_gen.get_state(),
+            "augment_gen": self.augment_gen.get_state().cpu(),
+        }
+
+    def restore(self, state: dict) -> tuple[int, list[dict], float]:
+        """Load a snapshot; returns (epochs done, history so far, seconds so far)."""
+        self.model.train()  # escnn keeps its expanded filters as buffers only in eval mode
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.order_gen.set_state(state["order_gen"])
+        self.augment_gen.set_state(state["augment_gen"].to(self.augment_gen.get_state().device))
+        return state["epoch"], state["history"], state["elapsed"]
+
+
+def fit(
+    model: Arm,
+    data: Dataset,
+    config: TrainConfig,
+    seed: int,
+    checkpoint: CheckpointStore | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> FitResult:
     """Train `model` on `data` (already on the model's device) and evaluate it.
 
     Resumes from `checkpoint` when it holds a state, and saves one after every epoch, so an
@@ -104,18 +140,14 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, seed: int,
     augment_gen = torch.Generator(device=device).manual_seed(seeds["augment"])
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, config))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                              enabled=config.bf16 and device.type == "cuda")
+    autocast = torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda"
+    )
+    loop = _Loop(model, optimizer, scheduler, order_gen, augment_gen)
     start_epoch, history, elapsed = 0, [], 0.0
     state = checkpoint.load() if checkpoint is not None else None
     if state is not None:
-        model.train()  # escnn keeps its expanded filters as buffers only in eval mode
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        order_gen.set_state(state["order_gen"])
-        augment_gen.set_state(state["augment_gen"].to(augment_gen.get_state().device))
-        start_epoch, history, elapsed = state["epoch"], state["history"], state["elapsed"]
+        start_epoch, history, elapsed = loop.restore(state)
 
     n = len(data.y_train)
     for epoch in range(start_epoch, config.epochs):
@@ -127,7 +159,7 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, seed: int,
         wrong = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
         for start in range(0, n, config.batch_size):
-            index = order[start:start + config.batch_size]
+            index = order[start : start + config.batch_size]
             if len(index) < 2:  # BatchNorm cannot train on a single image
                 continue
             x, y = data.x_train[index], data.y_train[index]
@@ -146,8 +178,13 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, seed: int,
             seen += len(index)
         scheduler.step()
         train_loss = float(loss_sum) / seen
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_error": float(wrong) / seen,
-               "test_error": math.nan, "lr": lr}
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "train_error": float(wrong) / seen,
+            "test_error": math.nan,
+            "lr": lr,
+        }
         if not math.isfinite(train_loss):
             row["seconds"] = time.perf_counter() - tick
             history.append(row)
@@ -160,12 +197,7 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, seed: int,
         elapsed += row["seconds"]
         history.append(row)
         if checkpoint is not None and epoch + 1 < config.epochs:
-            checkpoint.save({
-                "epoch": epoch + 1, "history": history, "elapsed": elapsed,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "order_gen": order_gen.get_state(),
-                "augment_gen": augment_gen.get_state().cpu(),
-            })
+            checkpoint.save(loop.snapshot(epoch + 1, history, elapsed))
         if on_epoch is not None:
             on_epoch(row)
 

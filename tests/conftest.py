@@ -30,12 +30,16 @@ threads = 1
 def tiny_study(tmp_path: Path):
     """Write a tiny study file; returns a function of overrides -> its path."""
 
-    def write(name="tiny", arms='["plain", "repeat", "gcnn"]', seeds="[0, 1]", epochs=2, lr=1e-3,
-              results=None) -> Path:
+    def write(
+        name="tiny", arms='["plain", "repeat", "gcnn"]', seeds="[0, 1]", epochs=2, lr=1e-3, results=None
+    ) -> Path:
         path = tmp_path / f"{name}.toml"
         results = results or str(tmp_path / "results")
-        path.write_text(textwrap.dedent(TINY.format(name=name, arms=arms, seeds=seeds, epochs=epochs,
-                                                    lr=lr, results=results)))
+        path.write_text(
+            textwrap.dedent(
+                TINY.format(name=name, arms=arms, seeds=seeds, epochs=epochs, lr=lr, results=results)
+            )
+        )
         return path
 
     return write

@@ -1,6 +1,5 @@
 """Data layer: .amat parsing, the embedded source, and the rotation path."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -31,10 +30,19 @@ def test_amat_parses_to_shapes_and_values(tmp_path):
     "mutate, message",
     [
         (lambda rows: rows[:2] + [" ".join(rows[2].split()[:500])] + rows[3:], "row 3"),
-        (lambda rows: rows[:1] + [rows[1].replace(rows[1].split()[10], "nan", 1)] + rows[2:], "row 2: expected 785 numbers, found a NaN"),
-        (lambda rows: rows[:4] + [" ".join(rows[4].split()[:-1] + ["12"])], "row 5: expected a label in 0..9, found 12"),
+        (
+            lambda rows: rows[:1] + [rows[1].replace(rows[1].split()[10], "nan", 1)] + rows[2:],
+            "row 2: expected 785 numbers, found a NaN",
+        ),
+        (
+            lambda rows: rows[:4] + [" ".join(rows[4].split()[:-1] + ["12"])],
+            "row 5: expected a label in 0..9, found 12",
+        ),
         (lambda rows: rows[:4] + [" ".join(rows[4].split()[:-1] + ["3.5"])], "row 5: expected a label"),
-        (lambda rows: [" ".join(["2.0"] + rows[0].split()[1:])] + rows[1:], "row 1: expected pixels in [0, 1]"),
+        (
+            lambda rows: [" ".join(["2.0"] + rows[0].split()[1:])] + rows[1:],
+            "row 1: expected pixels in [0, 1]",
+        ),
         (lambda rows: [" ".join(r.split()[:-2]) for r in rows], "expected 785 numbers per row"),
         (lambda rows: [], "empty file"),
     ],
@@ -115,8 +123,9 @@ def test_embedded_train_and_test_share_no_digit():
     from ablate.data import EMBEDDED_SPLIT_SEED, EMBEDDED_TEST_SIZE
 
     x, y = mnist_data()
-    train_idx, test_idx = train_test_split(np.arange(len(y)), test_size=EMBEDDED_TEST_SIZE,
-                                           stratify=y, random_state=EMBEDDED_SPLIT_SEED)
+    train_idx, test_idx = train_test_split(
+        np.arange(len(y)), test_size=EMBEDDED_TEST_SIZE, stratify=y, random_state=EMBEDDED_SPLIT_SEED
+    )
     train_rows = {x[i].tobytes() for i in train_idx}
     assert not any(x[i].tobytes() in train_rows for i in test_idx)
     # The loader uses exactly this split: its test labels are the split's, in order.

@@ -60,7 +60,7 @@ def _explicit_full_weight(layer: RepeatConv2d) -> torch.Tensor:
                 block = layer.alpha[i, j] * w
             else:
                 block = layer.alpha[i, j] * w * torch.sigmoid(-layer.beta[i, j] * w)
-            full[i * c_out:(i + 1) * c_out, j * c_in:(j + 1) * c_in] = block
+            full[i * c_out : (i + 1) * c_out, j * c_in : (j + 1) * c_in] = block
     return full[: layer.out_channels, : layer.in_channels]
 
 
@@ -160,7 +160,7 @@ def test_model_card():
     sizes = plain.backbone.feature_sizes(28)
     expected, c_in = 0, 1
     for layer, width, (conv_size, _) in zip(plain.backbone.layers, plain.physical_widths, sizes):
-        expected += conv_size ** 2 * width * c_in * layer.kernel ** 2
+        expected += conv_size**2 * width * c_in * layer.kernel**2
         c_in = width
     expected += c_in * 64 + 64 * 10
     assert cards["plain"]["macs"] == expected
@@ -174,3 +174,24 @@ def test_backbones_keep_pooled_maps_even_on_28x28():
     z2cnn.check_input_size(28)
     with pytest.raises(ValueError, match="layer 2 gives a 23x23 map"):
         repeatnet.check_input_size(27)  # an odd map before a pool would break exact 90-degree turns
+
+
+@pytest.mark.parametrize("backbone", ["repeatnet", "z2cnn"])
+def test_every_arm_honours_one_interface_and_exports_to_plain_torch(backbone):
+    from escnn.nn import EquivariantModule
+
+    from ablate.models import Arm
+
+    torch.manual_seed(0)
+    x = torch.rand(6, 1, 28, 28)
+    for arm, model in build_triplet(20_000, backbone=backbone).items():
+        assert isinstance(model, Arm) and model.arm == arm
+        model.train()
+        model(torch.rand(16, 1, 28, 28))  # move BatchNorm statistics off their initial values
+        exported = model.export()
+        assert model.training, f"{arm}: export changed the model's mode"
+        assert not exported.training
+        assert not any(isinstance(m, (RepeatConv2d, EquivariantModule)) for m in exported.modules()), arm
+        model.eval()
+        with torch.no_grad():
+            assert torch.allclose(exported(x), model(x), atol=1e-5), arm

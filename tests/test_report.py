@@ -1,19 +1,46 @@
 """`python -m ablate.report` on synthetic results directories."""
 
-
 import numpy as np
 import pytest
 from PIL import Image
 
-from ablate import stats
+from ablate import stats, text
 from ablate.report import FIGURES, main
-from ablate.results import RUN_COLUMNS, StudyResults
+from ablate.results import RUN_COLUMNS, HistoryRow, RunRow, StudyResults
+from ablate.study import parse_study
 
 MEANS = {"plain": 0.0503, "repeat": 0.0393, "gcnn": 0.0228}
+KEYED = (
+    "study",
+    "run_key",
+    "arm",
+    "budget",
+    "seed",
+    "n_params",
+    "macs",
+    "group_order",
+    "dataset",
+    "n_train",
+    "n_test",
+    "epochs",
+    "test_error",
+    "invariance_error",
+    "status",
+    "train_seconds",
+)
+BLANK_ROW = {c: "" for c in RUN_COLUMNS if c not in KEYED}  # columns the report does not read
 
 
-def write_study(root, name="synth", budgets=(10_000, 50_000), seeds=range(5), skip=(), rng_seed=0,
-                epochs=3, study_seeds=None):
+def write_study(
+    root,
+    name="synth",
+    budgets=(10_000, 50_000),
+    seeds=range(5),
+    skip=(),
+    rng_seed=0,
+    epochs=3,
+    study_seeds=None,
+):
     """A results folder as ablate.run writes it, with errors drawn around MEANS."""
     rng = np.random.default_rng(rng_seed)
     store = StudyResults(root, name)
@@ -24,21 +51,46 @@ def write_study(root, name="synth", budgets=(10_000, 50_000), seeds=range(5), sk
                     continue
                 key = f"{name}-{budget}-{arm}-{seed}"
                 error = float(rng.normal(mean, 0.002))
-                run = {c: "" for c in RUN_COLUMNS}
-                run.update(study=name, run_key=key, arm=arm, budget=budget, seed=seed,
-                           n_params=int(budget * (1 + rng.uniform(-0.01, 0.01))),
-                           macs=budget * (40 if arm == "plain" else 400), group_order=4,
-                           dataset="embedded", n_train=4000, n_test=1000, epochs=epochs,
-                           test_error=error, invariance_error=0.0 if arm == "gcnn" else 0.2,
-                           status="ok", train_seconds=1.0)
-                history = [{"study": name, "run_key": key, "arm": arm, "budget": budget, "seed": seed,
-                            "epoch": e, "train_loss": 1 / e, "train_error": error * (1 + 2 / e),
-                            "test_error": error * (1 + 1 / e), "lr": 1e-3, "seconds": 1.0}
-                           for e in range(1, epochs + 1)]
+                run = RunRow(
+                    **BLANK_ROW,
+                    study=name,
+                    run_key=key,
+                    arm=arm,
+                    budget=budget,
+                    seed=seed,
+                    n_params=int(budget * (1 + rng.uniform(-0.01, 0.01))),
+                    macs=budget * (40 if arm == "plain" else 400),
+                    group_order=4,
+                    dataset="embedded",
+                    n_train=4000,
+                    n_test=1000,
+                    epochs=epochs,
+                    test_error=error,
+                    invariance_error=0.0 if arm == "gcnn" else 0.2,
+                    status="ok",
+                    train_seconds=1.0,
+                )
+                history = [
+                    HistoryRow(
+                        study=name,
+                        run_key=key,
+                        arm=arm,
+                        budget=budget,
+                        seed=seed,
+                        epoch=e,
+                        train_loss=1 / e,
+                        train_error=error * (1 + 2 / e),
+                        test_error=error * (1 + 1 / e),
+                        lr=1e-3,
+                        seconds=1.0,
+                    )
+                    for e in range(1, epochs + 1)
+                ]
                 store.record(run, history)
     listed = list(study_seeds if study_seeds is not None else seeds)
-    store.write_study(f'name = "{name}"\n[models]\nbudgets = {list(budgets)}\n'
-                      f'arms = ["plain", "repeat", "gcnn"]\n[train]\nseeds = {listed}\n')
+    store.write_study(
+        parse_study({"name": name, "models": {"budgets": list(budgets)}, "train": {"seeds": listed}})
+    )
     return store
 
 
@@ -61,15 +113,19 @@ def test_report_writes_every_file_and_matches_stats(tmp_path, capsys):
     # the numbers in table.md are ablate.stats' numbers
     expected = stats.decompose(store.runs())
     for _, row in expected.iterrows():
-        line = next(l for l in table_md.splitlines() if l.startswith(f"| {int(row['budget']):,} | {100 * row['gain_total']:.2f}"))
+        line = next(
+            text
+            for text in table_md.splitlines()
+            if text.startswith(f"| {int(row['budget']):,} | {100 * row['gain_total']:.2f}")
+        )
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[4] == f"{100 * row['share_rep']:.1f}"
-        assert cells[5] == stats.format_interval(row["share_rep_lo_delta"], row["share_rep_hi_delta"])
+        assert cells[5] == text.format_interval(row["share_rep_lo_delta"], row["share_rep_hi_delta"])
         assert cells[2] == f"{100 * row['gain_rep']:.2f}" and cells[3] == f"{100 * row['gain_eq']:.2f}"
     summary = stats.arm_summary(store.runs()).set_index(["budget", "arm"])
     plain = summary.loc[(10_000, "plain")]
     assert f"{100 * plain['mean']:.2f} ± {100 * plain['sd']:.2f} (5)" in table_md
-    sentence = stats.headline_sentence(expected, 4, "rotated MNIST, 5k embedded digits")
+    sentence = text.headline_sentence(expected, 4, "rotated MNIST, 5k embedded digits")
     assert sentence in table_md and sentence in printed and sentence.startswith("Up to ")
 
 
@@ -80,9 +136,17 @@ def test_no_results_names_the_directory(tmp_path, capsys):
 
 
 def test_missing_runs_are_named_and_the_rest_reported(tmp_path, capsys):
-    write_study(tmp_path / "results", budgets=(10_000,), seeds=range(3), skip={(10_000, "gcnn", 2)},
-                study_seeds=range(3))
-    assert main(["--results", str(tmp_path / "results"), "--out", str(tmp_path / "figs"), "--format", "png"]) == 0
+    write_study(
+        tmp_path / "results",
+        budgets=(10_000,),
+        seeds=range(3),
+        skip={(10_000, "gcnn", 2)},
+        study_seeds=range(3),
+    )
+    assert (
+        main(["--results", str(tmp_path / "results"), "--out", str(tmp_path / "figs"), "--format", "png"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "1 runs of the study are missing: gcnn budget 10000 seed 2" in out
     assert (tmp_path / "figs" / "synth" / "gain_decomposition.png").exists()
@@ -91,17 +155,26 @@ def test_missing_runs_are_named_and_the_rest_reported(tmp_path, capsys):
 
 def test_single_seed_gives_point_estimates_and_says_why(tmp_path, capsys):
     write_study(tmp_path / "results", budgets=(10_000,), seeds=[0])
-    assert main(["--results", str(tmp_path / "results"), "--out", str(tmp_path / "figs"), "--format", "png"]) == 0
+    assert (
+        main(["--results", str(tmp_path / "results"), "--out", str(tmp_path / "figs"), "--format", "png"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "need at least two ok seeds" in out
     table_md = (tmp_path / "figs" / "synth" / "table.md").read_text()
     assert "(1) |" in table_md and "Repetition share of the" not in table_md
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"\x00\x01\x02garbage\xff\n\"unterminated", "expected a CSV written by ablate"),
-    (b"name,score\nalice,3\n", "missing arm, budget, seed, test_error, status"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'\x00\x01\x02garbage\xff\n"unterminated', "expected a CSV written by ablate"),
+        (
+            b"name,score\nalice,3\n",
+            "expected the columns of an ablate runs.csv, missing study, run_key, arm, budget, seed",
+        ),
+    ],
+)
 def test_corrupt_or_foreign_csv_gives_one_line(tmp_path, capsys, content, message):
     folder = tmp_path / "results" / "broken"
     folder.mkdir(parents=True)
@@ -114,3 +187,19 @@ def test_corrupt_or_foreign_csv_gives_one_line(tmp_path, capsys, content, messag
 def test_bad_format_flag(tmp_path, capsys):
     assert main(["--results", str(tmp_path), "--format", "png,bmp"]) == 2
     assert "--format: expected" in capsys.readouterr().err
+
+
+def test_figures_draw_on_the_axes_they_are_given(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from ablate.figures import fig_error_vs_params, fig_gain_decomposition, fig_invariance, fig_physical_size
+    from ablate.report import analyse
+
+    write_study(tmp_path / "results", seeds=range(3))
+    report = analyse(tmp_path / "results" / "synth", n_boot=100, n_perm=0)
+    fig, axes = plt.subplots(2, 3)
+    for ax, make in zip(axes[0], (fig_error_vs_params, fig_physical_size, fig_invariance)):
+        assert make(report, ax=ax) is fig and ax.has_data()
+    assert fig_gain_decomposition(report, axes=axes[1, :2]) is fig
+    assert axes[1, 0].has_data() and axes[1, 1].has_data() and not axes[1, 2].has_data()
+    plt.close(fig)

@@ -68,7 +68,9 @@ def test_fit_resumes_to_the_same_weights(tmp_path):
     resumed_model = build_model(spec, 5, torch.device("cpu"))
     resumed = fit(resumed_model, data, config, 5, checkpoint)
     assert resumed.test_error == reference.test_error
-    assert [h["train_loss"] for h in resumed.history] == pytest.approx([h["train_loss"] for h in reference.history])
+    assert [h["train_loss"] for h in resumed.history] == pytest.approx(
+        [h["train_loss"] for h in reference.history]
+    )
     for (name, a), b in zip(straight.state_dict().items(), resumed_model.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), name
 
@@ -117,12 +119,17 @@ def test_two_concurrent_processes_train_each_run_once(tiny_study):
     path = tiny_study(name="race", seeds="[0, 1]")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "ablate.run", str(path)]
-    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    trained = sum(line.strip().startswith(("plain", "repeat", "gcnn")) and "budget" in line
-                  for out, _ in outs for line in out.splitlines())
+    trained = sum(
+        line.strip().startswith(("plain", "repeat", "gcnn")) and "budget" in line
+        for out, _ in outs
+        for line in out.splitlines()
+    )
     assert trained == 6
     store = StudyResults(path.parent / "results", "race")
     runs = pd.read_csv(store.runs_path)
@@ -181,8 +188,13 @@ def test_ctrl_c_leaves_files_consistent_and_the_rerun_completes(tiny_study):
     path = tiny_study(name="sigint", arms='["plain", "gcnn"]', seeds="[0, 1]", epochs=4)
     store = StudyResults(path.parent / "results", "sigint")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "ablate.run", str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ablate.run", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not list((store.dir / "checkpoints").glob("*.pt")):
         time.sleep(0.01)

@@ -7,8 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ablate.stats import (arm_summary, decompose, delta_interval, fieller_interval, format_summary,
-                          headline, headline_sentence, pooled)
+from ablate.stats import (
+    arm_summary,
+    decompose,
+    delta_interval,
+    fieller_interval,
+    largest_share,
+    pooled,
+)
+from ablate.text import format_summary, headline_sentence
 
 PAPER = {"plain": 0.0503, "repeat": 0.0393, "gcnn": 0.0228}  # true share 0.40
 TRUE_SHARE = (PAPER["plain"] - PAPER["repeat"]) / (PAPER["plain"] - PAPER["gcnn"])
@@ -21,8 +28,10 @@ def simulate(rng, means, sd=0.002, n=10, budgets=(10_000,), shared_seed_sd=0.0):
         seed_effect = rng.normal(0, shared_seed_sd, n)
         for arm, mean in means.items():
             errors = rng.normal(mean, sd, n) + seed_effect
-            rows += [{"arm": arm, "budget": budget, "seed": s, "test_error": e, "status": "ok"}
-                     for s, e in enumerate(errors)]
+            rows += [
+                {"arm": arm, "budget": budget, "seed": s, "test_error": e, "status": "ok"}
+                for s, e in enumerate(errors)
+            ]
     return pd.DataFrame(rows)
 
 
@@ -41,21 +50,29 @@ def test_share_coverage_by_simulation(frozen_gc):
     runs = simulate(rng, PAPER, budgets=range(400))
     table = decompose(runs, n_boot=500, n_perm=0, seed=3)
     assert table["identifiable"].all()
-    coverage = {m: float(((table[f"share_rep_lo_{m}"] <= TRUE_SHARE) & (TRUE_SHARE <= table[f"share_rep_hi_{m}"])).mean())
-                for m in ("delta", "fieller", "boot")}
+    coverage = {
+        m: float(
+            ((table[f"share_rep_lo_{m}"] <= TRUE_SHARE) & (TRUE_SHARE <= table[f"share_rep_hi_{m}"])).mean()
+        )
+        for m in ("delta", "fieller", "boot")
+    }
     print("coverage", coverage)
     assert 0.91 <= coverage["delta"] <= 0.98
     assert 0.91 <= coverage["fieller"] <= 0.98
     assert coverage["boot"] >= 0.88
-    assert (table["fieller_kind"] == "bounded").all() and table["boot_method"].isin(["BCa", "percentile"]).all()
+    assert (table["fieller_kind"] == "bounded").all() and table["boot_method"].isin(
+        ["BCa", "percentile"]
+    ).all()
     assert abs(table["share_rep"].mean() - TRUE_SHARE) < 0.01
 
 
 def test_no_true_gain_is_flagged_not_identifiable(frozen_gc):
     rng = np.random.default_rng(2)
     flat = {"plain": 0.04, "repeat": 0.04, "gcnn": 0.04}
-    flagged = [not decompose(simulate(rng, flat, budgets=(1, 2)), n_boot=50, n_perm=0)["identifiable"].any()
-               for _ in range(400)]
+    flagged = [
+        not decompose(simulate(rng, flat, budgets=(1, 2)), n_boot=50, n_perm=0)["identifiable"].any()
+        for _ in range(400)
+    ]
     print("not identifiable", np.mean(flagged))
     assert np.mean(flagged) >= 0.90
 
@@ -107,7 +124,10 @@ def test_paired_design_uses_seed_differences():
     runs = simulate(rng, PAPER, sd=0.0005, shared_seed_sd=0.004)  # seeds dominate the spread
     unpaired = decompose(runs, n_boot=200, n_perm=0).iloc[0]
     paired = decompose(runs, paired=True, n_boot=200, n_perm=999).iloc[0]
-    width = lambda r: r["share_rep_hi_delta"] - r["share_rep_lo_delta"]
+
+    def width(r):
+        return r["share_rep_hi_delta"] - r["share_rep_lo_delta"]
+
     assert width(paired) < width(unpaired) / 2
     assert paired["p_rep_raw"] < unpaired["p_rep_raw"]
 
@@ -144,14 +164,14 @@ def test_clear_errors_for_bad_tables():
 def test_headline_and_summary_text():
     runs = simulate(np.random.default_rng(8), PAPER, budgets=(25_000, 100_000))
     table = decompose(runs, n_boot=300, n_perm=0)
-    best = headline(table)
+    best = largest_share(table)
     assert best["share_rep"] == table["share_rep"].max()
     sentence = headline_sentence(table, 4, "Rot-MNIST")
     assert sentence.startswith(f"Up to {100 * best['share_rep']:.0f}% (95% CI ")
     assert f"budget {int(best['budget']):,}, 10 seeds per arm" in sentence
     flat = decompose(simulate(np.random.default_rng(9), {a: 0.04 for a in PAPER}), n_boot=50, n_perm=0)
     assert not flat["identifiable"].any()  # equal arms, this seed: no significant total gain
-    assert headline(flat) is None and "not identifiable" in headline_sentence(flat)
+    assert largest_share(flat) is None and "not identifiable" in headline_sentence(flat)
     assert np.isnan(flat["share_rep"]).all() and np.isfinite(flat["share_rep_point"]).all()
     text = format_summary(table, pooled(runs, by_budget_trend=True))
     assert "pooled over 2 budgets" in text and "per unit log budget" in text and "Fieller" in text

@@ -24,18 +24,50 @@ results = "RESULTS"
 CASES = [
     ("unknown key", GOOD.replace("[train]\n", "[train]\nepochz = 3\n"), "train.epochz: unknown key"),
     ("unknown section", GOOD + "[optim]\nlr = 1\n", "optim: unknown key"),
-    ("wrong type", GOOD.replace("[train]\n", "[train]\nepochs = \"ten\"\n"), "train.epochs: expected a valid integer, found 'ten'"),
-    ("negative budget", GOOD.replace("budgets = [5000]", "budgets = [-5]"), "models.budgets: expected positive integers"),
+    (
+        "wrong type",
+        GOOD.replace("[train]\n", '[train]\nepochs = "ten"\n'),
+        "train.epochs: expected a valid integer, found 'ten'",
+    ),
+    (
+        "negative budget",
+        GOOD.replace("budgets = [5000]", "budgets = [-5]"),
+        "models.budgets: expected positive integers",
+    ),
     ("empty seeds", GOOD.replace("seeds = [0]", "seeds = []"), "train.seeds: expected"),
-    ("unknown arm", GOOD.replace("budgets = [5000]", "budgets = [5000]\narms = [\"plain\", \"big\"]"), "models.arms.1: expected 'plain', 'repeat' or 'gcnn', found 'big'"),
-    ("unknown source", GOOD.replace("\"embedded\"", "\"cifar\""), "data.source: expected 'mnist-rot', 'mnist' or 'embedded', found 'cifar'"),
+    (
+        "unknown arm",
+        GOOD.replace("budgets = [5000]", 'budgets = [5000]\narms = ["plain", "big"]'),
+        "models.arms.1: expected 'plain', 'repeat' or 'gcnn', found 'big'",
+    ),
+    (
+        "unknown source",
+        GOOD.replace('"embedded"', '"cifar"'),
+        "data.source: expected 'mnist-rot', 'mnist' or 'embedded', found 'cifar'",
+    ),
     ("bad TOML", GOOD.replace("[train]", "[train"), "invalid TOML"),
     ("missing budgets", GOOD.replace("budgets = [5000]\n", ""), "models.budgets: missing required key"),
-    ("bad device", GOOD + "device = \"tpu\"\n", "run.device: expected one of auto, cpu, cuda, cuda:N, found 'tpu'"),
-    ("zero epochs", GOOD.replace("[train]\n", "[train]\nepochs = 0\n"), "train.epochs: expected greater than 0, found 0"),
+    (
+        "bad device",
+        GOOD + 'device = "tpu"\n',
+        "run.device: expected one of auto, cpu, cuda, cuda:N, found 'tpu'",
+    ),
+    (
+        "zero epochs",
+        GOOD.replace("[train]\n", "[train]\nepochs = 0\n"),
+        "train.epochs: expected greater than 0, found 0",
+    ),
     ("bad name", GOOD.replace('name = "bad"', 'name = "../up"'), "name: expected"),
-    ("group order 1", GOOD.replace("budgets = [5000]", "budgets = [5000]\ngroup_order = 1"), "models.group_order"),
-    ("infeasible budget", GOOD.replace("budgets = [5000]", "budgets = [50]"), "models.budgets: plain: budget 50"),
+    (
+        "group order 1",
+        GOOD.replace("budgets = [5000]", "budgets = [5000]\ngroup_order = 1"),
+        "models.group_order",
+    ),
+    (
+        "infeasible budget",
+        GOOD.replace("budgets = [5000]", "budgets = [50]"),
+        "models.budgets: plain: budget 50",
+    ),
     ("duplicate seeds", GOOD.replace("seeds = [0]", "seeds = [1, 1]"), "train.seeds: expected distinct"),
 ]
 
@@ -66,7 +98,8 @@ def test_missing_file_and_bad_override(tmp_path, capsys):
 def test_exit_code_from_a_real_process(tmp_path):
     path = tmp_path / "study.toml"
     path.write_text(GOOD.replace("budgets = [5000]", "budgets = [0]").replace("RESULTS", str(tmp_path / "r")))
-    proc = subprocess.run([sys.executable, "-m", "ablate.run", str(path)], capture_output=True, text=True,
-                          cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ablate.run", str(path)], capture_output=True, text=True, cwd=ROOT
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1

@@ -1,7 +1,27 @@
-"""Model triplets at a learnable-parameter budget: plain CNN, learnable-repetition CNN, C_N G-CNN."""
+"""Model triplets at a learnable-parameter budget: plain CNN, learnable-repetition CNN, C_N G-CNN.
 
-from ablate.models.budget import (ARMS, ArmSpec, build_arm, build_triplet, count_macs, count_params,
-                                  model_card, solve_triplet)
+The names of the arms and their interface (`ablate.models.arms`) load without torch or escnn;
+the builders load on first use.
+"""
 
-__all__ = ["ARMS", "ArmSpec", "build_arm", "build_triplet", "count_macs", "count_params",
-           "model_card", "solve_triplet"]
+from ablate.models.arms import ARMS, Arm
+
+_BUILDERS = (
+    "ArmSpec",
+    "build_arm",
+    "build_triplet",
+    "count_macs",
+    "count_params",
+    "model_card",
+    "solve_triplet",
+)
+
+__all__ = ["ARMS", "Arm", *_BUILDERS]
+
+
+def __getattr__(name: str):
+    if name in _BUILDERS:
+        from ablate.models import budget
+
+        return getattr(budget, name)
+    raise AttributeError(f"module 'ablate.models' has no attribute {name!r}")

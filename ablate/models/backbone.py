@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ablate.errors import expect_one_of
+
 
 @dataclass(frozen=True)
 class ConvLayer:
@@ -54,15 +56,19 @@ class Backbone:
 
     def check_input_size(self, size: int = 28) -> None:
         """Raise ValueError unless every pooled map is even and the head fits (exact 90-degree turns)."""
-        for index, (conv_size, pooled) in enumerate(self.feature_sizes(size)):
+        for index, (conv_size, _) in enumerate(self.feature_sizes(size)):
             layer = self.layers[index]
             if conv_size < 1 or (layer.pool_after and conv_size % 2):
-                raise ValueError(f"backbone {self.name}: layer {index + 1} gives a {conv_size}x{conv_size} "
-                                 f"map on {size}x{size} inputs; expected a positive size, even when pooled")
+                raise ValueError(
+                    f"backbone {self.name}: layer {index + 1} gives a {conv_size}x{conv_size} "
+                    f"map on {size}x{size} inputs; expected a positive size, even when pooled"
+                )
         last = self.feature_sizes(size)[-1][1]
         if self.head == "conv" and last < self.head_kernel:
-            raise ValueError(f"backbone {self.name}: head kernel {self.head_kernel} needs a map of at "
-                             f"least that size, found {last}x{last}")
+            raise ValueError(
+                f"backbone {self.name}: head kernel {self.head_kernel} needs a map of at "
+                f"least that size, found {last}x{last}"
+            )
 
 
 def activation(name: str) -> nn.Module:
@@ -73,8 +79,11 @@ def activation(name: str) -> nn.Module:
 def mlp_head(in_features: int, hidden: int, classes: int, act: str) -> nn.Sequential:
     """(N, C, H, W) -> global average pool -> Linear -> BatchNorm1d -> act -> Linear -> (N, classes)."""
     return nn.Sequential(
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        nn.Linear(in_features, hidden), nn.BatchNorm1d(hidden), activation(act),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(in_features, hidden),
+        nn.BatchNorm1d(hidden),
+        activation(act),
         nn.Linear(hidden, classes),
     )
 
@@ -87,22 +96,26 @@ def mlp_head_params(in_features: int, hidden: int, classes: int) -> int:
 REPEATNET = Backbone(
     name="repeatnet",
     layers=(
-        ConvLayer(7, 1, 16), ConvLayer(5, 2, 24, pool_after=True),
-        ConvLayer(5, 2, 32), ConvLayer(5, 2, 32, pool_after=True),
-        ConvLayer(5, 2, 48), ConvLayer(5, 0, 64),
+        ConvLayer(7, 1, 16),
+        ConvLayer(5, 2, 24, pool_after=True),
+        ConvLayer(5, 2, 32),
+        ConvLayer(5, 2, 32, pool_after=True),
+        ConvLayer(5, 2, 48),
+        ConvLayer(5, 0, 64),
     ),
-    head="mlp", hidden=64, activation="elu",
+    head="mlp",
+    hidden=64,
+    activation="elu",
 )
 
 # Cohen & Welling (2016) Z2CNN: seven 3x3 layers of 20 channels, the last one a 4x4 conv to
 # the classes; no padding; max-pool after layer 2; BatchNorm and ReLU.
 Z2CNN = Backbone(
     name="z2cnn",
-    layers=(
-        ConvLayer(3, 0, 20), ConvLayer(3, 0, 20, pool_after=True), ConvLayer(3, 0, 20),
-        ConvLayer(3, 0, 20), ConvLayer(3, 0, 20), ConvLayer(3, 0, 20),
-    ),
-    head="conv", head_kernel=4, activation="relu",
+    layers=tuple(ConvLayer(3, 0, 20, pool_after=index == 1) for index in range(6)),
+    head="conv",
+    head_kernel=4,
+    activation="relu",
 )
 
 BACKBONES = {b.name: b for b in (REPEATNET, Z2CNN)}
@@ -110,6 +123,5 @@ BACKBONES = {b.name: b for b in (REPEATNET, Z2CNN)}
 
 def get_backbone(name: str) -> Backbone:
     """The preset called `name`; ValueError naming the known presets otherwise."""
-    if name not in BACKBONES:
-        raise ValueError(f"backbone: expected one of {', '.join(BACKBONES)}, found {name!r}")
+    expect_one_of("backbone", name, BACKBONES)
     return BACKBONES[name]

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ablate.errors import expect_one_of
+from ablate.models.arms import ARMS, Arm
 from ablate.models.backbone import Backbone, get_backbone
 from ablate.models.gcnn import GCNN, gcnn_params
 from ablate.models.plain import PlainCNN, plain_params
 from ablate.models.repeat import MODES, RepeatCNN, repeat_params
-
-ARMS = ("plain", "repeat", "gcnn")
 
 
 def count_params(model: nn.Module) -> int:
@@ -37,8 +37,14 @@ class ArmSpec:
     n_params: int
 
 
-def solve_widths(count: Callable[[list[int]], int], relative: Sequence[int], budget: int,
-                 tolerance: float, upper: Sequence[int] | None = None, arm: str = "") -> tuple[list[int], int]:
+def solve_widths(
+    count: Callable[[list[int]], int],
+    relative: Sequence[int],
+    budget: int,
+    tolerance: float,
+    upper: Sequence[int] | None = None,
+    arm: str = "",
+) -> tuple[list[int], int]:
     """Integer widths near m * relative whose count(widths) is within tolerance of budget.
 
     Scans the multiplier m on a fine geometric grid (counts need not be monotone in m: the
@@ -62,7 +68,7 @@ def solve_widths(count: Callable[[list[int]], int], relative: Sequence[int], bud
             path.append((widths, count(list(widths))))
     # Only the rising branch: below its minimum the repeat arm's scalars outgrow its weights.
     lowest = min(n for _, n in path)
-    rising = path[max(i for i, (_, n) in enumerate(path) if n == lowest):]
+    rising = path[max(i for i, (_, n) in enumerate(path) if n == lowest) :]
     centre, centre_n = min(rising, key=lambda item: abs(item[1] - budget))
     best, best_gap = list(centre), abs(centre_n - budget)
     if best_gap > tolerance * budget:
@@ -72,85 +78,104 @@ def solve_widths(count: Callable[[list[int]], int], relative: Sequence[int], bud
         for candidate in itertools.product(*choices):
             gap = abs(count(list(candidate)) - budget)
             moved = sum(a != b for a, b in zip(candidate, centre))
-            scored.append((gap > tolerance * budget, moved if gap <= tolerance * budget else 0, gap, candidate))
+            scored.append(
+                (gap > tolerance * budget, moved if gap <= tolerance * budget else 0, gap, candidate)
+            )
         _, _, best_gap, chosen = min(scored)
         best = list(chosen)
     final = count(best)
     if best_gap > tolerance * budget:
         why = "too small for this network" if final > budget else "out of reach"
-        raise ValueError(f"{arm}: budget {budget} is {why} within {tolerance:.1%}; the closest "
-                         f"reachable count is {final} learnable parameters")
+        raise ValueError(
+            f"{arm}: budget {budget} is {why} within {tolerance:.1%}; the closest "
+            f"reachable count is {final} learnable parameters"
+        )
     return best, final
 
 
-def solve_triplet(budget: int, backbone: str = "repeatnet", group_order: int = 4,
-                  repeat_mode: str = "swish", tolerance: float = 0.02,
-                  classes: int = 10) -> dict[str, ArmSpec]:
+def solve_triplet(
+    budget: int,
+    backbone: str = "repeatnet",
+    group_order: int = 4,
+    repeat_mode: str = "swish",
+    tolerance: float = 0.02,
+    classes: int = 10,
+) -> dict[str, ArmSpec]:
     """Widths of the three arms at `budget` (no model is built; escnn counts come from its layers)."""
     spec = get_backbone(backbone)
-    if repeat_mode not in MODES:
-        raise ValueError(f"repeat_mode: expected one of {', '.join(MODES)}, found {repeat_mode!r}")
+    expect_one_of("repeat_mode", repeat_mode, MODES)
     if budget <= 0:
         raise ValueError(f"budget: expected a positive integer, found {budget}")
     relative = spec.relative_widths
-    plain_w, plain_n = solve_widths(lambda w: plain_params(spec, w, classes), relative, budget,
-                                    tolerance, arm="plain")
-    fields, gcnn_n = solve_widths(lambda w: gcnn_params(spec, w, group_order, classes), relative,
-                                  budget, tolerance, arm="gcnn")
+    plain_w, plain_n = solve_widths(
+        lambda w: plain_params(spec, w, classes), relative, budget, tolerance, arm="plain"
+    )
+    fields, gcnn_n = solve_widths(
+        lambda w: gcnn_params(spec, w, group_order, classes), relative, budget, tolerance, arm="gcnn"
+    )
     physical = [group_order * f for f in fields]
-    base, repeat_n = solve_widths(lambda w: repeat_params(spec, physical, w, repeat_mode, classes),
-                                  relative, budget, tolerance, upper=physical, arm="repeat")
+    base, repeat_n = solve_widths(
+        lambda w: repeat_params(spec, physical, w, repeat_mode, classes),
+        relative,
+        budget,
+        tolerance,
+        upper=physical,
+        arm="repeat",
+    )
     return {
         "plain": ArmSpec("plain", backbone, tuple(plain_w), tuple(plain_w), 1, None, plain_n),
-        "repeat": ArmSpec("repeat", backbone, tuple(base), tuple(physical), group_order, repeat_mode, repeat_n),
+        "repeat": ArmSpec(
+            "repeat", backbone, tuple(base), tuple(physical), group_order, repeat_mode, repeat_n
+        ),
         "gcnn": ArmSpec("gcnn", backbone, tuple(fields), tuple(physical), group_order, None, gcnn_n),
     }
 
 
-def build_arm(spec: ArmSpec, classes: int = 10) -> nn.Module:
+def build_arm(spec: ArmSpec, classes: int = 10) -> Arm:
     """The model an ArmSpec describes; checks that its built count equals the solved count."""
+    expect_one_of("arm", spec.arm, ARMS)
     backbone: Backbone = get_backbone(spec.backbone)
     if spec.arm == "plain":
         model = PlainCNN(backbone, spec.learnable_widths, classes)
     elif spec.arm == "repeat":
-        model = RepeatCNN(backbone, spec.physical_widths, spec.learnable_widths, spec.repeat_mode,
-                          classes, group_order=spec.group_order)
-    elif spec.arm == "gcnn":
-        model = GCNN(backbone, spec.learnable_widths, spec.group_order, classes)
+        model = RepeatCNN(
+            backbone,
+            spec.physical_widths,
+            spec.learnable_widths,
+            spec.repeat_mode,
+            classes,
+            group_order=spec.group_order,
+        )
     else:
-        raise ValueError(f"arm: expected one of {', '.join(ARMS)}, found {spec.arm!r}")
+        model = GCNN(backbone, spec.learnable_widths, spec.group_order, classes)
     built = count_params(model)
     if built != spec.n_params:
         raise RuntimeError(f"{spec.arm}: solver predicted {spec.n_params} parameters, model has {built}")
     return model
 
 
-def build_triplet(budget: int, backbone: str = "repeatnet", group_order: int = 4,
-                  repeat_mode: str = "swish", tolerance: float = 0.02,
-                  classes: int = 10) -> dict[str, nn.Module]:
+def build_triplet(budget: int, **settings) -> dict[str, Arm]:
     """{"plain", "repeat", "gcnn"} models with learnable-parameter counts within tolerance of budget.
 
-    Each takes (N, 1, 28, 28) float images and returns (N, classes) logits. The repeat arm's
+    settings: those of solve_triplet (backbone, group_order, repeat_mode, tolerance, classes).
+    Each model takes (N, 1, 28, 28) float images and returns (N, classes) logits. The repeat arm's
     physical widths equal the G-CNN's physical channels (group_order * fields).
     """
-    specs = solve_triplet(budget, backbone, group_order, repeat_mode, tolerance, classes)
-    return {arm: build_arm(spec, classes) for arm, spec in specs.items()}
+    specs = solve_triplet(budget, **settings)
+    return {arm: build_arm(spec, settings.get("classes", 10)) for arm, spec in specs.items()}
 
 
-def count_macs(model: nn.Module, image_size: int = 28) -> int:
-    """Multiply-accumulates of one forward pass on one (1, 1, size, size) image (convs and linears)."""
-    if isinstance(model, GCNN):
-        model = model.export()
-    was_training = model.training
-    model.eval()
+def count_macs(model: Arm, image_size: int = 28) -> int:
+    """Multiply-accumulates of one forward pass on one (1, 1, size, size) image (convs and linears),
+    counted on the model's plain-torch export."""
+    net = model.export()
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        model(torch.zeros(1, 1, image_size, image_size, device=next(model.parameters()).device))
-    model.train(was_training)
+        net(torch.zeros(1, 1, image_size, image_size, device=next(net.parameters()).device))
     return counter.get_total_flops() // 2
 
 
-def model_card(model: nn.Module, image_size: int = 28) -> dict:
+def model_card(model: Arm, image_size: int = 28) -> dict:
     """Learnable params, physical channels per layer, MACs per image, group order and repeat mode."""
     return {
         "arm": model.arm,

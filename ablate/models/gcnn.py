@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-from functools import lru_cache
-from typing import Sequence
+from collections.abc import Sequence
+from functools import cache
 
 import torch
 from escnn import gspaces
@@ -29,8 +29,7 @@ class GCNN(nn.Module):
     arm = "gcnn"
     repeat_mode = None
 
-    def __init__(self, backbone: Backbone, fields: Sequence[int], group_order: int = 4,
-                 classes: int = 10):
+    def __init__(self, backbone: Backbone, fields: Sequence[int], group_order: int = 4, classes: int = 10):
         super().__init__()
         if group_order < 2:
             raise ValueError(f"group_order: expected an integer >= 2, found {group_order}")
@@ -44,8 +43,11 @@ class GCNN(nn.Module):
         field_in = self.in_type
         for layer, n_fields in zip(backbone.layers, self.learnable_widths):
             field_out = enn.FieldType(self.gspace, [regular] * n_fields)
-            modules += [enn.R2Conv(field_in, field_out, layer.kernel, padding=layer.padding, bias=False),
-                        enn.InnerBatchNorm(field_out), _activation(backbone.activation, field_out)]
+            modules += [
+                enn.R2Conv(field_in, field_out, layer.kernel, padding=layer.padding, bias=False),
+                enn.InnerBatchNorm(field_out),
+                _activation(backbone.activation, field_out),
+            ]
             if layer.pool_after:
                 modules.append(enn.PointwiseMaxPool2D(field_out, 2))
             field_in = field_out
@@ -74,13 +76,14 @@ class GCNN(nn.Module):
         return exported
 
 
-@lru_cache(maxsize=None)
+@cache
 def _conv_params(group_order: int, in_trivial: bool, kernel: int, bias: bool) -> int:
     """Learnable parameters of one R2Conv from one field (trivial or regular) to one regular field."""
     gspace = gspaces.rot2dOnR2(N=group_order)
     field_in = enn.FieldType(gspace, [gspace.trivial_repr if in_trivial else gspace.regular_repr])
-    conv = enn.R2Conv(field_in, enn.FieldType(gspace, [gspace.regular_repr]), kernel, bias=bias,
-                      initialize=False)
+    conv = enn.R2Conv(
+        field_in, enn.FieldType(gspace, [gspace.regular_repr]), kernel, bias=bias, initialize=False
+    )
     return sum(p.numel() for p in conv.parameters() if p.requires_grad)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import copy
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -19,8 +20,14 @@ class ConvNet(nn.Module):
     widths: physical output channels per conv layer. Input (N, 1, H, W); output (N, classes).
     """
 
-    def __init__(self, backbone: Backbone, widths: Sequence[int], conv_factory: ConvFactory,
-                 classes: int = 10, in_channels: int = 1):
+    def __init__(
+        self,
+        backbone: Backbone,
+        widths: Sequence[int],
+        conv_factory: ConvFactory,
+        classes: int = 10,
+        in_channels: int = 1,
+    ):
         super().__init__()
         if len(widths) != len(backbone.layers):
             raise ValueError(f"{backbone.name}: expected {len(backbone.layers)} widths, found {len(widths)}")
@@ -29,8 +36,11 @@ class ConvNet(nn.Module):
         blocks: list[nn.Module] = []
         channels = in_channels
         for index, (layer, width) in enumerate(zip(backbone.layers, self.physical_widths)):
-            blocks += [conv_factory(index, channels, width, layer.kernel, layer.padding, False),
-                       nn.BatchNorm2d(width), activation(backbone.activation)]
+            blocks += [
+                conv_factory(index, channels, width, layer.kernel, layer.padding, False),
+                nn.BatchNorm2d(width),
+                activation(backbone.activation),
+            ]
             if layer.pool_after:
                 blocks.append(nn.MaxPool2d(2))
             channels = width
@@ -44,6 +54,10 @@ class ConvNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, 1, H, W) images -> (N, classes) logits."""
         return self.head(self.features(x))
+
+    def export(self) -> nn.Sequential:
+        """A copy of features and head in eval mode (same outputs as this model in eval mode)."""
+        return nn.Sequential(copy.deepcopy(self.features), copy.deepcopy(self.head)).eval()
 
 
 class PlainCNN(ConvNet):
@@ -65,8 +79,8 @@ def plain_params(backbone: Backbone, widths: Sequence[int], classes: int = 10) -
     """Learnable parameters of PlainCNN(backbone, widths) without building it."""
     total, c_in = 0, 1
     for layer, width in zip(backbone.layers, widths):
-        total += c_in * width * layer.kernel ** 2 + 2 * width
+        total += c_in * width * layer.kernel**2 + 2 * width
         c_in = width
     if backbone.head == "mlp":
         return total + mlp_head_params(c_in, backbone.hidden, classes)
-    return total + c_in * classes * backbone.head_kernel ** 2 + classes
+    return total + c_in * classes * backbone.head_kernel**2 + classes

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ablate.errors import expect_one_of
 from ablate.models.backbone import Backbone, mlp_head_params
 from ablate.models.plain import ConvNet
 
@@ -27,15 +28,25 @@ class RepeatConv2d(nn.Module):
     Input (N, T_in, H, W) -> output (N, T_out, H', W').
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, base_in: int,
-                 base_out: int, mode: str = "swish", stride: int = 1, padding: int = 0,
-                 bias: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        base_in: int,
+        base_out: int,
+        mode: str = "swish",
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = False,
+    ):
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"repeat_mode: expected one of {', '.join(MODES)}, found {mode!r}")
+        expect_one_of("repeat_mode", mode, MODES)
         if not (1 <= base_in <= in_channels and 1 <= base_out <= out_channels):
-            raise ValueError(f"RepeatConv2d: expected 1 <= base <= full channels, found base "
-                             f"{base_out}x{base_in} for full {out_channels}x{in_channels}")
+            raise ValueError(
+                f"RepeatConv2d: expected 1 <= base <= full channels, found base "
+                f"{base_out}x{base_in} for full {out_channels}x{in_channels}"
+            )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.base_in, self.base_out = base_in, base_out
         self.kernel_size, self.stride, self.padding, self.mode = kernel_size, stride, padding, mode
@@ -57,20 +68,45 @@ class RepeatConv2d(nn.Module):
             full = w.repeat(self.r_out, self.r_in, 1, 1)
         else:
             alpha = self.alpha[:, :, None, None, None, None]  # (r_out, r_in, 1, 1, 1, 1)
-            blocks = alpha * w if self.mode == "scale" else (
-                alpha * w * torch.sigmoid(-self.beta[:, :, None, None, None, None] * w))
+            blocks = (
+                alpha * w
+                if self.mode == "scale"
+                else (alpha * w * torch.sigmoid(-self.beta[:, :, None, None, None, None] * w))
+            )
             # (r_out, r_in, c_out, c_in, k, k) -> (r_out, c_out, r_in, c_in, k, k) -> full grid
             full = blocks.permute(0, 2, 1, 3, 4, 5).reshape(
-                self.r_out * self.base_out, self.r_in * self.base_in, *w.shape[2:])
+                self.r_out * self.base_out, self.r_in * self.base_in, *w.shape[2:]
+            )
         return full[: self.out_channels, : self.in_channels]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.full_weight(), self.bias, stride=self.stride, padding=self.padding)
 
+    @torch.no_grad()
+    def to_conv2d(self) -> nn.Conv2d:
+        """An nn.Conv2d holding a copy of the full weight (same outputs, no repetition left)."""
+        w = self.full_weight()
+        conv = nn.Conv2d(
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            bias=self.bias is not None,
+            device=w.device,
+            dtype=w.dtype,
+        )
+        conv.weight.copy_(w)
+        if self.bias is not None:
+            conv.bias.copy_(self.bias)
+        return conv
+
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"base=({self.base_out}, {self.base_in}), repeats=({self.r_out}, {self.r_in}), "
-                f"mode={self.mode}, padding={self.padding}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"base=({self.base_out}, {self.base_in}), repeats=({self.r_out}, {self.r_in}), "
+            f"mode={self.mode}, padding={self.padding}"
+        )
 
 
 class RepeatCNN(ConvNet):
@@ -81,30 +117,63 @@ class RepeatCNN(ConvNet):
 
     arm = "repeat"
 
-    def __init__(self, backbone: Backbone, physical_widths: Sequence[int], base_widths: Sequence[int],
-                 mode: str = "swish", classes: int = 10, group_order: int | None = None):
+    def __init__(
+        self,
+        backbone: Backbone,
+        physical_widths: Sequence[int],
+        base_widths: Sequence[int],
+        mode: str = "swish",
+        classes: int = 10,
+        group_order: int | None = None,
+    ):
         bases = [1, *base_widths, classes]
 
         def conv(index, c_in, c_out, kernel, padding, bias):
-            return RepeatConv2d(c_in, c_out, kernel, base_in=bases[index], base_out=bases[index + 1],
-                                mode=mode, padding=padding, bias=bias)
+            return RepeatConv2d(
+                c_in,
+                c_out,
+                kernel,
+                base_in=bases[index],
+                base_out=bases[index + 1],
+                mode=mode,
+                padding=padding,
+                bias=bias,
+            )
 
         super().__init__(backbone, physical_widths, conv, classes)
         self.learnable_widths = [int(b) for b in base_widths]
         self.repeat_mode = mode
         self.group_order = group_order
 
+    def export(self) -> nn.Sequential:
+        """The full-weight plain network in eval mode: every RepeatConv2d becomes an nn.Conv2d."""
+        exported = super().export()
+        targets = [
+            (parent, name, child)
+            for parent in exported.modules()
+            for name, child in parent.named_children()
+            if isinstance(child, RepeatConv2d)
+        ]
+        for parent, name, child in targets:
+            setattr(parent, name, child.to_conv2d())
+        return exported
 
-def repeat_params(backbone: Backbone, physical_widths: Sequence[int], base_widths: Sequence[int],
-                  mode: str = "swish", classes: int = 10) -> int:
+
+def repeat_params(
+    backbone: Backbone,
+    physical_widths: Sequence[int],
+    base_widths: Sequence[int],
+    mode: str = "swish",
+    classes: int = 10,
+) -> int:
     """Learnable parameters of RepeatCNN(...) without building it."""
     per_block = SCALARS_PER_BLOCK[mode]
     total, t_in, c_in = 0, 1, 1
     for layer, t_out, c_out in zip(backbone.layers, physical_widths, base_widths):
         blocks = math.ceil(t_out / c_out) * math.ceil(t_in / c_in)
-        total += c_out * c_in * layer.kernel ** 2 + per_block * blocks + 2 * t_out
+        total += c_out * c_in * layer.kernel**2 + per_block * blocks + 2 * t_out
         t_in, c_in = t_out, c_out
     if backbone.head == "mlp":
         return total + mlp_head_params(t_in, backbone.hidden, classes)
     blocks = math.ceil(t_in / c_in)
-    return total + classes * c_in * backbone.head_kernel ** 2 + per_block * blocks + classes
+    return total + classes * c_in * backbone.head_kernel**2 + per_block * blocks + classes

@@ -1,0 +1,64 @@
+"""results.py: one schema per results file, and the saved study read back through study.py."""
+
+import dataclasses
+
+import pandas as pd
+import pytest
+
+from ablate.results import HISTORY_COLUMNS, RUN_COLUMNS, HistoryRow, RunRow, StudyResults, read_runs
+from ablate.study import parse_study
+
+IDENT = {"study": "s", "run_key": "k", "arm": "plain", "budget": 5000, "seed": 0}
+
+
+def run_row(**changes) -> RunRow:
+    values = {c: 0 for c in RUN_COLUMNS} | IDENT | {"status": "ok"} | changes
+    return RunRow(**values)
+
+
+def test_columns_are_the_row_fields_in_order():
+    assert RUN_COLUMNS == [f.name for f in dataclasses.fields(RunRow)]
+    assert HISTORY_COLUMNS == [f.name for f in dataclasses.fields(HistoryRow)]
+    assert RUN_COLUMNS[:5] == ["study", "run_key", "arm", "budget", "seed"] and "test_error" in RUN_COLUMNS
+
+
+def test_a_misnamed_or_missing_column_is_refused(tmp_path):
+    values = {c: 0 for c in RUN_COLUMNS}
+    with pytest.raises(TypeError, match="tset_error"):
+        RunRow(**(values | {"tset_error": 0.1}))
+    del values["test_error"]
+    with pytest.raises(TypeError, match="test_error"):
+        RunRow(**values)
+    store = StudyResults(tmp_path, "s")
+    with pytest.raises(TypeError, match="expected a RunRow"):
+        store.record({c: 0 for c in RUN_COLUMNS}, [])
+    with pytest.raises(TypeError, match="HistoryRow"):
+        store.record(run_row(), [{"epoch": 1}])
+    assert not store.runs_path.exists()
+
+
+def test_record_writes_every_column_once_and_refuses_a_second_copy(tmp_path):
+    store = StudyResults(tmp_path, "s")
+    history = [
+        HistoryRow(**IDENT, epoch=1, train_loss=1.0, train_error=0.5, test_error=0.4, lr=1e-3, seconds=1.0)
+    ]
+    assert store.record(run_row(test_error=0.25), history)
+    assert not store.record(run_row(test_error=0.5), history)
+    runs = pd.read_csv(store.runs_path)
+    assert list(runs.columns) == RUN_COLUMNS and len(runs) == 1 and runs.loc[0, "test_error"] == 0.25
+    assert list(pd.read_csv(store.history_path).columns) == HISTORY_COLUMNS
+    assert store.record(run_row(test_error=0.5), history, replace=True)
+    assert read_runs(store.runs_path)["test_error"].tolist() == [0.5]
+
+
+def test_saved_study_is_parsed_like_a_study_file(tmp_path):
+    store = StudyResults(tmp_path, "s")
+    assert store.saved_study() is None
+    study = parse_study({"name": "s", "models": {"budgets": [5000]}, "train": {"seeds": [0, 1]}})
+    store.write_study(study)
+    assert store.saved_study() == study
+    (store.dir / "study.toml").write_text(
+        'name = "s"\n[models]\nbudgets = [5000]\nwidth = 3\n[train]\nseeds = [0]\n'
+    )
+    with pytest.raises(ValueError, match=r"study.toml: models.width: unknown key"):
+        store.saved_study()
