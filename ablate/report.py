@@ -66,6 +66,27 @@ def _expected_cells(store: StudyResults) -> set[tuple[int, str, int]] | None:
     return {(spec.budget, spec.arm, spec.seed) for spec in expand_grid(study, str(store.dir / "study.toml"))}
 
 
+def _check_one_dataset(runs: pd.DataFrame, store: StudyResults) -> list[str]:
+    """ResultsError when the study's runs were made on data with different fingerprints; a note
+    when some rows predate fingerprints."""
+    fingerprints = runs["data_fingerprint"].fillna("")
+    known = fingerprints[fingerprints != ""]
+    if known.nunique() > 1:
+        common = known.mode().iloc[0]
+        odd = runs[(fingerprints != "") & (fingerprints != common)]
+        cells = ", ".join(f"budget {b} {a}" for b, a in sorted(set(zip(odd["budget"], odd["arm"]))))
+        raise ResultsError(
+            f"{store.runs_path}: runs made on different data (fingerprints {', '.join(sorted(set(known)))}) "
+            f"in one study; not on {common}: {cells}; retrain them with `python -m ablate.run STUDY --force`"
+        )
+    legacy = int((fingerprints == "").sum())
+    return (
+        [f"{legacy} runs predate data fingerprints; they are taken as made on the same data"]
+        if legacy
+        else []
+    )
+
+
 def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyReport:
     """Read one study's results and compute its statistics, noting what is missing or too thin."""
     store = StudyResults(directory.parent, directory.name)
@@ -78,6 +99,7 @@ def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyRep
         raise ResultsError(
             f"{store.runs_path}: expected arms {', '.join(ARMS)}, found {', '.join(map(str, unknown))}"
         )
+    notes += _check_one_dataset(runs, store)
     expected = _expected_cells(store)
     if expected is not None:
         present = set(zip(runs["budget"].astype(int), runs["arm"], runs["seed"].astype(int)))

@@ -57,6 +57,8 @@ class RunRow:
     ablate_version: str
     torch_version: str
     escnn_version: str
+    # added in wave 2: rows written before read back with the default
+    data_fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,8 @@ def _read_csv(path: Path, row_type: type) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame(columns=columns)
     try:
-        frame = pd.read_csv(path)
+        # text columns stay text: a run key or fingerprint of only digits must not turn into a number
+        frame = pd.read_csv(path, dtype={f.name: str for f in fields(row_type) if f.type == "str"})
     except Exception as error:
         raise ResultsError(
             f"{path}: expected a CSV written by ablate, found unreadable content "
@@ -140,11 +143,16 @@ class Checkpoint:
         self.path = path
 
     def load(self) -> dict | None:
+        """The saved state, or None. Only tensors, numbers, strings, lists and dicts are unpickled
+        (weights_only): a torn file, or one that would run code, is removed with a notice and the
+        run starts again."""
         if not self.path.exists():
             return None
         try:
-            return torch.load(self.path, map_location="cpu", weights_only=False)
-        except Exception:  # a torn or foreign file: start the run again rather than fail
+            return torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+            print(f"ablate: checkpoint {self.path} cannot be loaded safely ({reason}); restarting the run")
             self.path.unlink(missing_ok=True)
             return None
 
@@ -180,8 +188,18 @@ class StudyResults:
     def history(self) -> pd.DataFrame:
         return read_history(self.history_path)
 
-    def finished_keys(self) -> set[str]:
-        return set(self.runs()["run_key"].astype(str))
+    def finished_keys(self, fingerprint: str | None = None) -> set[str]:
+        """Run keys with a row in runs.csv; given the current data's fingerprint, only the rows made
+        on that data (rows from before fingerprints were recorded count as made on it)."""
+        runs = self.runs()
+        if fingerprint is not None:
+            runs = runs[_fingerprints(runs).isin(["", fingerprint])]
+        return set(runs["run_key"].astype(str))
+
+    def other_data_rows(self, fingerprint: str) -> pd.DataFrame:
+        """The rows of runs.csv that were made on data with another fingerprint."""
+        runs = self.runs()
+        return runs[~_fingerprints(runs).isin(["", fingerprint])]
 
     def checkpoint(self, run_key: str) -> Checkpoint:
         return Checkpoint(self.dir / "checkpoints" / f"{run_key}.pt")
@@ -247,6 +265,11 @@ class StudyResults:
             _atomic_write(self.history_path, past.to_csv(index=False).encode())
             _atomic_write(self.runs_path, runs.to_csv(index=False).encode())
         return True
+
+
+def _fingerprints(runs: pd.DataFrame) -> pd.Series:
+    """The data_fingerprint column as text, "" where a row has none."""
+    return runs["data_fingerprint"].fillna("").astype(str)
 
 
 def study_dirs(root: str | Path) -> list[Path]:

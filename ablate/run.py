@@ -15,11 +15,11 @@ import torch
 from tqdm import tqdm
 
 import ablate
-from ablate.data import load_dataset
+from ablate.data import Dataset, load_dataset
 from ablate.errors import AblateError, StudyError
 from ablate.models import build_arm, count_macs
 from ablate.results import HistoryRow, RunBusy, RunRow, StudyResults
-from ablate.study import RunSpec, Study, expand_grid, load_study, with_overrides
+from ablate.study import DataSettings, RunSpec, Study, expand_grid, load_study, with_overrides
 from ablate.train import build_model, fit, resolve_device
 
 
@@ -84,6 +84,7 @@ def _train_one(
         ablate_version=ablate.__version__,
         torch_version=torch.__version__,
         escnn_version=_escnn_version(),
+        data_fingerprint=data.meta["fingerprint"],
     )
     store.record(row, [HistoryRow(**ident, **h) for h in result.history], replace=force)
     checkpoint.remove()
@@ -95,9 +96,45 @@ def _summary(row: RunRow) -> str:
     return f"{row.arm:>6}  budget {row.budget:>7}  seed {row.seed:>3}  {error}  ({row.train_seconds:.0f} s)"
 
 
-def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults) -> str:
-    """The --dry-run table: per budget and arm the model and how many runs are done/partial/missing."""
-    done = store.finished_keys()
+def load_study_data(settings: DataSettings) -> Dataset:
+    """The dataset a study's [data] section describes (on the CPU)."""
+    return load_dataset(
+        settings.source,
+        settings.root,
+        settings.seed,
+        limit_train=settings.limit_train,
+        limit_test=settings.limit_test,
+        pad_to=settings.pad_to,
+        test_rotations=settings.test_rotations,
+        subset=settings.subset,
+    )
+
+
+def check_data_unchanged(store: StudyResults, grid: list[RunSpec], fingerprint: str) -> None:
+    """StudyError when finished runs of this grid were made on data with another fingerprint; a
+    notice when runs.csv predates fingerprints (those rows are taken as made on this data)."""
+    runs = store.runs()
+    keys = {spec.run_key for spec in grid}
+    legacy = runs["data_fingerprint"].fillna("").eq("") & runs["run_key"].isin(keys)
+    if legacy.any():
+        print(
+            f"note: {store.runs_path} has {int(legacy.sum())} runs from before data fingerprints were "
+            f"recorded; they are taken as made on the current data ({fingerprint})"
+        )
+    other = store.other_data_rows(fingerprint)
+    other = other[other["run_key"].isin(keys)]
+    if len(other):
+        raise StudyError(
+            f"{store.runs_path}: {len(other)} finished runs of this study were made on other data "
+            f"(fingerprint {', '.join(sorted(set(other['data_fingerprint'])))}, the data here gives "
+            f"{fingerprint}): train elsewhere with --results DIR, or retrain them on this data with --force"
+        )
+
+
+def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, fingerprint: str | None) -> str:
+    """The --dry-run table: per budget and arm the model and how many runs are done/partial/missing
+    (done: finished on data with `fingerprint`, or on any data when it is None)."""
+    done = store.finished_keys(fingerprint)
     lines = [
         f"study {study.name}: {len(grid)} runs ({len(study.models.budgets)} budgets x "
         f"{len(study.models.arms)} arms x {len(study.train.seeds)} seeds) -> {store.dir}",
@@ -130,7 +167,12 @@ def run_study(
     grid = expand_grid(study, source)
     store = StudyResults(study.run.results, study.name)
     if dry_run:
-        print(describe_grid(study, grid, store))
+        try:
+            fingerprint = load_study_data(study.data).meta["fingerprint"]
+        except AblateError as error:
+            fingerprint = None
+            print(f"note: data not loaded, finished runs not checked against it ({error})")
+        print(describe_grid(study, grid, store, fingerprint))
         return 0
     device = resolve_device(study.run.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -140,7 +182,11 @@ def run_study(
         )
     if study.run.threads:
         torch.set_num_threads(study.run.threads)
-    finished = store.finished_keys()
+    data = load_study_data(study.data)
+    fingerprint = data.meta["fingerprint"]
+    if not force:
+        check_data_unchanged(store, grid, fingerprint)
+    finished = store.finished_keys(fingerprint)
     todo = [s for s in grid if force or s.run_key not in finished]
     print(
         f"study {study.name}: {len(grid) - len(todo)} of {len(grid)} runs already finished; "
@@ -148,16 +194,7 @@ def run_study(
     )
     if not todo:
         return 0
-    d = study.data
-    data = load_dataset(
-        d.source,
-        d.root,
-        d.seed,
-        limit_train=d.limit_train,
-        limit_test=d.limit_test,
-        pad_to=d.pad_to,
-        test_rotations=d.test_rotations,
-    ).to(device)
+    data = data.to(device)
     store.write_study(study)
     diverged, waited = 0, []
     with (
@@ -168,7 +205,7 @@ def run_study(
         def attempt(spec: RunSpec, wait: bool) -> None:
             nonlocal diverged
             with store.claim(spec.run_key, wait=wait):
-                if not force and spec.run_key in store.finished_keys():
+                if not force and spec.run_key in store.finished_keys(fingerprint):
                     return  # finished by another process meanwhile
                 row = _train_one(spec, study, data, device, store, force, on_epoch, epoch_bar)
             diverged += row.status != "ok"
@@ -182,7 +219,7 @@ def run_study(
             run_bar.update(1)
         for spec in waited:
             attempt(spec, wait=True)
-    missing = [s for s in grid if s.run_key not in store.finished_keys()]
+    missing = [s for s in grid if s.run_key not in store.finished_keys(fingerprint)]
     if missing:
         print(f"study {study.name}: {len(missing)} runs did not finish")
         return 1

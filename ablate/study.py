@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ablate._compat import tomllib
-from ablate.data import AUGMENTS, SOURCES
+from ablate.data import AUGMENTS, SOURCES, SUBSETS
 from ablate.errors import StudyError
 from ablate.models.arms import ARMS
 from ablate.models.backbone import BACKBONES
@@ -27,7 +27,13 @@ SourceName = Literal[SOURCES]
 BackboneName = Literal[tuple(BACKBONES)]
 RepeatMode = Literal[MODES]
 AugmentName = Literal[AUGMENTS]
+SubsetName = Literal[SUBSETS]
 RUN_KEY_VERSION = 1  # bump when the training code changes what a run key's result is
+
+# Settings added after run keys were first made, with their defaults: a key holding its default
+# is left out of the run key, so adding a setting never orphans the runs made before it.
+LATER_KEYS: dict[str, dict] = {"data": {"subset": "first"}, "train": {}, "model": {}}
+_ABSENT = object()
 
 
 class _Section(BaseModel):
@@ -42,6 +48,7 @@ class DataSettings(_Section):
     limit_test: int | None = Field(None, gt=0)
     pad_to: int | None = Field(None, gt=0)
     test_rotations: int = Field(1, gt=0)
+    subset: SubsetName = "first"  # how limit_train / limit_test pick digits
 
 
 class ModelSettings(_Section):
@@ -203,7 +210,12 @@ def run_key(study: Study, model_spec, seed: int) -> str:
         "repeat_mode": model_spec.repeat_mode,
         "n_params": model_spec.n_params,
     }
-    payload = {"version": RUN_KEY_VERSION, "data": data, "train": train, "model": model, "seed": seed}
+    sections = {"data": data, "train": train, "model": model}
+    payload = {
+        name: {k: v for k, v in values.items() if LATER_KEYS[name].get(k, _ABSENT) != v}
+        for name, values in sections.items()
+    }
+    payload.update(version=RUN_KEY_VERSION, seed=seed)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

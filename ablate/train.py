@@ -96,9 +96,10 @@ class _Loop:
     order_gen: torch.Generator
     augment_gen: torch.Generator
 
-    def snapshot(self, epoch: int, history: list[dict], elapsed: float) -> dict:
-        """The checkpoint after `epoch` epochs (tensors, numbers, lists and dicts only)."""
+    def snapshot(self, epoch: int, history: list[dict], elapsed: float, data_fingerprint: str) -> dict:
+        """The checkpoint after `epoch` epochs (tensors, numbers, strings, lists and dicts only)."""
         return {
+            "data_fingerprint": data_fingerprint,
             "epoch": epoch,
             "history": history,
             "elapsed": elapsed,
@@ -146,6 +147,12 @@ def fit(
     loop = _Loop(model, optimizer, scheduler, order_gen, augment_gen)
     start_epoch, history, elapsed = 0, [], 0.0
     state = checkpoint.load() if checkpoint is not None else None
+    fingerprint = data.meta.get("fingerprint", "")
+    if state is not None and state.get("data_fingerprint") != fingerprint:
+        print(
+            f"ablate: checkpoint {getattr(checkpoint, 'path', '')} was made on other data; restarting the run"
+        )
+        state = None
     if state is not None:
         start_epoch, history, elapsed = loop.restore(state)
 
@@ -197,7 +204,7 @@ def fit(
         elapsed += row["seconds"]
         history.append(row)
         if checkpoint is not None and epoch + 1 < config.epochs:
-            checkpoint.save(loop.snapshot(epoch + 1, history, elapsed))
+            checkpoint.save(loop.snapshot(epoch + 1, history, elapsed, fingerprint))
         if on_epoch is not None:
             on_epoch(row)
 

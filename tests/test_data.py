@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from ablate.data import Dataset, load_dataset, pad_images, parse_amat, random_rotate, rotate
+from ablate.data import Dataset, load_dataset, pad_images, random_rotate, rotate
 from ablate.errors import DataError
+from ablate.mnist_rot import parse_amat
 
 
 def _amat_rows(n: int, seed: int = 0) -> tuple[str, np.ndarray, np.ndarray]:
@@ -58,7 +59,7 @@ def test_corrupt_amat_gives_one_clear_line(tmp_path, mutate, message):
 
 
 def test_mnist_rot_offline_names_path_and_url(tmp_path, monkeypatch):
-    import ablate.data as data
+    import ablate.mnist_rot as data
 
     def refuse(*args, **kwargs):
         raise OSError("no network")
@@ -70,7 +71,7 @@ def test_mnist_rot_offline_names_path_and_url(tmp_path, monkeypatch):
 
 
 def test_mnist_rot_reads_extracted_files_and_rebuilds_bad_cache(tmp_path):
-    import ablate.data as data
+    import ablate.mnist_rot as data
 
     train, x_tr, y_tr = _amat_rows(6, seed=1)
     test, _, y_te = _amat_rows(4, seed=2)
@@ -86,7 +87,7 @@ def test_mnist_rot_reads_extracted_files_and_rebuilds_bad_cache(tmp_path):
 
 
 def test_mnist_rot_zip_checksum_mismatch(tmp_path):
-    import ablate.data as data
+    import ablate.mnist_rot as data
 
     (tmp_path / data.MNIST_ROT_ZIP).write_bytes(b"PK not really a zip")
     with pytest.raises(DataError, match="expected MD5 0f9a947ff3d30e95cd685462cbf3b847"):
@@ -141,7 +142,7 @@ def test_embedded_test_rotations_and_limits():
 
 
 def test_rotate_by_90_matches_rot90():
-    x = load_dataset("embedded", seed=0, limit_train=16).x_train
+    x = load_dataset("embedded", seed=0, limit_train=16, subset="stratified").x_train
     turned = rotate(x, torch.full((len(x),), 90.0))
     assert torch.allclose(turned, torch.rot90(x, 1, dims=(2, 3)), atol=1e-5)
     back = rotate(x, torch.full((len(x),), -90.0))
@@ -213,7 +214,7 @@ def test_mnist_source_offline_is_one_clear_line(monkeypatch, tmp_path):
 def test_mnist_rot_zip_is_verified_parsed_and_cached(tmp_path, monkeypatch):
     import zipfile
 
-    import ablate.data as data
+    import ablate.mnist_rot as data
 
     train, x_tr, _ = _amat_rows(6, seed=4)
     test, _, y_te = _amat_rows(3, seed=5)
