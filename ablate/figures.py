@@ -118,7 +118,12 @@ def _gain_bars(t: pd.DataFrame, ax: plt.Axes) -> None:
         ax.bar(pos + offset, 100 * t[column], width=width, color=colour, label=label)
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xticks(pos, [f"{int(b):,}" for b in t["budget"]])
-    _decorate(ax, "parameter budget", "gain in test error (percentage points)", "Gain split by budget")
+    _decorate(
+        ax,
+        "parameter budget",
+        "gain in test error (percentage points)",
+        "Gain split by budget (scale: points)",
+    )
 
 
 def _share_forest(r: StudyReport, t: pd.DataFrame, ax: plt.Axes) -> None:
@@ -127,12 +132,15 @@ def _share_forest(r: StudyReport, t: pd.DataFrame, ax: plt.Axes) -> None:
     identifiable = t["identifiable"].to_numpy(dtype=bool)
     shown = t[identifiable]
     for method, label, offset, colour in SHARE_METHODS:
-        lo = shown[f"share_rep_lo_{method}"].clip(-1, 2)
-        hi = shown[f"share_rep_hi_{method}"].clip(-1, 2)
+        has = shown[np.isfinite(shown[f"share_rep_lo_{method}"].astype(float))]
+        if has.empty:  # e.g. the bootstrap below 10 seeds per arm
+            continue
+        lo = has[f"share_rep_lo_{method}"].clip(-1, 2)
+        hi = has[f"share_rep_hi_{method}"].clip(-1, 2)
         ax.errorbar(
-            100 * shown["share_rep"],
-            pos[identifiable] + offset,
-            xerr=100 * np.vstack([shown["share_rep"] - lo, hi - shown["share_rep"]]).clip(min=0),
+            100 * has["share_rep"],
+            pos[identifiable][np.isfinite(shown[f"share_rep_lo_{method}"].astype(float)).to_numpy()] + offset,
+            xerr=100 * np.vstack([has["share_rep"] - lo, hi - has["share_rep"]]).clip(min=0),
             fmt="o",
             capsize=3,
             label=f"95% CI, {label}",

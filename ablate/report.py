@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ablate import stats, text
@@ -22,7 +22,9 @@ from ablate.figures import FIGURES, save, use_theme
 from ablate.models.arms import ARMS
 from ablate.results import StudyResults, study_dirs
 from ablate.study import expand_grid
+from ablate.tables import headline_text, write_tables
 
+HALF_WIDTHS = (0.10, 0.05)  # seeds_needed is reported for these half-widths of the share interval
 DATASET_LABELS = {
     "mnist-rot": "MNIST-rot",
     "mnist": "rotated MNIST (torchvision)",
@@ -43,6 +45,8 @@ class StudyReport:
     table: pd.DataFrame | None  # stats.decompose over the budgets with >= 2 ok seeds per arm
     pooled: pd.DataFrame | None
     notes: list[str] = field(default_factory=list)
+    table_log: pd.DataFrame | None = None  # the same decomposition on log test error
+    seeds: dict[float, pd.DataFrame] = field(default_factory=dict)  # stats.seeds_needed per half-width
 
     @property
     def n_seeds(self) -> str:
@@ -120,187 +124,37 @@ def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyRep
             "intervals and tests need at least two ok seeds of every arm; point estimates only "
             f"for budget{'s' if len(thin) > 1 else ''} {', '.join(f'{int(b):,}' for b in thin)}"
         )
-    table = pooled_row = None
+    table = pooled_row = table_log = None
+    seeds = {}
     if complete:
         subset = runs[runs["budget"].isin(complete)]
-        table = stats.decompose(subset, n_boot=n_boot, n_perm=n_perm)
-        try:
-            pooled_row = stats.pooled(subset, by_budget_trend=len(complete) > 1)
-        except ValueError as error:
-            notes.append(f"no pooled estimate: {error}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", stats.StatsWarning)
+            table = stats.decompose(subset, n_boot=n_boot, n_perm=n_perm)
+            table_log = stats.decompose(subset, n_boot=0, n_perm=0, scale="log")
+            seeds = {h: stats.seeds_needed(subset, half_width=h) for h in HALF_WIDTHS}
+            try:
+                pooled_row = stats.pooled(subset, by_budget_trend=len(complete) > 1)
+            except ValueError as error:
+                notes.append(f"no pooled estimate: {error}")
+        notes += sorted({str(w.message) for w in caught if issubclass(w.category, stats.StatsWarning)})
     gcnn = runs.loc[runs["arm"] == "gcnn", "group_order"]
     group_order = int(gcnn.iloc[0]) if len(gcnn) else 4
     source = str(runs["dataset"].iloc[0]) if "dataset" in runs else "unknown data"
     dataset = DATASET_LABELS.get(source, source)
-    return StudyReport(directory.name, runs, history, dataset, group_order, summary, table, pooled_row, notes)
-
-
-# --------------------------------------------------------------------------------------------
-# Tables
-# --------------------------------------------------------------------------------------------
-
-
-def _pct(x: float, digits: int = 2) -> str:
-    return "–" if x is None or not np.isfinite(x) else f"{100 * x:.{digits}f}"
-
-
-def _p(x: float) -> str:
-    return "–" if not np.isfinite(x) else (f"{x:.2g}" if x >= 1e-4 else f"{x:.1e}")
-
-
-def _share_cell(row: pd.Series, method: str) -> str:
-    kind = row.get("fieller_kind", "bounded") if method == "fieller" else "bounded"
-    return text.format_interval(row[f"share_rep_lo_{method}"], row[f"share_rep_hi_{method}"], kind)
-
-
-def arm_rows(r: StudyReport) -> list[list[str]]:
-    """Table cells per budget and arm: params, MACs, test error mean ± sd (n)."""
-    cells = r.runs.groupby(["budget", "arm"])[["n_params", "macs"]].mean()
-    rows = []
-    for _, s in r.summary.sort_values(
-        ["budget", "arm"], key=lambda c: c.map(ARMS.index) if c.name == "arm" else c
-    ).iterrows():
-        n_params, macs = cells.loc[(s["budget"], s["arm"])]
-        spread = f" ± {_pct(s['sd'])}" if np.isfinite(s["sd"]) else ""
-        rows.append(
-            [
-                f"{int(s['budget']):,}",
-                s["arm"],
-                f"{int(n_params):,}",
-                f"{int(macs):,}",
-                f"{_pct(s['mean'])}{spread} ({int(s['n'])})",
-            ]
-        )
-    return rows
-
-
-def share_rows(r: StudyReport) -> list[list[str]]:
-    """Table cells per budget: gains, repetition share with its intervals, and the tests."""
-    if r.table is None:
-        return []
-    rows = []
-    for _, t in r.table.sort_values("budget").iterrows():
-        if t["identifiable"]:
-            share = [
-                _pct(t["share_rep"], 1),
-                _share_cell(t, "delta"),
-                _share_cell(t, "fieller"),
-                f"{_share_cell(t, 'boot')} ({t['boot_method']})",
-            ]
-        else:
-            share = ["not identifiable", "–", "–", "–"]
-        rows.append(
-            [
-                f"{int(t['budget']):,}",
-                _pct(t["gain_total"]),
-                _pct(t["gain_rep"]),
-                _pct(t["gain_eq"]),
-                *share,
-                _p(t["p_total"]),
-                _p(t["p_rep"]),
-                _p(t["p_eq"]),
-            ]
-        )
-    return rows
-
-
-ARM_HEADER = ["budget", "arm", "params", "MACs", "test error % mean ± sd (n)"]
-SHARE_HEADER = [
-    "budget",
-    "gain total (pts)",
-    "gain rep (pts)",
-    "gain eq (pts)",
-    "repetition share %",
-    "95% CI delta",
-    "95% CI Fieller",
-    "95% CI bootstrap",
-    "p total",
-    "p rep",
-    "p eq",
-]
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A Markdown pipe table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
-def latex_table(header: list[str], rows: list[list[str]]) -> str:
-    """A booktabs LaTeX tabular, special characters escaped."""
-
-    def esc(cell: str) -> str:
-        return (
-            cell.replace("\\", r"\textbackslash{}")
-            .replace("%", r"\%")
-            .replace("±", r"$\pm$")
-            .replace("–", "--")
-            .replace("_", r"\_")
-            .replace("&", r"\&")
-            .replace("U", r"$\cup$")
-            .replace("inf", r"$\infty$")
-        )
-
-    lines = [
-        r"\begin{tabular}{" + "l" * len(header) + "}",
-        r"\toprule",
-        " & ".join(esc(h) for h in header) + r" \\",
-        r"\midrule",
-    ]
-    lines += [" & ".join(esc(c) for c in row) + r" \\" for row in rows]
-    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"])
-
-
-def headline_text(r: StudyReport) -> str:
-    """The report's headline sentence, or why there is none yet."""
-    if r.table is None:
-        return (
-            "The repetition share cannot be estimated yet: intervals and tests need at least two "
-            "ok seeds of every arm at some budget."
-        )
-    return text.headline_sentence(r.table, r.group_order, r.dataset)
-
-
-def write_tables(r: StudyReport, out: Path) -> list[Path]:
-    """Write table.md and table.tex into `out`; returns their paths."""
-    head = headline_text(r)
-    notes = "".join(f"\n- {n}" for n in r.notes)
-    md = [
-        f"# {r.name}: {r.title}",
-        "",
-        head,
-        "",
-        "## Test error per arm",
-        "",
-        markdown_table(ARM_HEADER, arm_rows(r)),
-    ]
-    tex = [f"% {r.name}: {r.title}", f"% {head}", latex_table(ARM_HEADER, arm_rows(r))]
-    if r.table is not None:
-        md += [
-            "",
-            "## Repetition share of the G-CNN's gain",
-            "",
-            "Gains in percentage points of test error; p-values one-sided (gain > 0), Welch t-tests, "
-            "Holm-adjusted over all budgets and gains. Fieller sets that are not one interval are "
-            "spelled out.",
-            "",
-            markdown_table(SHARE_HEADER, share_rows(r)),
-        ]
-        tex += ["", latex_table(SHARE_HEADER, share_rows(r))]
-    if r.pooled is not None and r.pooled.iloc[0]["identifiable"]:
-        p = r.pooled.iloc[0]
-        md += [
-            "",
-            f"Pooled over budgets (OLS with budget effects, seed-clustered errors): repetition "
-            f"share {_pct(p['share_rep'], 1)}% (95% CI {_pct(p['share_rep_lo'], 1)} to "
-            f"{_pct(p['share_rep_hi'], 1)}%).",
-        ]
-    if notes:
-        md += ["", "## Notes", notes.lstrip("\n")]
-    paths = [out / "table.md", out / "table.tex"]
-    paths[0].write_text("\n".join(md) + "\n")
-    paths[1].write_text("\n".join(tex) + "\n")
-    return paths
+    return StudyReport(
+        directory.name,
+        runs,
+        history,
+        dataset,
+        group_order,
+        summary,
+        table,
+        pooled_row,
+        notes,
+        table_log,
+        seeds,
+    )
 
 
 def build_report(r: StudyReport, out_root: Path, formats: Sequence[str]) -> list[Path]:
@@ -352,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"== {report.name}: {report.title}")
             if report.table is not None:
                 print(text.format_summary(report.table, report.pooled, report.group_order, report.dataset))
+                for half_width, needed in report.seeds.items():
+                    print(text.seeds_sentence(needed, half_width))
             else:
                 print(headline_text(report))
             for note in report.notes:

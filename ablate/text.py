@@ -5,39 +5,73 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ablate.stats import largest_share
+from ablate.stats import MIN_BOOT_SEEDS, SCALE_LABELS, largest_share
 
 
-def _pct(x: float) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
+def pct(x: float | None, digits: int = 1) -> str:
+    """A fraction as a percentage ('22.0%'), or 'n/a'."""
+    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.{digits}f}%"
 
 
 def format_interval(lo: float, hi: float, kind: str = "bounded") -> str:
-    """'21–55%', or the Fieller sets that are not one bounded interval, spelled out."""
+    """'21.0% to 55.0%', or the Fieller sets that are not one bounded interval, spelled out."""
     if kind == "two rays":
-        return f"(-inf, {_pct(lo)}] U [{_pct(hi)}, inf)"
+        return f"(-inf, {pct(lo)}] U [{pct(hi)}, inf)"
     if kind == "unbounded":
         return "unbounded"
-    return f"{_pct(lo)} to {_pct(hi)}"
+    return f"{pct(lo)} to {pct(hi)}"
 
 
-def headline_sentence(table: pd.DataFrame, group_order: int = 4, dataset: str = "") -> str:
-    """The sentence the paper makes, computed from data, or the honest statement that it can't be."""
+def gain_unit(scale: str) -> str:
+    """How a gain on this scale is written: percentage points, or log units."""
+    return "points" if scale == "points" else f"{scale} units"
+
+
+def _gain(x: float, scale: str) -> str:
+    return f"{100 * x:.2f}" if scale == "points" else f"{x:.3f}"
+
+
+def pooled_phrase(pooled_row: pd.DataFrame | None) -> str:
+    """'pooled over 2 budgets: 20.1% (95% CI 5.0% to 35.2%)', or '' when there is no pooled estimate."""
+    if pooled_row is None or not len(pooled_row):
+        return ""
+    p = pooled_row.iloc[0]
+    where = f"pooled over {int(p['n_budgets'])} budget{'s' if p['n_budgets'] > 1 else ''}"
+    if not p["identifiable"]:
+        return f"{where}: not identifiable"
+    return f"{where}: {pct(p['share_rep'])} (95% CI {format_interval(p['share_rep_lo'], p['share_rep_hi'])})"
+
+
+def headline_sentence(
+    table: pd.DataFrame, group_order: int = 4, dataset: str = "", pooled_row: pd.DataFrame | None = None
+) -> str:
+    """The paper's sentence computed from data, with the budget named and the selection stated
+    (the largest of K shares is biased upward), the pooled share beside it; or the honest
+    statement that no share can be given."""
     best = largest_share(table)
     where = f" on {dataset}" if dataset else ""
     if best is None:
         return (
             f"The share of the C{group_order} G-CNN's gain explained by repetition is not "
-            f"identifiable{where}: at no budget is the G-CNN's gain over the plain CNN "
-            f"significantly positive after Holm correction."
+            f"identifiable{where}: at no budget is the G-CNN's gain over the plain CNN clearly "
+            f"different from zero."
         )
     n = min(best["n_plain"], best["n_repeat"], best["n_gcnn"])
     interval = format_interval(best["share_rep_lo_delta"], best["share_rep_hi_delta"])
+    k, k_all = best["n_budgets"], best["n_budgets_all"]
+    selection = (
+        f"the largest of {k} identifiable budget shares"
+        if k > 1
+        else f"the only identifiable budget of {k_all}"
+    )
+    if k == 1 and k_all == 1:
+        selection = "the one budget"
+    pooled = pooled_phrase(pooled_row)
     return (
-        f"Up to {100 * best['share_rep']:.0f}% (95% CI {interval}, "
-        f"delta method) of the relative gain of the C{group_order} G-CNN over the plain CNN at equal "
-        f"parameters{where} is explained by learnable repetition alone (budget {int(best['budget']):,}, "
-        f"{n} seeds per arm)."
+        f"Up to {100 * best['share_rep']:.0f}% (95% CI {interval}, delta method) of the gain of the "
+        f"C{group_order} G-CNN over the plain CNN at equal parameters{where} is explained by learnable "
+        f"repetition alone: budget {int(best['budget']):,}, {selection}, {n} seeds per arm"
+        + (f"; {pooled}." if pooled else ".")
     )
 
 
@@ -45,45 +79,56 @@ def format_summary(
     table: pd.DataFrame, pooled_row: pd.DataFrame | None = None, group_order: int = 4, dataset: str = ""
 ) -> str:
     """Plain-text summary of decompose() (and pooled()) output."""
-    lines = [headline_sentence(table, group_order, dataset), ""]
+    scale = str(table["scale"].iloc[0]) if "scale" in table else "points"
+    lines = [headline_sentence(table, group_order, dataset, pooled_row), "", f"scale: {SCALE_LABELS[scale]}"]
     for _, r in table.iterrows():
         lines.append(
-            f"budget {int(r['budget']):,}: error plain {_pct(r['err_plain'])} (n={r['n_plain']}), "
-            f"repeat {_pct(r['err_repeat'])} (n={r['n_repeat']}), gcnn {_pct(r['err_gcnn'])} "
-            f"(n={r['n_gcnn']})"
+            f"budget {int(r['budget']):,}: error plain {pct(r['err_plain'])} (n={r['n_plain']}), "
+            f"repeat {pct(r['err_repeat'])} (n={r['n_repeat']}), gcnn {pct(r['err_gcnn'])} (n={r['n_gcnn']})"
+            + (" [degenerate: an arm has no spread]" if r.get("degenerate") else "")
         )
         lines.append(
-            f"  gains (points): total {100 * r['gain_total']:.2f} (p={r['p_total']:.3g}), "
-            f"repetition {100 * r['gain_rep']:.2f} (p={r['p_rep']:.3g}), equivariance "
-            f"{100 * r['gain_eq']:.2f} (p={r['p_eq']:.3g}); Holm-adjusted, one-sided"
+            f"  gains ({gain_unit(scale)}): total {_gain(r['gain_total'], scale)} (p={r['p_total']:.3g}), "
+            f"repetition {_gain(r['gain_rep'], scale)} (p={r['p_rep']:.3g}), equivariance "
+            f"{_gain(r['gain_eq'], scale)} (p={r['p_eq']:.3g}); Holm-adjusted, one-sided"
         )
-        if r["identifiable"]:
-            lines.append(
-                f"  repetition share {_pct(r['share_rep'])}: delta "
-                f"{format_interval(r['share_rep_lo_delta'], r['share_rep_hi_delta'])}, Fieller "
-                f"{format_interval(r['share_rep_lo_fieller'], r['share_rep_hi_fieller'], r['fieller_kind'])}"
-                ", "
-                f"bootstrap ({r['boot_method']}) "
-                f"{format_interval(r['share_rep_lo_boot'], r['share_rep_hi_boot'])}"
-            )
-        else:
-            lines.append("  repetition share: not identifiable (total gain not significantly positive)")
+        if not r["identifiable"]:
+            lines.append("  repetition share: not identifiable (total gain not clearly different from zero)")
+            continue
+        boot = f"no bootstrap (needs {MIN_BOOT_SEEDS}+ seeds per arm)"
+        if np.isfinite(r["share_rep_lo_boot"]):
+            interval = format_interval(r["share_rep_lo_boot"], r["share_rep_hi_boot"])
+            boot = f"bootstrap ({r['boot_method']}) {interval}"
+        fieller = format_interval(r["share_rep_lo_fieller"], r["share_rep_hi_fieller"], r["fieller_kind"])
+        lines.append(
+            f"  repetition share {pct(r['share_rep'])}: delta "
+            f"{format_interval(r['share_rep_lo_delta'], r['share_rep_hi_delta'])}, Fieller {fieller}, {boot}"
+        )
     if pooled_row is not None and len(pooled_row):
         p = pooled_row.iloc[0]
-        where = (
-            f"pooled over {int(p['n_budgets'])} budget{'s' if p['n_budgets'] > 1 else ''} "
-            f"({int(p['n_runs'])} runs, {int(p['n_clusters'])} seed clusters)"
-        )
-        if p["identifiable"]:
-            lines.append(
-                f"{where}: repetition share {_pct(p['share_rep'])} "
-                f"({_pct(p['share_rep_lo'])} to {_pct(p['share_rep_hi'])}), p_total={p['p_total']:.3g}"
-            )
-        else:
-            lines.append(f"{where}: repetition share not identifiable (total gain p={p['p_total']:.3g})")
+        how = f"{int(p['n_runs'])} runs; {p['method']}; p_total={p['p_total']:.3g}"
+        lines.append(f"{pooled_phrase(pooled_row)} ({how})")
         if "trend_p" in p:
             lines.append(
                 f"  change of the repetition gain per unit log budget: "
-                f"{100 * p['trend_rep_per_log_budget']:.2f} points (p={p['trend_p']:.3g})"
+                f"{_gain(p['trend_rep_per_log_budget'], scale)} {gain_unit(scale)} (p={p['trend_p']:.3g})"
             )
     return "\n".join(lines)
+
+
+def seeds_sentence(needed: pd.DataFrame, half_width: float) -> str:
+    """'With this study's spread, N seeds per arm give ±10 points ...' for each budget."""
+    parts = []
+    for _, r in needed.iterrows():
+        n = int(r["seeds_needed"])
+        what = f"{n} seeds per arm" if n > 0 else "no number of seeds (no total gain)"
+        now = (
+            f"now ±{100 * r['half_width_now']:.0f} with {int(r['n_now'])}"
+            if np.isfinite(r["half_width_now"])
+            else ""
+        )
+        parts.append(f"budget {int(r['budget']):,}: {what}" + (f" ({now})" if now else ""))
+    return (
+        f"With this study's spread, a delta-method interval of ±{100 * half_width:.0f} points on the "
+        f"repetition share needs {'; '.join(parts)}."
+    )

@@ -125,7 +125,9 @@ def test_report_writes_every_file_and_matches_stats(tmp_path, capsys):
     summary = stats.arm_summary(store.runs()).set_index(["budget", "arm"])
     plain = summary.loc[(10_000, "plain")]
     assert f"{100 * plain['mean']:.2f} ± {100 * plain['sd']:.2f} (5)" in table_md
-    sentence = text.headline_sentence(expected, 4, "rotated MNIST, 5k embedded digits")
+    sentence = text.headline_sentence(
+        expected, 4, "rotated MNIST, 5k embedded digits", stats.pooled(store.runs(), by_budget_trend=True)
+    )
     assert sentence in table_md and sentence in printed and sentence.startswith("Up to ")
 
 

@@ -168,7 +168,10 @@ def test_headline_and_summary_text():
     assert best["share_rep"] == table["share_rep"].max()
     sentence = headline_sentence(table, 4, "Rot-MNIST")
     assert sentence.startswith(f"Up to {100 * best['share_rep']:.0f}% (95% CI ")
-    assert f"budget {int(best['budget']):,}, 10 seeds per arm" in sentence
+    assert (
+        f"budget {int(best['budget']):,}, the largest of 2 identifiable budget shares, 10 seeds per arm"
+        in sentence
+    )
     flat = decompose(simulate(np.random.default_rng(9), {a: 0.04 for a in PAPER}), n_boot=50, n_perm=0)
     assert not flat["identifiable"].any()  # equal arms, this seed: no significant total gain
     assert largest_share(flat) is None and "not identifiable" in headline_sentence(flat)

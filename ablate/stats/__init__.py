@@ -1,0 +1,32 @@
+"""All statistics of the package, as pure functions over a runs table (no I/O, no plotting,
+no sentences: those are in ablate.text).
+
+- table: input checks (columns, arms, numeric budgets, duplicates), analysis scales, per-arm summaries
+- ratio: moments and intervals of the repetition share, a ratio of mean differences
+- decompose: the per-budget decomposition with tests, and how many seeds a study needs
+- pooled: the share pooled over budgets
+"""
+
+from ablate.stats.decompose import MIN_BOOT_SEEDS, decompose, largest_share, seeds_needed, smallest_perm_p
+from ablate.stats.pooled import pooled
+from ablate.stats.ratio import bootstrap_interval, delta_interval, fieller_interval
+from ablate.stats.table import GAINS, REQUIRED, SCALE_LABELS, SCALES, StatsWarning, arm_summary, to_scale
+
+__all__ = [
+    "GAINS",
+    "MIN_BOOT_SEEDS",
+    "REQUIRED",
+    "SCALES",
+    "SCALE_LABELS",
+    "StatsWarning",
+    "arm_summary",
+    "bootstrap_interval",
+    "decompose",
+    "delta_interval",
+    "fieller_interval",
+    "largest_share",
+    "pooled",
+    "seeds_needed",
+    "smallest_perm_p",
+    "to_scale",
+]

@@ -1,0 +1,201 @@
+"""The per-budget decomposition of the G-CNN's gain, and how many seeds a study needs.
+
+For each budget the G-CNN's gain over the plain CNN splits as
+
+    gain_total = e_plain - e_gcnn = (e_plain - e_repeat) + (e_repeat - e_gcnn)
+                                  =       gain_rep       +       gain_eq
+
+and the repetition share is s = gain_rep / gain_total (equivariance share 1 - s). Gains, tests
+and shares are on the analysis scale (`scale`); per-arm errors are always fractions.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+
+from ablate.stats.ratio import (
+    bootstrap_interval,
+    delta_interval,
+    fieller_interval,
+    identifiable,
+    quantile,
+    ratio_moments,
+    seeds_for_half_width,
+    share_half_width,
+)
+from ablate.stats.table import DECOMPOSED, GAINS, Cell, arm_stats, cells, prepare
+
+MIN_BOOT_SEEDS = 10  # below this the bootstrap interval under-covers (0.75-0.90 at 3-5 seeds)
+SHARE_DERIVED = ("share_rep", "fieller_kind", "boot_method")  # prefixes blanked when not identifiable
+
+
+def smallest_perm_p(n_worse: int, n_better: int, paired: bool) -> float:
+    """The smallest one-sided p-value an exact permutation test can give at these sizes."""
+    return 0.5**n_worse if paired else 1 / math.comb(n_worse + n_better, n_worse)
+
+
+def _gain_tests(worse: np.ndarray, better: np.ndarray, paired: bool, n_perm: int, seed: int, alpha: float):
+    """One-sided p-values that mean(worse) > mean(better): (t-test, permutation test or NaN when
+    skipped or unable to reject at `alpha`, smallest attainable permutation p)."""
+    smallest = smallest_perm_p(len(worse), len(better), paired)
+    if np.ptp(worse) == 0 and np.ptp(better) == 0:
+        return math.nan, math.nan, smallest  # no spread at all: no test means anything
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # one constant arm: scipy warns, the test holds
+        if paired:
+            t_p = sps.ttest_rel(worse, better, alternative="greater").pvalue
+        else:
+            t_p = sps.ttest_ind(worse, better, equal_var=False, alternative="greater").pvalue
+    if n_perm <= 0 or smallest >= alpha - 1e-12:  # it could never reject
+        return float(t_p), math.nan, smallest
+
+    def mean_diff(a, b, axis=-1):
+        return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+
+    perm = sps.permutation_test(
+        (worse, better),
+        mean_diff,
+        vectorized=True,
+        n_resamples=n_perm,
+        permutation_type="samples" if paired else "independent",
+        alternative="greater",
+        random_state=seed,
+    )
+    return float(t_p), float(perm.pvalue), smallest
+
+
+def _share_columns(cell: Cell, paired: bool, confidence: float, n_boot: int, seed: int) -> dict:
+    """Share, its delta / Fieller / bootstrap intervals and the identifiability flag of one cell."""
+    m = ratio_moments([cell], paired)
+    q = quantile(m, confidence)
+    row: dict = {"share_rep_point": m.share, "share_df": m.df, "identifiable": identifiable(m, confidence)}
+    row["share_rep"] = m.share
+    lo, hi = delta_interval(m.num, m.den, m.var_num, m.var_den, m.cov, q) if m.den else (math.nan, math.nan)
+    if hi - lo <= 0:  # no spread: never a zero-width interval
+        lo, hi = math.nan, math.nan
+    row["share_rep_lo_delta"], row["share_rep_hi_delta"] = lo, hi
+    lo, hi, kind = fieller_interval(m.num, m.den, m.var_num, m.var_den, m.cov, q)
+    row["share_rep_lo_fieller"], row["share_rep_hi_fieller"], row["fieller_kind"] = lo, hi, kind
+    fewest = min(cell.n.values())
+    if n_boot <= 0:
+        boot = (math.nan, math.nan, "skipped")
+    elif fewest < MIN_BOOT_SEEDS:
+        boot = (math.nan, math.nan, f"skipped: fewer than {MIN_BOOT_SEEDS} seeds per arm")
+    else:
+        boot = bootstrap_interval(cell.y, paired, confidence, n_boot, seed)
+    row["share_rep_lo_boot"], row["share_rep_hi_boot"], row["boot_method"] = boot
+    if not row["identifiable"]:  # blank every share-derived column; share_rep_point keeps the ratio
+        blank = [k for k in row if k.startswith(SHARE_DERIVED) and k != "share_rep_point"]
+        row.update({k: None if isinstance(row[k], str) else math.nan for k in blank})
+    row["share_eq"] = 1 - row["share_rep"]
+    return row
+
+
+def decompose(
+    runs: pd.DataFrame,
+    paired: bool = False,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    n_perm: int = 5000,
+    seed: int = 0,
+    scale: str = "points",
+) -> pd.DataFrame:
+    """One row per budget: arm errors, gains, one-sided tests (Holm-adjusted) and share intervals.
+
+    runs: columns arm, budget, seed, test_error (fraction), status; only status "ok" runs count
+    (`dropped_<arm>` counts the others). scale: "points" (error fractions), "log" (gains are log
+    error ratios: relative error reductions) or "logit". paired=True pairs arms by seed and uses
+    only seeds ok in all three arms, everywhere (`n_pairs`; a StatsWarning names dropped seeds).
+    p-values (`p_total`, `p_rep`, `p_eq`) are Welch (or paired) t-tests, Holm over all budgets and
+    gains; `p_*_perm` permutation tests, NaN where even the smallest attainable p
+    (`p_perm_min`) cannot reach 1 - confidence. `identifiable`: D^2 / Var D > q^2 (Fieller bounded);
+    otherwise every share column is blank and `share_rep_point` keeps the ratio. Bootstrap: only
+    with >= 10 seeds per arm. `degenerate`: some arm has no spread (tests of two such arms and
+    zero-width intervals are blank). n_perm = 0 skips the permutation tests, n_boot = 0 the bootstrap.
+    """
+    groups = cells(prepare(runs, scale), paired)
+    alpha = 1 - confidence
+    rows = []
+    for index, cell in enumerate(groups):
+        row: dict = {"budget": cell.budget, "scale": scale, "paired": paired}
+        if paired:
+            row["n_pairs"] = cell.n["plain"]
+        for arm in DECOMPOSED:
+            s = arm_stats(cell.errors[arm], confidence)
+            row.update(
+                {f"err_{arm}": s["mean"], f"sd_{arm}": s["sd"], f"se_{arm}": s["se"], f"n_{arm}": s["n"]}
+            )
+            row.update(
+                {f"err_{arm}_lo": s["lo"], f"err_{arm}_hi": s["hi"], f"dropped_{arm}": cell.dropped[arm]}
+            )
+        row["degenerate"] = any(np.ptp(cell.y[arm]) == 0 for arm in DECOMPOSED)
+        means = {arm: float(cell.y[arm].mean()) for arm in DECOMPOSED}
+        for gain, (worse, better) in GAINS.items():
+            row[f"gain_{gain}"] = means[worse] - means[better]
+            t_p, perm_p, smallest = _gain_tests(
+                cell.y[worse], cell.y[better], paired, n_perm, seed + index, alpha
+            )
+            row[f"p_{gain}_raw"], row[f"p_{gain}_perm_raw"] = t_p, perm_p
+        row["p_perm_min"] = smallest
+        row["rel_gain"] = (row["err_plain"] - row["err_gcnn"]) / row["err_plain"]
+        row.update(_share_columns(cell, paired, confidence, n_boot, seed + index))
+        rows.append(row)
+    for suffix in ("", "_perm"):
+        raw = np.array([[row[f"p_{gain}{suffix}_raw"] for gain in GAINS] for row in rows], dtype=float)
+        adjusted = np.full(raw.shape, math.nan)
+        present = np.isfinite(raw)
+        if present.any():
+            adjusted[present] = multipletests(raw[present], method="holm")[1]
+        for row, values in zip(rows, adjusted):
+            row.update({f"p_{gain}{suffix}": float(v) for gain, v in zip(GAINS, values)})
+    return pd.DataFrame(rows)
+
+
+def largest_share(table: pd.DataFrame) -> dict | None:
+    """The identifiable budget with the largest repetition share (the paper's "up to X%"), with
+    `n_budgets` (how many identifiable budgets it was selected from); None when there is none.
+    The maximum of K noisy shares is biased upward: report it with that selection stated."""
+    shown = table.loc[table["identifiable"].astype(bool)]
+    if shown.empty:
+        return None
+    best = shown.loc[shown["share_rep"].astype(float).idxmax()].to_dict()
+    return {**best, "n_budgets": len(shown), "n_budgets_all": len(table)}
+
+
+def seeds_needed(
+    runs: pd.DataFrame, half_width: float = 0.10, confidence: float = 0.95, scale: str = "points"
+) -> pd.DataFrame:
+    """Per budget, the seeds per arm for which the delta-method interval of the repetition share
+    would have the given half-width (unpaired design), from the observed per-arm spreads and gains:
+
+        n = min { n >= 2 : t_{(1+c)/2, df(n)} sqrt(A / n) / |D| <= half_width },
+        A = (1 - s)^2 sd_plain^2 + sd_repeat^2 + s^2 sd_gcnn^2,
+
+    s and D the observed share and total gain, df(n) Welch-Satterthwaite. Columns: budget, share_rep
+    (observed), n_now (fewest seeds of an arm), half_width_now (the formula at n_now), seeds_needed
+    (-1 when the total gain is zero or a spread unknown).
+    """
+    rows = []
+    for cell in cells(prepare(runs, scale), paired=False):
+        sd = {arm: float(np.std(cell.y[arm], ddof=1)) for arm in DECOMPOSED}
+        den = float(cell.y["plain"].mean() - cell.y["gcnn"].mean())
+        share = float(cell.y["plain"].mean() - cell.y["repeat"].mean()) / den if den else math.nan
+        n_now = min(cell.n.values())
+        now = share_half_width(sd, share, den, n_now, confidence) if den else math.nan
+        needed = seeds_for_half_width(sd, share, den, half_width, confidence)
+        rows.append(
+            {
+                "budget": cell.budget,
+                "share_rep": share,
+                "n_now": n_now,
+                "half_width_now": now,
+                "seeds_needed": needed,
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,180 @@
+"""Checking and arranging a runs table for the statistics: one place for every input error.
+
+A runs table has one row per run with at least the columns in REQUIRED. `prepare` returns it
+with numeric budgets, an `ok` flag and `y`, the test error on the analysis scale; `cells`
+groups it into per-budget samples of the decomposition's three arms.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ablate.errors import expect_one_of
+from ablate.models.arms import ARMS
+
+REQUIRED = ("arm", "budget", "seed", "test_error", "status")
+DECOMPOSED = ("plain", "repeat", "gcnn")  # the arms the gain decomposition needs
+GAINS = {"total": ("plain", "gcnn"), "rep": ("plain", "repeat"), "eq": ("repeat", "gcnn")}
+SCALES = ("points", "log", "logit")
+SCALE_LABELS = {
+    "points": "test error (fraction; gains in percentage points)",
+    "log": "log test error (gains are relative error reductions)",
+    "logit": "logit test error",
+}
+
+
+class StatsWarning(UserWarning):
+    """Something the statistics did with the data that a reader must know (one line)."""
+
+
+def to_scale(error: np.ndarray, scale: str, n_test: np.ndarray | None = None) -> np.ndarray:
+    """Test errors (fractions) on the analysis scale. log and logit clip to [eps, 1 - eps] with
+    eps = half a test digit (0.5 / n_test) when n_test is known, else 1e-4, so 0% stays finite."""
+    expect_one_of("scale", scale, SCALES)
+    error = np.asarray(error, dtype=float)
+    if scale == "points":
+        return error
+    eps = 0.5 / np.asarray(n_test, dtype=float) if n_test is not None else 1e-4
+    clipped = np.clip(error, eps, 1 - eps)
+    return np.log(clipped) if scale == "log" else np.log(clipped / (1 - clipped))
+
+
+def prepare(runs: pd.DataFrame, scale: str = "points") -> pd.DataFrame:
+    """The runs table checked and coerced: numeric budgets, known arms, one row per (budget, arm,
+    seed), `ok` (status ok and a finite error) and `y` (the error on `scale`). ValueError names
+    the first bad value."""
+    missing = [c for c in REQUIRED if c not in runs.columns]
+    if missing:
+        raise ValueError(f"runs: expected columns {', '.join(REQUIRED)}, missing {', '.join(missing)}")
+    out = runs.copy()
+    budgets = pd.to_numeric(out["budget"], errors="coerce")
+    bad = budgets.isna() | ~np.isfinite(budgets)
+    if bad.any():
+        raise ValueError(f"runs: budget: expected a number, found {out.loc[bad, 'budget'].iloc[0]!r}")
+    out["budget"] = budgets.astype("int64") if (budgets == budgets.round()).all() else budgets
+    unknown = out.loc[~out["arm"].isin(ARMS)]
+    if len(unknown):
+        row = unknown.iloc[0]
+        raise ValueError(
+            f"budget {row['budget']}, arm {row['arm']!r}: unknown arm (expected one of {', '.join(ARMS)})"
+        )
+    counts = out.groupby(["budget", "arm", "seed"]).size()
+    twice = counts[counts > 1]
+    if len(twice):
+        (budget, arm, seed), k = next(iter(twice.items()))
+        raise ValueError(f"budget {budget}, arm {arm}, seed {seed}: {k} rows; expected one row per run")
+    error = pd.to_numeric(out["test_error"], errors="coerce").to_numpy(dtype=float)
+    out["ok"] = (out["status"] == "ok").to_numpy() & np.isfinite(error)
+    n_test = out["n_test"].to_numpy(dtype=float) if "n_test" in out else None
+    with np.errstate(invalid="ignore"):
+        out["y"] = to_scale(error, scale, n_test)
+    return out
+
+
+@dataclass
+class Cell:
+    """One budget's samples for the decomposition.
+
+    errors / y: per arm, the ok runs' test errors (fractions) and the same on the analysis
+    scale, ordered by seed; matched seeds only when paired. dropped: per arm, runs not ok.
+    """
+
+    budget: float
+    errors: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    dropped: dict[str, int]
+    seeds: dict[str, np.ndarray]
+
+    @property
+    def n(self) -> dict[str, int]:
+        return {arm: len(x) for arm, x in self.y.items()}
+
+
+def cells(prepared: pd.DataFrame, paired: bool, min_seeds: int = 2) -> list[Cell]:
+    """Per budget (ascending), the decomposition arms' samples. Paired: only seeds ok in all three
+    arms, with a StatsWarning naming the budget and the seeds dropped. ValueError when an arm has
+    fewer than `min_seeds` ok seeds (or pairs)."""
+    frame = prepared[prepared["arm"].isin(DECOMPOSED)].sort_values("seed")
+    arrays = {}  # (budget, arm) -> (ok mask, seeds, errors, y)
+    for key, group in frame.groupby(["budget", "arm"], sort=False):
+        arrays[key] = (
+            group["ok"].to_numpy(dtype=bool),
+            group["seed"].to_numpy(),
+            group["test_error"].to_numpy(dtype=float),
+            group["y"].to_numpy(dtype=float),
+        )
+    empty = (np.zeros(0, bool), np.zeros(0), np.zeros(0), np.zeros(0))
+    out = []
+    for budget in sorted(prepared["budget"].unique()):
+        parts = {arm: arrays.get((budget, arm), empty) for arm in DECOMPOSED}
+        dropped = {arm: int((~ok).sum()) for arm, (ok, *_) in parts.items()}
+        keep = {arm: ok for arm, (ok, *_) in parts.items()}
+        if paired:
+            seed_sets = [set(seeds[ok]) for ok, seeds, *_ in parts.values()]
+            shared = set.intersection(*seed_sets)
+            lost = sorted(set.union(*seed_sets) - shared)
+            if len(shared) < min_seeds:
+                raise ValueError(
+                    f"budget {budget}, arms {'/'.join(DECOMPOSED)}: paired analysis needs at least "
+                    f"{min_seeds} seeds shared by all arms, found {len(shared)}"
+                )
+            if lost:
+                warnings.warn(
+                    f"budget {budget}: paired analysis uses the {len(shared)} seeds ok in every arm; "
+                    f"dropped seeds {', '.join(map(str, lost))}",
+                    StatsWarning,
+                    stacklevel=3,
+                )
+            keep = {arm: ok & np.isin(seeds, list(shared)) for arm, (ok, seeds, *_) in parts.items()}
+        for arm in DECOMPOSED:
+            n = int(keep[arm].sum())
+            if n < min_seeds:
+                what = "missing" if n == 0 else f"has {n} ok seed"
+                raise ValueError(
+                    f"budget {budget}, arm {arm}: {what}; expected at least {min_seeds} ok seeds per arm"
+                )
+        out.append(
+            Cell(
+                budget,
+                {arm: parts[arm][2][keep[arm]] for arm in DECOMPOSED},
+                {arm: parts[arm][3][keep[arm]] for arm in DECOMPOSED},
+                dropped,
+                {arm: parts[arm][1][keep[arm]] for arm in DECOMPOSED},
+            )
+        )
+    return out
+
+
+def arm_stats(x: np.ndarray, confidence: float) -> dict[str, float]:
+    """n, mean, sd, se and t-interval (lo, hi) of one arm's values; NaN spread for n = 1."""
+    from scipy import stats as sps
+
+    n, mean = len(x), float(np.mean(x))
+    sd = float(np.std(x, ddof=1)) if n > 1 else math.nan
+    se = sd / math.sqrt(n) if n > 1 else math.nan
+    half = float(sps.t.ppf((1 + confidence) / 2, n - 1)) * se if n > 1 else math.nan
+    return {"n": n, "mean": mean, "sd": sd, "se": se, "lo": mean - half, "hi": mean + half}
+
+
+def arm_summary(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """One row per budget x arm: n, mean, sd, se and a t-interval of the test error (fractions; ok
+    runs only), and how many runs were dropped as not ok. One ok seed: NaN spread; none: absent."""
+    prepared = prepare(runs)
+    rows = []
+    for (budget, arm), group in prepared.groupby(["budget", "arm"], sort=True):
+        ok = group.loc[group["ok"], "test_error"].to_numpy(dtype=float)
+        if len(ok):
+            rows.append(
+                {
+                    "budget": budget,
+                    "arm": arm,
+                    **arm_stats(ok, confidence),
+                    "dropped": int((~group["ok"]).sum()),
+                }
+            )
+    return pd.DataFrame(rows, columns=["budget", "arm", "n", "mean", "sd", "se", "lo", "hi", "dropped"])

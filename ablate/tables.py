@@ -1,0 +1,195 @@
+"""The tables of a study report (Markdown and LaTeX) and its headline sentence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ablate import stats, text
+from ablate.models.arms import ARMS
+
+if TYPE_CHECKING:
+    from ablate.report import StudyReport
+
+
+def _pct(x: float, digits: int = 2) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{100 * x:.{digits}f}"
+
+
+def _p(x: float) -> str:
+    return "–" if not np.isfinite(x) else (f"{x:.2g}" if x >= 1e-4 else f"{x:.1e}")
+
+
+def _share_cell(row: pd.Series, method: str) -> str:
+    kind = row.get("fieller_kind", "bounded") if method == "fieller" else "bounded"
+    return text.format_interval(row[f"share_rep_lo_{method}"], row[f"share_rep_hi_{method}"], kind)
+
+
+def arm_rows(r: StudyReport) -> list[list[str]]:
+    """Table cells per budget and arm: params, MACs, test error mean ± sd (n)."""
+    cells = r.runs.groupby(["budget", "arm"])[["n_params", "macs"]].mean()
+    rows = []
+    for _, s in r.summary.sort_values(
+        ["budget", "arm"], key=lambda c: c.map(ARMS.index) if c.name == "arm" else c
+    ).iterrows():
+        n_params, macs = cells.loc[(s["budget"], s["arm"])]
+        spread = f" ± {_pct(s['sd'])}" if np.isfinite(s["sd"]) else ""
+        rows.append(
+            [
+                f"{int(s['budget']):,}",
+                s["arm"],
+                f"{int(n_params):,}",
+                f"{int(macs):,}",
+                f"{_pct(s['mean'])}{spread} ({int(s['n'])})",
+            ]
+        )
+    return rows
+
+
+def share_rows(r: StudyReport) -> list[list[str]]:
+    """Table cells per budget: gains, repetition share with its intervals, and the tests."""
+    if r.table is None:
+        return []
+    rows = []
+    for _, t in r.table.sort_values("budget").iterrows():
+        log = r.table_log.set_index("budget").loc[t["budget"]] if r.table_log is not None else None
+        if t["identifiable"]:
+            boot = (
+                f"{_share_cell(t, 'boot')} ({t['boot_method']})"
+                if np.isfinite(t["share_rep_lo_boot"])
+                else "–"
+            )
+            share = [_pct(t["share_rep"], 1), _share_cell(t, "delta"), _share_cell(t, "fieller"), boot]
+        else:
+            share = ["not identifiable" + (" (degenerate)" if t["degenerate"] else ""), "–", "–", "–"]
+        if log is not None and log["identifiable"]:
+            share.append(f"{_pct(log['share_rep'], 1)} ({_share_cell(log, 'delta')})")
+        else:
+            share.append("not identifiable")
+        rows.append(
+            [
+                f"{int(t['budget']):,}",
+                _pct(t["gain_total"]),
+                _pct(t["gain_rep"]),
+                _pct(t["gain_eq"]),
+                *share,
+                _p(t["p_total"]),
+                _p(t["p_rep"]),
+                _p(t["p_eq"]),
+            ]
+        )
+    return rows
+
+
+ARM_HEADER = ["budget", "arm", "params", "MACs", "test error % mean ± sd (n)"]
+SHARE_HEADER = [
+    "budget",
+    "gain total (pts)",
+    "gain rep (pts)",
+    "gain eq (pts)",
+    "repetition share %",
+    "95% CI delta",
+    "95% CI Fieller",
+    "95% CI bootstrap",
+    "share on log error % (95% CI delta)",
+    "p total",
+    "p rep",
+    "p eq",
+]
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown pipe table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def latex_table(header: list[str], rows: list[list[str]]) -> str:
+    """A booktabs LaTeX tabular, special characters escaped."""
+
+    def esc(cell: str) -> str:
+        return (
+            cell.replace("\\", r"\textbackslash{}")
+            .replace("%", r"\%")
+            .replace("±", r"$\pm$")
+            .replace("–", "--")
+            .replace("_", r"\_")
+            .replace("&", r"\&")
+            .replace("U", r"$\cup$")
+            .replace("inf", r"$\infty$")
+        )
+
+    lines = [
+        r"\begin{tabular}{" + "l" * len(header) + "}",
+        r"\toprule",
+        " & ".join(esc(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
+    lines += [" & ".join(esc(c) for c in row) + r" \\" for row in rows]
+    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"])
+
+
+def headline_text(r: StudyReport) -> str:
+    """The report's headline sentence, or why there is none yet."""
+    if r.table is None:
+        return (
+            "The repetition share cannot be estimated yet: intervals and tests need at least two "
+            "ok seeds of every arm at some budget."
+        )
+    return text.headline_sentence(r.table, r.group_order, r.dataset, r.pooled)
+
+
+def share_table_caption(r: StudyReport) -> str:
+    """What the share table's numbers are: scale, tests, which intervals are shown and why."""
+    boot = (
+        ""
+        if r.table["share_rep_lo_boot"].notna().any()
+        else f" No bootstrap intervals: they under-cover below {stats.MIN_BOOT_SEEDS} seeds per arm."
+    )
+    return (
+        f"Scale: {stats.SCALE_LABELS['points']}. p-values one-sided "
+        "(gain > 0), Welch t-tests, Holm-adjusted over all budgets and gains. A share is given only "
+        "where the total gain is clearly non-zero (its Fieller set is one bounded interval). Within a "
+        "budget the share of the relative gain equals the share in points; the share of the gain "
+        f"in log test error (last share column) weighs relative improvements instead.{boot}"
+    )
+
+
+def write_tables(r: StudyReport, out: Path) -> list[Path]:
+    """Write table.md and table.tex into `out`; returns their paths."""
+    head = headline_text(r)
+    notes = "".join(f"\n- {n}" for n in r.notes)
+    md = [
+        f"# {r.name}: {r.title}",
+        "",
+        head,
+        "",
+        "## Test error per arm",
+        "",
+        markdown_table(ARM_HEADER, arm_rows(r)),
+    ]
+    tex = [f"% {r.name}: {r.title}", f"% {head}", latex_table(ARM_HEADER, arm_rows(r))]
+    if r.table is not None:
+        md += [
+            "",
+            "## Repetition share of the G-CNN's gain",
+            "",
+            share_table_caption(r),
+            "",
+            markdown_table(SHARE_HEADER, share_rows(r)),
+        ]
+        tex += ["", f"% {share_table_caption(r)}", latex_table(SHARE_HEADER, share_rows(r))]
+        if r.pooled is not None:
+            p = r.pooled.iloc[0]
+            md += ["", f"Repetition share {text.pooled_phrase(r.pooled)} ({p['method']})."]
+        for half_width, needed in r.seeds.items():
+            md += ["", text.seeds_sentence(needed, half_width)]
+    if notes:
+        md += ["", "## Notes", notes.lstrip("\n")]
+    paths = [out / "table.md", out / "table.tex"]
+    paths[0].write_text("\n".join(md) + "\n")
+    paths[1].write_text("\n".join(tex) + "\n")
+    return paths

@@ -1,0 +1,258 @@
+"""Statistics at the sizes users run (3 and 5 seeds per arm), and tables they must refuse."""
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ablate.stats import StatsWarning, decompose, largest_share, pooled, seeds_needed
+from ablate.stats.ratio import fieller_interval, quantile, ratio_moments
+from ablate.stats.table import cells, prepare
+from ablate.text import headline_sentence
+
+# Two budgets with different true shares: 0.40 and 0.20.
+TRUE = {
+    10_000: {"plain": 0.0503, "repeat": 0.0393, "gcnn": 0.0228},
+    50_000: {"plain": 0.0600, "repeat": 0.0540, "gcnn": 0.0300},
+}
+SPREADS = {
+    "equal": {"plain": 0.002, "repeat": 0.002, "gcnn": 0.002},
+    "unequal": {"plain": 0.003, "repeat": 0.002, "gcnn": 0.001},
+}
+
+
+def share_of(means: dict) -> float:
+    return (means["plain"] - means["repeat"]) / (means["plain"] - means["gcnn"])
+
+
+def simulate(rng, n: int, sd: dict, studies: int, true=TRUE) -> pd.DataFrame:
+    """`studies` independent studies of the two budgets; study i's budget b is coded b + i, so one
+    table holds them all and per-budget intervals stay independent."""
+    frames = []
+    for budget, means in true.items():
+        for arm, mean in means.items():
+            errors = rng.normal(mean, sd[arm], size=(studies, n))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "arm": arm,
+                        "budget": np.repeat(budget + np.arange(studies), n),
+                        "seed": np.tile(np.arange(n), studies),
+                        "test_error": errors.ravel(),
+                        "status": "ok",
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def covered(table: pd.DataFrame, method: str, truth: pd.Series) -> float:
+    lo, hi = table[f"share_rep_lo_{method}"], table[f"share_rep_hi_{method}"]
+    return float(((lo <= truth) & (truth <= hi)).mean())
+
+
+@pytest.mark.parametrize("n", [3, 5])
+@pytest.mark.parametrize("spread", ["equal", "unequal"])
+def test_delta_and_fieller_cover_at_few_seeds(n, spread):
+    table = decompose(simulate(np.random.default_rng(n), n, SPREADS[spread], 400), n_boot=0, n_perm=0)
+    truth = table["budget"].map(lambda b: share_of(TRUE[10_000 if b < 50_000 else 50_000]))
+    coverage = {m: covered(table, m, truth) for m in ("delta", "fieller")}
+    print(n, spread, "coverage", coverage, "identifiable", table["identifiable"].mean())
+    assert table["identifiable"].mean() > 0.99
+    for method, value in coverage.items():
+        assert 0.92 <= value <= 0.98, (method, value)
+
+
+@pytest.mark.parametrize("n", [3, 5])
+@pytest.mark.parametrize("spread", ["equal", "unequal"])
+def test_pooled_share_covers_and_ignores_seed_labels(n, spread):
+    rng = np.random.default_rng(10 + n)
+    truth = sum(m["plain"] - m["repeat"] for m in TRUE.values()) / sum(
+        m["plain"] - m["gcnn"] for m in TRUE.values()
+    )
+    studies = simulate(rng, n, SPREADS[spread], 300)
+    hits = []
+    for i in range(300):
+        one = studies[studies["budget"].isin([10_000 + i, 50_000 + i])].copy()
+        one["budget"] -= i
+        row = pooled(one).iloc[0]
+        hits.append(row["share_rep_lo"] <= truth <= row["share_rep_hi"])
+        if i < 10:  # relabel the seeds of each arm: an unpaired estimate must not move
+            shuffled = one.copy()
+            for (arm, _), group in shuffled.groupby(["arm", "budget"]):
+                shift = 100 if arm == "gcnn" else 0
+                shuffled.loc[group.index, "seed"] = rng.permutation(group["seed"].to_numpy()) + shift
+            again = pooled(shuffled).iloc[0]
+            assert (again["share_rep"], again["share_rep_lo"], again["share_rep_hi"]) == pytest.approx(
+                (row["share_rep"], row["share_rep_lo"], row["share_rep_hi"]), rel=1e-12
+            )
+    print(n, spread, "pooled coverage", np.mean(hits))
+    assert 0.92 <= np.mean(hits) <= 0.985
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_p_rep_false_positive_rate_when_repeat_equals_plain(n):
+    no_rep = {b: {**m, "repeat": m["plain"]} for b, m in TRUE.items()}
+    table = decompose(
+        simulate(np.random.default_rng(20 + n), n, SPREADS["unequal"], 400, no_rep), n_boot=0, n_perm=0
+    )
+    rate = float((table["p_rep_raw"] < 0.05).mean())
+    print(n, "false positives", rate)
+    assert rate <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / len(table))
+
+
+def test_seeds_needed_predicts_the_half_width():
+    rng = np.random.default_rng(30)
+    sd = {"plain": 0.004, "repeat": 0.004, "gcnn": 0.004}
+    one = {10_000: TRUE[10_000]}
+    pilot = simulate(rng, 400, sd, 1, one)
+    needed = int(seeds_needed(pilot, half_width=0.10).iloc[0]["seeds_needed"])
+    assert 5 <= needed <= 40
+    table = decompose(simulate(rng, needed, sd, 300, one), n_boot=0, n_perm=0)
+    half = (table["share_rep_hi_delta"] - table["share_rep_lo_delta"]) / 2
+    print("seeds needed", needed, "median half-width", half.median())
+    assert 0.075 <= half.median() <= 0.125
+
+
+def runs_of(errors: dict, budget=10_000) -> pd.DataFrame:
+    """A runs table from {arm: [errors by seed]}."""
+    return pd.DataFrame(
+        [
+            {"arm": arm, "budget": budget, "seed": s, "test_error": e, "status": "ok"}
+            for arm, values in errors.items()
+            for s, e in enumerate(values)
+        ]
+    )
+
+
+FIVE = {
+    "plain": [0.050, 0.052, 0.049, 0.053, 0.051],
+    "repeat": [0.040, 0.041, 0.043, 0.039, 0.042],
+    "gcnn": [0.022, 0.024, 0.023, 0.021, 0.025],
+}
+
+
+def test_paired_mode_with_mismatched_seeds_uses_the_pairs_everywhere():
+    runs = runs_of(FIVE)
+    runs = runs.drop(runs[(runs["arm"] == "gcnn") & (runs["seed"] == 4)].index)
+    with pytest.warns(
+        StatsWarning,
+        match=r"^budget 10000: paired analysis uses the 4 seeds ok in every arm; dropped seeds 4$",
+    ):
+        row = decompose(runs, paired=True, n_boot=0, n_perm=0).iloc[0]
+    assert row["n_pairs"] == 4 and row["n_plain"] == row["n_repeat"] == row["n_gcnn"] == 4
+    assert row["err_plain"] == pytest.approx(np.mean(FIVE["plain"][:4]))
+    assert row["err_plain"] - row["err_gcnn"] == pytest.approx(row["gain_total"])
+    assert row["err_plain"] - row["err_repeat"] == pytest.approx(row["gain_rep"])
+
+
+def test_duplicate_runs_are_refused():
+    runs = runs_of(FIVE)
+    runs = pd.concat([runs, runs.iloc[[6]]], ignore_index=True)
+    with pytest.raises(
+        ValueError, match=r"^budget 10000, arm repeat, seed 1: 2 rows; expected one row per run$"
+    ):
+        decompose(runs)
+    with pytest.raises(ValueError, match="seed 1: 2 rows"):
+        pooled(runs)
+
+
+def test_budgets_as_text_sort_as_numbers_and_bad_ones_are_named():
+    runs = pd.concat([runs_of(FIVE, 20_000), runs_of(FIVE, 5_000)], ignore_index=True)
+    text = runs.assign(budget=runs["budget"].astype(str))
+    assert decompose(text, n_boot=0, n_perm=0)["budget"].tolist() == [5_000, 20_000]
+    mixed = runs.astype({"budget": object})
+    mixed.loc[mixed["budget"] == 5_000, "budget"] = "5000"
+    assert decompose(mixed, n_boot=0, n_perm=0)["budget"].tolist() == [5_000, 20_000]
+    bad = text.copy()
+    bad.loc[bad["budget"] == "5000", "budget"] = "5k"
+    for function in (decompose, pooled, seeds_needed):
+        with pytest.raises(ValueError, match=r"^runs: budget: expected a number, found '5k'$"):
+            function(bad)
+    assert "trend_p" not in pooled(runs_of(FIVE)).columns  # one budget: no log taken, no trend
+
+
+def test_identifiable_exactly_when_fieller_is_bounded_and_share_columns_blank_otherwise():
+    weak = {10_000: {"plain": 0.050, "repeat": 0.047, "gcnn": 0.046}}
+    runs = simulate(np.random.default_rng(40), 3, SPREADS["equal"], 300, weak)
+    table = decompose(runs, n_boot=200, n_perm=0)
+    groups = cells(prepare(runs), paired=False)
+    kinds = []
+    for cell in groups:
+        m = ratio_moments([cell], paired=False)
+        kinds.append(fieller_interval(m.num, m.den, m.var_num, m.var_den, m.cov, quantile(m, 0.95))[2])
+    kinds = np.array(kinds)
+    assert 0.1 < table["identifiable"].mean() < 0.9  # both cases occur
+    assert (table["identifiable"].to_numpy() == (kinds == "bounded")).all()
+    hidden = table[~table["identifiable"]]
+    share_columns = [c for c in table.columns if c.startswith("share_rep") and c != "share_rep_point"]
+    assert hidden[share_columns + ["share_eq"]].isna().all().all()
+    assert hidden["fieller_kind"].isna().all() and hidden["boot_method"].isna().all()
+    assert hidden["share_rep_point"].notna().all()
+    assert (table.loc[table["identifiable"], "fieller_kind"] == "bounded").all()
+
+
+def test_zero_variance_arms_are_flagged_never_a_zero_width_interval():
+    flat = runs_of({"plain": [0.05] * 3, "repeat": [0.04] * 3, "gcnn": [0.02] * 3})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no scipy precision warning either
+        row = decompose(flat, n_boot=0, n_perm=0).iloc[0]
+    assert row["degenerate"] and not row["identifiable"]
+    assert math.isnan(row["p_total"]) and math.isnan(row["p_rep_raw"])
+    assert math.isnan(row["share_rep_lo_delta"]) and math.isnan(row["share_rep_hi_delta"])
+    one_flat = runs_of({"plain": [0.050, 0.053, 0.049], "repeat": [0.040, 0.042, 0.041], "gcnn": [0.02] * 3})
+    row = decompose(one_flat, n_boot=0, n_perm=0).iloc[0]
+    assert row["degenerate"] and row["identifiable"]
+    assert row["share_rep_hi_delta"] - row["share_rep_lo_delta"] > 0 and row["p_total"] < 0.05
+
+
+def test_permutation_tests_report_their_floor_and_skip_where_they_cannot_reject():
+    three = runs_of({arm: values[:3] for arm, values in FIVE.items()})
+    row = decompose(three, n_boot=0, n_perm=999).iloc[0]
+    assert row["p_perm_min"] == pytest.approx(0.05) and math.isnan(row["p_total_perm"])
+    paired = decompose(three, paired=True, n_boot=0, n_perm=999).iloc[0]
+    assert paired["p_perm_min"] == pytest.approx(0.125) and math.isnan(paired["p_rep_perm"])
+    five = decompose(runs_of(FIVE), n_boot=0, n_perm=999).iloc[0]
+    assert five["p_perm_min"] == pytest.approx(1 / 252) and five["p_total_perm_raw"] == pytest.approx(1 / 252)
+
+
+def test_bootstrap_only_from_ten_seeds_per_arm():
+    row = decompose(runs_of(FIVE), n_boot=200, n_perm=0).iloc[0]
+    assert row["boot_method"] == "skipped: fewer than 10 seeds per arm" and math.isnan(
+        row["share_rep_lo_boot"]
+    )
+    ten = runs_of({arm: values + [v + 0.001 for v in values] for arm, values in FIVE.items()})
+    row = decompose(ten, n_boot=200, n_perm=0).iloc[0]
+    assert row["boot_method"] in ("BCa", "percentile") and row["share_rep_lo_boot"] < row["share_rep_hi_boot"]
+
+
+def test_scales_log_and_logit():
+    runs = runs_of(FIVE)
+    points = decompose(runs, n_boot=0, n_perm=0).iloc[0]
+    log = decompose(runs, n_boot=0, n_perm=0, scale="log").iloc[0]
+    logit = decompose(runs, n_boot=0, n_perm=0, scale="logit").iloc[0]
+    assert log["scale"] == "log" and log["err_plain"] == points["err_plain"]  # errors stay fractions
+    assert log["gain_total"] == pytest.approx(np.mean(np.log(FIVE["plain"])) - np.mean(np.log(FIVE["gcnn"])))
+    assert points["share_rep"] == pytest.approx(points["gain_rep"] / points["gain_total"])
+    assert not log["share_rep"] == pytest.approx(points["share_rep"], abs=0.01)
+    assert logit["gain_total"] > log["gain_total"] > 0
+    with pytest.raises(ValueError, match="scale: expected one of points, log, logit, found 'ratio'"):
+        decompose(runs, scale="ratio")
+
+
+def test_headline_names_the_budget_the_selection_and_the_pooled_share():
+    runs = pd.concat(
+        [runs_of(FIVE, 5_000), runs_of({a: [v - 0.002 for v in x] for a, x in FIVE.items()}, 20_000)]
+    )
+    table = decompose(runs, n_boot=0, n_perm=0)
+    best = largest_share(table)
+    assert best["n_budgets"] == 2
+    sentence = headline_sentence(table, 4, "Rot-MNIST", pooled(runs))
+    assert f"Up to {100 * best['share_rep']:.0f}%" in sentence
+    assert (
+        f"budget {int(best['budget']):,}, the largest of 2 identifiable budget shares, 5 seeds per arm"
+        in sentence
+    )
+    assert "; pooled over 2 budgets: " in sentence
