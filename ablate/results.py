@@ -59,6 +59,8 @@ class RunRow:
     escnn_version: str
     # added in wave 2: rows written before read back with the default
     data_fingerprint: str = ""
+    fused: int = 1
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)

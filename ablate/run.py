@@ -7,6 +7,7 @@ another process are waited for rather than trained twice.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -20,7 +21,7 @@ from ablate.errors import AblateError, StudyError
 from ablate.models import build_arm, count_macs
 from ablate.results import HistoryRow, RunBusy, RunRow, StudyResults
 from ablate.study import DataSettings, RunSpec, Study, expand_grid, load_study, with_overrides
-from ablate.train import build_model, fit, resolve_device
+from ablate.train import FitResult, build_model, fit_group, resolve_device
 
 
 def _escnn_version() -> str:
@@ -29,39 +30,54 @@ def _escnn_version() -> str:
     return version("escnn")
 
 
-def _train_one(
-    spec: RunSpec,
+def _train_group(
+    specs: list[RunSpec],
     study: Study,
-    data,
+    data: Dataset,
     device: torch.device,
     store: StudyResults,
-    force: bool,
     on_epoch: Callable[[dict], None] | None,
     epoch_bar: tqdm,
-) -> RunRow:
-    """Train (or resume) one run, record it, remove its checkpoint; returns its runs.csv row."""
-    model = build_model(spec.model, spec.seed, device)
-    checkpoint = store.checkpoint(spec.run_key)
-    if force:
-        checkpoint.remove()
-    epoch_bar.reset(total=study.train.epochs)
+) -> list[RunRow]:
+    """Train (or resume) the runs of one cell as one group, record each, remove its checkpoint;
+    returns their runs.csv rows."""
+    models = [build_model(spec.model, spec.seed, device) for spec in specs]
+    checkpoints = [store.checkpoint(spec.run_key) for spec in specs]
+    epoch_bar.reset(total=study.train.epochs * len(specs))
 
     def progress(row: dict) -> None:
         epoch_bar.update(1)
         if on_epoch is not None:
             on_epoch(row)
 
-    result = fit(model, data, study.train, spec.seed, checkpoint, progress)
-    last = result.history[-1] if result.history else {}
-    ident = {
+    results = fit_group(models, data, study.train, [s.seed for s in specs], checkpoints, progress)
+    rows = []
+    for spec, model, result, checkpoint in zip(specs, models, results, checkpoints):
+        row = _run_row(spec, model, result, data, device, fused=len(specs), bf16=study.train.bf16)
+        history = [HistoryRow(**_ident(spec), **h) for h in result.history]
+        store.record(row, history, replace=True)
+        checkpoint.remove()
+        rows.append(row)
+    return rows
+
+
+def _ident(spec: RunSpec) -> dict:
+    return {
         "study": spec.study,
         "run_key": spec.run_key,
         "arm": spec.arm,
         "budget": spec.budget,
         "seed": spec.seed,
     }
-    row = RunRow(
-        **ident,
+
+
+def _run_row(
+    spec: RunSpec, model, result: FitResult, data: Dataset, device, fused: int, bf16: bool
+) -> RunRow:
+    """The runs.csv row of a finished run: built by keyword in this one place."""
+    last = result.history[-1] if result.history else {}
+    return RunRow(
+        **_ident(spec),
         n_params=spec.model.n_params,
         macs=count_macs(model, data.x_test.shape[-1]),
         group_order=spec.model.group_order,
@@ -85,10 +101,20 @@ def _train_one(
         torch_version=torch.__version__,
         escnn_version=_escnn_version(),
         data_fingerprint=data.meta["fingerprint"],
+        fused=fused,
+        precision="bf16" if bf16 else "fp32",
     )
-    store.record(row, [HistoryRow(**ident, **h) for h in result.history], replace=force)
-    checkpoint.remove()
-    return row
+
+
+def run_groups(todo: list[RunSpec], store: StudyResults, fuse: int) -> list[list[RunSpec]]:
+    """The runs to train, in grid order, as groups of at most `fuse` runs of one (budget, arm)
+    cell that resume from the same epoch (none, or their checkpoints')."""
+    cells: dict[tuple, list[RunSpec]] = {}
+    for spec in todo:
+        state = store.checkpoint(spec.run_key).load() if fuse > 1 else None
+        epoch = state["epoch"] if state is not None else 0
+        cells.setdefault((spec.budget, spec.arm, epoch), []).append(spec)
+    return [specs[i : i + fuse] for specs in cells.values() for i in range(0, len(specs), fuse)]
 
 
 def _summary(row: RunRow) -> str:
@@ -196,29 +222,40 @@ def run_study(
         return 0
     data = data.to(device)
     store.write_study(study)
+    fuse = study.run.fuse_seeds or (len(study.train.seeds) if device.type == "cuda" else 1)
     diverged, waited = 0, []
     with (
         tqdm(total=len(todo), desc="runs", position=0) as run_bar,
         tqdm(desc="epochs", position=1, leave=False) as epoch_bar,
     ):
 
-        def attempt(spec: RunSpec, wait: bool) -> None:
+        def attempt(group: list[RunSpec], wait: bool) -> list[RunSpec]:
+            """Train the group's runs that no other process holds; returns those it held."""
             nonlocal diverged
-            with store.claim(spec.run_key, wait=wait):
-                if not force and spec.run_key in store.finished_keys(fingerprint):
-                    return  # finished by another process meanwhile
-                row = _train_one(spec, study, data, device, store, force, on_epoch, epoch_bar)
-            diverged += row.status != "ok"
-            tqdm.write(_summary(row))
+            with contextlib.ExitStack() as claims:
+                mine, busy = [], []
+                for spec in group:
+                    try:
+                        claims.enter_context(store.claim(spec.run_key, wait=wait))
+                        mine.append(spec)
+                    except RunBusy:
+                        busy.append(spec)  # another process trains it; come back when it lets go
+                finished_now = store.finished_keys(fingerprint)
+                mine = [s for s in mine if force or s.run_key not in finished_now]  # done meanwhile
+                if mine:
+                    for row in _train_group(mine, study, data, device, store, on_epoch, epoch_bar):
+                        diverged += row.status != "ok"
+                        tqdm.write(_summary(row))
+            return busy
 
-        for spec in todo:
-            try:
-                attempt(spec, wait=False)
-            except RunBusy:
-                waited.append(spec)  # another process trains it; come back when it lets go
-            run_bar.update(1)
+        if force:
+            for spec in todo:
+                store.checkpoint(spec.run_key).remove()
+        for group in run_groups(todo, store, fuse):
+            waited += attempt(group, wait=False)
+            run_bar.update(len(group))
         for spec in waited:
-            attempt(spec, wait=True)
+            attempt([spec], wait=True)
     missing = [s for s in grid if s.run_key not in store.finished_keys(fingerprint)]
     if missing:
         print(f"study {study.name}: {len(missing)} runs did not finish")

@@ -28,7 +28,7 @@ BackboneName = Literal[tuple(BACKBONES)]
 RepeatMode = Literal[MODES]
 AugmentName = Literal[AUGMENTS]
 SubsetName = Literal[SUBSETS]
-RUN_KEY_VERSION = 1  # bump when the training code changes what a run key's result is
+RUN_KEY_VERSION = 2  # bump when the training code changes what a run key's result is (2: CPU-fast ELU)
 
 # Settings added after run keys were first made, with their defaults: a key holding its default
 # is left out of the run key, so adding a setting never orphans the runs made before it.
@@ -89,7 +89,7 @@ class TrainConfig(_Section):
     grad_clip: float | None = Field(1.0, gt=0)
     augment: AugmentName = "none"
     eval_every: int = Field(1, gt=0)
-    bf16: bool = False  # CUDA only
+    bf16: bool = False  # bfloat16 autocast (CUDA or CPU)
 
 
 class TrainSettings(TrainConfig):
@@ -109,6 +109,9 @@ class RunSettings(_Section):
     device: str = "auto"
     results: str = "results"
     threads: int | None = Field(None, gt=0)
+    # seeds of one cell trained as one grouped network; default: all of them on CUDA, 1 on the
+    # CPU (measured by `python -m ablate.bench`: grouped convolutions do not pay off there)
+    fuse_seeds: int | None = Field(None, gt=0)
 
     @field_validator("device")
     @classmethod

@@ -172,6 +172,18 @@ def test_run_key_ignores_paths_and_device_but_not_training(tmp_path):
     assert base == moved and len({base, longer, reseeded}) == 3
 
 
+def test_bf16_on_the_cpu_trains_is_recorded_and_keyed(tiny_study):
+    from ablate.study import with_overrides
+
+    study = load_study(tiny_study(name="half", arms='["gcnn"]', seeds="[0]", epochs=1))
+    half = with_overrides(study, "test", train={"bf16": True})
+    assert expand_grid(half)[0].run_key != expand_grid(study)[0].run_key
+    assert run_study(half) == 0
+    runs = pd.read_csv(StudyResults(half.run.results, "half").runs_path)
+    assert runs.loc[0, "precision"] == "bf16" and runs.loc[0, "status"] == "ok"
+    assert runs.loc[0, "invariance_error"] <= 0.02  # bf16 rounding may flip a near-tie, rarely
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; the CPU path is tested above")
 def test_cuda_training_with_bf16_runs_and_stays_invariant(tmp_path):
     data = load_dataset("embedded", limit_train=256, limit_test=128).to("cuda")

@@ -17,6 +17,38 @@ MODES = ("swish", "scale", "tile")
 SCALARS_PER_BLOCK = {"swish": 2, "scale": 1, "tile": 0}
 
 
+def repeat_weight(
+    w: torch.Tensor,
+    alpha: torch.Tensor | None,
+    beta: torch.Tensor | None,
+    mode: str,
+    r_out: int,
+    r_in: int,
+    out_channels: int,
+    in_channels: int,
+) -> torch.Tensor:
+    """The full weight of RepeatConv2d from its base weight and block scalars.
+
+    w: (..., c_out, c_in, k, k); alpha, beta: (..., r_out, r_in) (None where the mode has none);
+    leading dims (e.g. a seed axis) are kept. Returns (..., out_channels, in_channels, k, k):
+    the r_out x r_in grid of blocks, cropped.
+    """
+    lead = w.shape[:-4]
+    if mode == "tile":
+        full = w.repeat(*[1] * len(lead), r_out, r_in, 1, 1)
+    else:
+        scalars = (...,) + (slice(None), slice(None)) + (None,) * 4  # (..., r_out, r_in, 1, 1, 1, 1)
+        base = w[(...,) + (None, None) + (slice(None),) * 4]  # (..., 1, 1, c_out, c_in, k, k)
+        blocks = alpha[scalars] * base
+        if mode == "swish":
+            blocks = blocks * torch.sigmoid(-beta[scalars] * base)
+        # (..., r_out, r_in, c_out, c_in, k, k) -> (..., r_out, c_out, r_in, c_in, k, k) -> full grid
+        n = len(lead)
+        order = [*range(n), n, n + 2, n + 1, n + 3, n + 4, n + 5]
+        full = blocks.permute(*order).reshape(*lead, r_out * w.shape[-4], r_in * w.shape[-3], *w.shape[-2:])
+    return full[..., :out_channels, :in_channels, :, :]
+
+
 class RepeatConv2d(nn.Module):
     """A conv whose (T_out, T_in, k, k) weight tiles a base weight W (c_out, c_in, k, k).
 
@@ -63,24 +95,17 @@ class RepeatConv2d(nn.Module):
 
     def full_weight(self) -> torch.Tensor:
         """The physical (T_out, T_in, k, k) weight, built without a loop over blocks."""
-        w = self.weight
-        if self.mode == "tile":
-            full = w.repeat(self.r_out, self.r_in, 1, 1)
-        else:
-            alpha = self.alpha[:, :, None, None, None, None]  # (r_out, r_in, 1, 1, 1, 1)
-            blocks = (
-                alpha * w
-                if self.mode == "scale"
-                else (alpha * w * torch.sigmoid(-self.beta[:, :, None, None, None, None] * w))
-            )
-            # (r_out, r_in, c_out, c_in, k, k) -> (r_out, c_out, r_in, c_in, k, k) -> full grid
-            full = blocks.permute(0, 2, 1, 3, 4, 5).reshape(
-                self.r_out * self.base_out, self.r_in * self.base_in, *w.shape[2:]
-            )
-        return full[: self.out_channels, : self.in_channels]
+        beta = getattr(self, "beta", None)
+        alpha = getattr(self, "alpha", None)
+        return repeat_weight(
+            self.weight, alpha, beta, self.mode, self.r_out, self.r_in, self.out_channels, self.in_channels
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.full_weight(), self.bias, stride=self.stride, padding=self.padding)
+        weight = self.full_weight()
+        if x.is_contiguous(memory_format=torch.channels_last):  # keep oneDNN on its fast NHWC path
+            weight = weight.contiguous(memory_format=torch.channels_last)
+        return F.conv2d(x, weight, self.bias, stride=self.stride, padding=self.padding)
 
     @torch.no_grad()
     def to_conv2d(self) -> nn.Conv2d:

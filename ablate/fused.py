@@ -1,0 +1,297 @@
+"""S seeds of one arm as one grouped network: `FusedSeeds`.
+
+Every layer of the S seed models becomes one layer over S x the channels: convolutions are
+grouped (groups = S, seed s owns the s-th block of channels), BatchNorm runs over S x C
+channels (so each seed keeps its own statistics), heads are batched matrix products. Every
+fused tensor is stacked on a leading seed axis, (S, ...), so seed s's tensors are `t[s]`:
+`seed_state(s)` gives a state dict that loads into the unfused model and `load_seed` takes
+one back, which is how fused runs write and resume per-run checkpoints.
+
+Input (B, S, H, W): channel s carries seed s's batch. Output (B, S, classes) logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from escnn import nn as enn
+from torch import nn
+
+from ablate.models.activation import ELU
+from ablate.models.gcnn import FieldELU
+from ablate.models.repeat import RepeatConv2d, repeat_weight
+
+
+class _Fused(nn.Module):
+    """A fused layer: `keys` maps each stacked tensor's attribute to the seed module's state key."""
+
+    keys: dict[str, str] = {}
+
+    def _stack(
+        self, modules: Sequence[nn.Module], params: Sequence[str], buffers: Sequence[str] = ()
+    ) -> None:
+        states = [m.state_dict() for m in modules]
+        for attr in params:
+            key = self.keys[attr]
+            if states[0].get(key) is None:
+                setattr(self, attr, None)
+                continue
+            setattr(self, attr, nn.Parameter(torch.stack([s[key].detach().clone() for s in states])))
+        for attr in buffers:
+            self.register_buffer(attr, torch.stack([s[self.keys[attr]].detach().clone() for s in states]))
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """{seed-module state key: stacked tensor} of this layer."""
+        return {
+            key: getattr(self, attr) for attr, key in self.keys.items() if getattr(self, attr) is not None
+        }
+
+
+class FusedConv(_Fused):
+    """S nn.Conv2d as one grouped conv: weight (S, C_out, C_in, k, k), bias (S, C_out) or None."""
+
+    keys = {"weight": "weight", "bias": "bias"}
+
+    def __init__(self, convs: Sequence[nn.Conv2d]):
+        super().__init__()
+        self.stride, self.padding = convs[0].stride, convs[0].padding
+        self._stack(convs, ("weight", "bias"))
+
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.weight, self.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, S * C_in, H, W) -> (B, S * C_out, H', W')."""
+        weight, bias = self._weights()
+        s = weight.shape[0]
+        weight = weight.reshape(-1, *weight.shape[2:])
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            weight = weight.contiguous(memory_format=torch.channels_last)
+        return F.conv2d(
+            x,
+            weight,
+            None if bias is None else bias.reshape(-1),
+            stride=self.stride,
+            padding=self.padding,
+            groups=s,
+        )
+
+
+class FusedRepeatConv(FusedConv):
+    """S RepeatConv2d: base weights (S, c_out, c_in, k, k) and scalars (S, r_out, r_in)."""
+
+    keys = {"weight": "weight", "alpha": "alpha", "beta": "beta", "bias": "bias"}
+
+    def __init__(self, convs: Sequence[RepeatConv2d]):
+        nn.Module.__init__(self)
+        first = convs[0]
+        self.stride, self.padding, self.mode = first.stride, first.padding, first.mode
+        self.shape = (first.r_out, first.r_in, first.out_channels, first.in_channels)
+        self._stack(convs, ("weight", "alpha", "beta", "bias"))
+
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return repeat_weight(self.weight, self.alpha, self.beta, self.mode, *self.shape), self.bias
+
+
+class FusedR2Conv(FusedConv):
+    """S escnn R2Conv: steerable-basis coefficients (S, dim), expanded to S filters per step."""
+
+    keys = {"weights": "weights", "bias": "bias"}
+
+    def __init__(self, convs: Sequence[enn.R2Conv]):
+        nn.Module.__init__(self)
+        first = convs[0]
+        self.stride, self.padding, self.kernel = first.stride, first.padding, first.kernel_size
+        self.expansion = first.basisexpansion  # fixed basis (buffers only), shared by the seeds
+        if first.bias is not None:
+            self.register_buffer("bias_expansion", first.bias_expansion.clone())
+        self._stack(convs, ("weights", "bias"))
+
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        filters = torch.stack([self.expansion(w) for w in self.weights])  # (S, out, in, k * k)
+        filters = filters.reshape(*filters.shape[:3], self.kernel, self.kernel)
+        bias = None if self.bias is None else self.bias @ self.bias_expansion.T
+        return filters, bias
+
+
+class FusedBatchNorm(_Fused):
+    """S BatchNorm layers over C channels as one over S x C. `group`: channels that share one
+    statistic (escnn InnerBatchNorm normalises each regular field's N channels together)."""
+
+    def __init__(self, norms: Sequence[nn.Module], prefix: str = "", group: int = 1):
+        super().__init__()
+        first = norms[0].get_submodule(prefix.rstrip(".")) if prefix else norms[0]
+        self.keys = {
+            a: prefix + a for a in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+        }
+        self.eps, self.momentum, self.group = first.eps, first.momentum, group
+        self._stack(norms, ("weight", "bias"), ("running_mean", "running_var", "num_batches_tracked"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, S * C * group, ...) normalised per seed and channel."""
+        shape = x.shape
+        if self.group > 1:
+            x = x.reshape(shape[0], -1, self.group, *shape[2:])
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        out = F.batch_norm(
+            x,
+            self.running_mean.view(-1),
+            self.running_var.view(-1),
+            self.weight.reshape(-1),
+            self.bias.reshape(-1),
+            self.training,
+            self.momentum,
+            self.eps,
+        )
+        return out.reshape(shape)
+
+
+class FusedLinear(_Fused):
+    """S nn.Linear as one batched product: weight (S, out, in), bias (S, out)."""
+
+    keys = {"weight": "weight", "bias": "bias"}
+
+    def __init__(self, linears: Sequence[nn.Linear]):
+        super().__init__()
+        self._stack(linears, ("weight", "bias"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, S * in) -> (B, S * out)."""
+        s, _, n_in = self.weight.shape
+        out = torch.einsum("bsi,soi->bso", x.reshape(x.shape[0], s, n_in), self.weight) + self.bias
+        return out.reshape(x.shape[0], -1)
+
+
+class GroupMax(nn.Module):
+    """escnn GroupPooling on S x F regular fields of size N: (B, S*F*N, H, W) -> (B, S*F, H, W)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1, self.n, *x.shape[2:]).amax(dim=2)
+
+
+def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The model's layers in forward order, with their state-dict prefixes."""
+    out = []
+    for part in ("features", "head"):
+        for name, module in getattr(model, part).named_children():
+            out.append((f"{part}.{name}.", module))
+    return out
+
+
+def _fuse_layer(modules: Sequence[nn.Module]) -> _Fused | nn.Module:
+    """One fused layer from the same layer of each seed model."""
+    first = modules[0]
+    if isinstance(first, RepeatConv2d):
+        return FusedRepeatConv(modules)
+    if isinstance(first, nn.Conv2d):
+        return FusedConv(modules)
+    if isinstance(first, enn.R2Conv):
+        return FusedR2Conv(modules)
+    if isinstance(first, nn.modules.batchnorm._BatchNorm):
+        return FusedBatchNorm(modules)
+    if isinstance(first, enn.InnerBatchNorm):
+        (size,) = {r.size for r in first.in_type.representations}
+        return FusedBatchNorm(modules, prefix=f"batch_norm_[{size}].", group=size)
+    if isinstance(first, nn.Linear):
+        return FusedLinear(modules)
+    if isinstance(first, (ELU, FieldELU)):
+        return ELU()
+    if isinstance(first, (nn.ReLU, enn.ReLU)):
+        return nn.ReLU()
+    if isinstance(first, nn.MaxPool2d):
+        return nn.MaxPool2d(first.kernel_size, first.stride, first.padding)
+    if isinstance(first, enn.PointwiseMaxPool2D):
+        return nn.MaxPool2d(first.kernel_size, first.stride, first.padding)
+    if isinstance(first, enn.GroupPooling):
+        (size,) = {r.size for r in first.in_type.representations}
+        return GroupMax(size)
+    if isinstance(first, (nn.AdaptiveAvgPool2d, nn.Flatten)):
+        return first.__class__(*([first.output_size] if isinstance(first, nn.AdaptiveAvgPool2d) else []))
+    raise TypeError(f"FusedSeeds: no fused form of {type(first).__name__}")
+
+
+class FusedSeeds(nn.Module):
+    """S models of one arm and spec (different seeds) trained as one grouped network."""
+
+    def __init__(self, models: Sequence[nn.Module]):
+        super().__init__()
+        self.seeds = len(models)
+        leaves = [_leaves(m) for m in models]
+        self.prefixes = [prefix for prefix, _ in leaves[0]]
+        self.layers = nn.ModuleList(
+            _fuse_layer([seed[i][1] for seed in leaves]) for i in range(len(self.prefixes))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, S, H, W), channel s for seed s -> (B, S, classes) logits."""
+        for layer in self.layers:
+            x = layer(x)
+        return x.reshape(x.shape[0], self.seeds, -1)
+
+    def stacked(self) -> dict[str, torch.Tensor]:
+        """{seed-model state key: stacked (S, ...) tensor} for every fused parameter and statistic."""
+        out = {}
+        for prefix, layer in zip(self.prefixes, self.layers):
+            if isinstance(layer, _Fused):
+                out.update({prefix + key: tensor for key, tensor in layer.tensors().items()})
+        return out
+
+    def parameter_keys(self) -> list[str]:
+        """The seed-model state key of each of self.parameters(), in order."""
+        names = {id(tensor): key for key, tensor in self.stacked().items()}
+        return [names[id(p)] for p in self.parameters()]
+
+    def seed_state(self, seed: int, template: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Seed `seed`'s state dict, for a model of the arm: `template` (that model's state dict)
+        with every fused tensor replaced by its slice."""
+        state = dict(template)
+        state.update({key: tensor[seed].detach().clone() for key, tensor in self.stacked().items()})
+        return state
+
+    def seed_optimizer_state(self, optimizer: torch.optim.Optimizer, seed: int, order: list[str]) -> dict:
+        """Seed `seed`'s slice of an (elementwise) optimizer's state, as the state dict of the same
+        optimizer over the unfused model whose parameters have the state keys `order`."""
+        full = optimizer.state_dict()
+        index = {key: i for i, key in enumerate(order)}
+        keys = self.parameter_keys()
+        state = {
+            index[keys[i]]: {k: v[seed].clone() if v.dim() > 0 else v.clone() for k, v in entry.items()}
+            for i, entry in full["state"].items()
+        }
+        (group,) = full["param_groups"]
+        return {"state": state, "param_groups": [{**group, "params": list(range(len(order)))}]}
+
+    @torch.no_grad()
+    def load_seed_optimizer_state(
+        self, optimizer: torch.optim.Optimizer, states: list[dict], order: list[str]
+    ) -> None:
+        """Set the optimizer's state from one unfused state dict per seed (seed_optimizer_state's form)."""
+        index = {key: i for i, key in enumerate(order)}
+        stacked = {}
+        for i, key in enumerate(self.parameter_keys()):
+            entries = [s["state"][index[key]] for s in states]
+            stacked[i] = {
+                k: torch.stack([e[k] for e in entries]) if entries[0][k].dim() > 0 else entries[0][k].clone()
+                for k in entries[0]
+            }
+        (group,) = states[0]["param_groups"]
+        n = len(self.parameter_keys())
+        optimizer.load_state_dict({"state": stacked, "param_groups": [{**group, "params": list(range(n))}]})
+
+    @torch.no_grad()
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        """Per-seed gradient clipping, as nn.utils.clip_grad_norm_ on each seed's model: each seed's
+        gradients are scaled by min(1, max_norm / (norm + 1e-6)). Returns the (S,) norms."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        norms = torch.stack([g.reshape(self.seeds, -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
+        return norms

@@ -1,0 +1,38 @@
+"""ELU that is fast on the CPU.
+
+On this project's CPUs (AVX-512 builds of torch 2.14) `F.elu` takes its negative branch through
+a slow `expm1` path: 22 ms for a (64, 64, 28, 28) batch, 25-30% of a training step. `elu`
+computes relu(x) + exp(min(x, 0)) - 1 instead (3 ms there, same values within 6e-8 absolute) and
+uses torch's own ELU backward on its output. On other devices it is `F.elu`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _CpuELU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(x).add_(torch.clamp_max(x, 0).exp_().sub_(1))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.elu_backward(grad, 1.0, 1.0, 1.0, True, y)
+
+
+def elu(x: torch.Tensor) -> torch.Tensor:
+    """ELU (alpha 1) of any-shaped x; the fast form on the CPU."""
+    return _CpuELU.apply(x) if x.device.type == "cpu" else F.elu(x)
+
+
+class ELU(nn.Module):
+    """nn.ELU (alpha 1) through `elu`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return elu(x)
