@@ -20,7 +20,12 @@ from ablate.models.arms import ARMS  # noqa: E402
 if TYPE_CHECKING:
     from ablate.report import StudyReport
 
-ARM_LABELS = {"plain": "plain CNN", "repeat": "learnable repetition", "gcnn": "G-CNN"}
+ARM_LABELS = {
+    "plain": "plain CNN",
+    "repeat": "learnable repetition",
+    "gcnn": "G-CNN",
+    "augmented": "plain CNN + augmentation",
+}
 PALETTE = dict(zip(ARMS, sns.color_palette("colorblind", len(ARMS))))
 DPI = 200
 SHARE_METHODS = (
@@ -69,40 +74,31 @@ def save(fig: plt.Figure, out: Path, name: str, formats: Sequence[str]) -> list[
 
 
 def fig_error_vs_params(r: StudyReport, ax: plt.Axes | None = None) -> plt.Figure:
-    """Test error (%) against learnable parameters: per arm the mean with its t-interval, and the seeds."""
+    """Test error (%) against learnable parameters: per model variant the mean with its t-interval,
+    and the seeds."""
     fig, ax = _axes(ax, (6, 4))
     ok = r.runs[r.runs["status"] == "ok"]
-    params = ok.groupby(["budget", "arm"])["n_params"].mean()
-    jitter = {"plain": 0.97, "repeat": 1.0, "gcnn": 1.03}
-    for arm in ARMS:
-        seeds = ok[ok["arm"] == arm]
+    params = ok.groupby(["budget", "variant"])["n_params"].mean()
+    for i, variant in enumerate(r.variants):
+        jitter = 1 + 0.03 * (i - (len(r.variants) - 1) / 2)
+        seeds = ok[ok["variant"] == variant]
+        colour = r.palette[variant]
         ax.scatter(
-            seeds["n_params"] * jitter[arm],
+            seeds["n_params"] * jitter,
             100 * seeds["test_error"],
             s=12,
             alpha=0.45,
-            color=PALETTE[arm],
+            color=colour,
             linewidths=0,
         )
-        s = r.summary[r.summary["arm"] == arm].sort_values("budget")
-        x = np.array([params[(b, arm)] for b in s["budget"]]) * jitter[arm]
+        s = r.summary[r.summary["variant"] == variant].sort_values("budget")
+        x = np.array([params[(b, variant)] for b in s["budget"]]) * jitter
         err = 100 * np.vstack([s["mean"] - s["lo"], s["hi"] - s["mean"]]).clip(min=0)
         ax.errorbar(
-            x,
-            100 * s["mean"],
-            yerr=np.nan_to_num(err),
-            color=PALETTE[arm],
-            marker="o",
-            capsize=3,
-            label=ARM_LABELS[arm],
+            x, 100 * s["mean"], yerr=np.nan_to_num(err), color=colour, marker="o", capsize=3, label=variant
         )
-    _decorate(
-        ax,
-        "learnable parameters",
-        "test error (%)",
-        f"Test error at equal parameters\n{r.title}; mean and 95% t-interval, dots = seeds",
-        log="x",
-    )
+    title = f"Test error at equal parameters\n{r.title}; mean and 95% t-interval, dots = seeds"
+    _decorate(ax, "learnable parameters", "test error (%)", title, log="x")
     return fig
 
 
@@ -158,7 +154,7 @@ def _share_forest(r: StudyReport, t: pd.DataFrame, ax: plt.Axes) -> None:
             label=f"pooled {100 * p['share_rep']:.0f}%",
         )
         ax.axvspan(100 * p["share_rep_lo"], 100 * p["share_rep_hi"], color="grey", alpha=0.15)
-    ax.set_yticks(pos, [f"{int(b):,}" for b in t["budget"]])
+    ax.set_yticks(pos, t["design"], fontsize=7 if len(t) > 4 else None)
     _decorate(ax, "repetition share of the gain (%)", "parameter budget", "Repetition share (forest plot)")
 
 
@@ -208,9 +204,9 @@ def fig_learning_curves(r: StudyReport, axes: Sequence[plt.Axes] | None = None) 
             data=long[long["budget"] == budget],
             x="epoch",
             y="error",
-            hue="arm",
-            hue_order=ARMS,
-            palette=PALETTE,
+            hue="variant",
+            hue_order=r.variants,
+            palette=r.palette,
             style="split",
             style_order=["train", "test"],
             errorbar=("ci", 95),
@@ -225,46 +221,83 @@ def fig_learning_curves(r: StudyReport, axes: Sequence[plt.Axes] | None = None) 
 
 
 def fig_physical_size(r: StudyReport, ax: plt.Axes | None = None) -> plt.Figure:
-    """Multiply-accumulates per image against learnable parameters, per arm (log-log)."""
+    """Multiply-accumulates per image against learnable parameters, per model variant (log-log)."""
     fig, ax = _axes(ax, (6, 4))
-    cells = r.runs.groupby(["budget", "arm"], as_index=False)[["n_params", "macs"]].mean()
-    for arm in ARMS:
-        c = cells[cells["arm"] == arm].sort_values("budget")
-        ax.plot(c["n_params"], c["macs"], marker="o", color=PALETTE[arm], label=ARM_LABELS[arm])
-    _decorate(
-        ax,
-        "learnable parameters",
-        "multiply–accumulates per image",
-        f"Same parameters, larger network\n{r.title}",
-        log="xy",
-    )
+    cells = r.runs.groupby(["budget", "variant"], as_index=False)[["n_params", "macs"]].mean()
+    for variant in r.variants:
+        c = cells[cells["variant"] == variant].sort_values("budget")
+        ax.plot(c["n_params"], c["macs"], marker="o", color=r.palette[variant], label=variant)
+    title = f"Same parameters, larger network\n{r.title}"
+    _decorate(ax, "learnable parameters", "multiply–accumulates per image", title, log="xy")
     return fig
 
 
-def fig_invariance(r: StudyReport, ax: plt.Axes | None = None) -> plt.Figure:
-    """Share of test predictions changed by a 90-degree turn (%), per budget and arm."""
+INVARIANCE = {"invariance_error": "a 90° turn", "invariance_error_any": "a turn by a random angle"}
+
+
+def fig_invariance(r: StudyReport, axes: Sequence[plt.Axes] | None = None) -> plt.Figure:
+    """Share of test predictions changed (%) by a 90-degree turn and, where recorded, by a turn by
+    a random angle (the same angles for every run), per budget and model variant. axes: one per kind."""
+    ok = r.runs[r.runs["status"] == "ok"]
+    kinds = [k for k in INVARIANCE if k in ok and ok[k].notna().any()]
+    if axes is None:
+        fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4), squeeze=False)
+        axes = axes[0]
+    fig = axes[0].figure
+    for kind, ax in zip(kinds, axes):
+        data = ok.assign(inv=100 * ok[kind])
+        common = {"data": data, "x": "budget", "y": "inv", "hue": "variant", "hue_order": r.variants}
+        common.update(palette=r.palette, ax=ax)
+        sns.barplot(**common, errorbar=None, alpha=0.8)
+        sns.stripplot(
+            **common, dodge=True, jitter=False, size=3, legend=False, edgecolor="black", linewidth=0.3
+        )
+        title = f"Invariance to {INVARIANCE[kind]} (bars: mean, dots: seeds)"
+        _decorate(
+            ax, "parameter budget", f"predictions changed by {INVARIANCE[kind]} (%)", title, legend=False
+        )
+        handles, _ = ax.get_legend_handles_labels()
+        ax.legend(handles[: len(r.variants)], r.variants, frameon=False, fontsize=7)
+    fig.suptitle(r.title)
+    fig.tight_layout()
+    return fig
+
+
+def fig_share_vs_group_order(r: StudyReport, ax: plt.Axes | None = None) -> plt.Figure:
+    """The repetition share (delta-method 95% CI) against N of C_N: one line per budget and repeat
+    structure (the control's sensitivity to N and to the choice of control)."""
     fig, ax = _axes(ax, (6, 4))
-    ok = r.runs[r.runs["status"] == "ok"].assign(inv=lambda d: 100 * d["invariance_error"])
-    common = {
-        "data": ok,
-        "x": "budget",
-        "y": "inv",
-        "hue": "arm",
-        "hue_order": ARMS,
-        "palette": PALETTE,
-        "ax": ax,
-    }
-    sns.barplot(**common, errorbar=None, alpha=0.8)
-    sns.stripplot(**common, dodge=True, jitter=False, size=3, legend=False, edgecolor="black", linewidth=0.3)
+    if r.table is None:
+        ax.text(
+            0.5, 0.5, "needs at least two ok seeds per arm", ha="center", va="center", transform=ax.transAxes
+        )
+        ax.set_axis_off()
+        return fig
+    t = r.table[r.table["identifiable"].astype(bool)]
+    lines = t.groupby(["budget", "repeat_structure"], sort=True)
+    colours = sns.color_palette("colorblind", max(1, lines.ngroups))
+    for i, ((budget, structure), line) in enumerate(lines):
+        line = line.sort_values("group_order")
+        x = line["group_order"] * (1 + 0.02 * (i - (lines.ngroups - 1) / 2))
+        err = 100 * np.vstack(
+            [line["share_rep"] - line["share_rep_lo_delta"], line["share_rep_hi_delta"] - line["share_rep"]]
+        )
+        style = {"color": colours[i], "linestyle": "-" if structure == "paper" else "--"}
+        label = f"budget {int(budget):,}, {structure} control"
+        ax.errorbar(
+            x, 100 * line["share_rep"], yerr=err.clip(min=0), marker="o", capsize=3, label=label, **style
+        )
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(
+        sorted(r.table["group_order"].unique()), [f"C{n}" for n in sorted(r.table["group_order"].unique())]
+    )
     _decorate(
         ax,
-        "parameter budget",
-        "predictions changed by a 90° turn (%)",
-        f"Invariance error (bars: mean, dots: seeds)\n{r.title}",
-        legend=False,
+        "group order N of C_N",
+        "repetition share of the gain (%)",
+        f"Repetition share by group order\n{r.title}",
     )
-    handles, _ = ax.get_legend_handles_labels()
-    ax.legend(handles[: len(ARMS)], [ARM_LABELS[a] for a in ARMS], frameon=False)
     return fig
 
 
@@ -274,4 +307,5 @@ FIGURES = {
     "learning_curves": fig_learning_curves,
     "physical_size": fig_physical_size,
     "invariance": fig_invariance,
+    "share_vs_group_order": fig_share_vs_group_order,
 }

@@ -21,7 +21,14 @@ from torch import nn
 
 from ablate.models.activation import ELU
 from ablate.models.gcnn import FieldELU
-from ablate.models.repeat import RepeatConv2d, repeat_weight
+from ablate.models.repeat import (
+    CopyBatchNorm,
+    CopyMax,
+    RepeatConv2d,
+    copy_batch_norm,
+    copy_max,
+    repeat_weight,
+)
 
 
 class _Fused(nn.Module):
@@ -149,6 +156,45 @@ class FusedBatchNorm(_Fused):
         return out.reshape(shape)
 
 
+def _seed_groups(groups: torch.Tensor, base: int, seeds: int) -> torch.Tensor:
+    """Channel groups of S stacked copies of a layer: seed s's group g becomes s * base + g."""
+    return torch.cat([groups + s * base for s in range(seeds)])
+
+
+class FusedCopyBatchNorm(_Fused):
+    """S CopyBatchNorm (the matched repeat arm's norm) as one over S x T channels and S x base groups."""
+
+    keys = {a: a for a in ("weight", "bias", "running_mean", "running_var")}
+
+    def __init__(self, norms: Sequence[CopyBatchNorm]):
+        super().__init__()
+        first = norms[0]
+        self.eps, self.momentum = first.eps, first.momentum
+        self.register_buffer(
+            "groups", _seed_groups(first.groups, first.weight.numel(), len(norms)), persistent=False
+        )
+        self._stack(norms, ("weight", "bias"), ("running_mean", "running_var"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return copy_batch_norm(
+            x, self.groups, self.weight.reshape(-1), self.bias.reshape(-1), self.running_mean.view(-1),
+            self.running_var.view(-1), self.training, self.momentum, self.eps,
+        )  # fmt: skip
+
+
+class FusedCopyMax(nn.Module):
+    """S CopyMax: (B, S * T, H, W) -> (B, S * base, H, W)."""
+
+    def __init__(self, maxes: Sequence[CopyMax]):
+        super().__init__()
+        first = maxes[0]
+        self.n = first.base * len(maxes)
+        self.register_buffer("groups", _seed_groups(first.groups, first.base, len(maxes)), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return copy_max(x, self.groups, self.n)
+
+
 class FusedLinear(_Fused):
     """S nn.Linear as one batched product: weight (S, out, in), bias (S, out)."""
 
@@ -201,6 +247,10 @@ def _fuse_layer(modules: Sequence[nn.Module]) -> _Fused | nn.Module:
         return FusedBatchNorm(modules, prefix=f"batch_norm_[{size}].", group=size)
     if isinstance(first, nn.Linear):
         return FusedLinear(modules)
+    if isinstance(first, CopyBatchNorm):
+        return FusedCopyBatchNorm(modules)
+    if isinstance(first, CopyMax):
+        return FusedCopyMax(modules)
     if isinstance(first, (ELU, FieldELU)):
         return ELU()
     if isinstance(first, (nn.ReLU, enn.ReLU)):

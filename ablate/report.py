@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import seaborn as sns
 
 from ablate import stats, text
 from ablate.errors import AblateError, ResultsError
-from ablate.figures import FIGURES, save, use_theme
+from ablate.figures import ARM_LABELS, FIGURES, save, use_theme
 from ablate.models.arms import ARMS
 from ablate.results import StudyResults, study_dirs
 from ablate.study import expand_grid
@@ -40,13 +41,15 @@ class StudyReport:
     runs: pd.DataFrame
     history: pd.DataFrame
     dataset: str
-    group_order: int
-    summary: pd.DataFrame  # stats.arm_summary
+    group_orders: list[int]
+    summary: pd.DataFrame  # stats.arm_summary by model variant
     table: pd.DataFrame | None  # stats.decompose over the budgets with >= 2 ok seeds per arm
     pooled: pd.DataFrame | None
     notes: list[str] = field(default_factory=list)
     table_log: pd.DataFrame | None = None  # the same decomposition on log test error
     seeds: dict[float, pd.DataFrame] = field(default_factory=dict)  # stats.seeds_needed per half-width
+    variants: list[str] = field(default_factory=list)  # model variants (runs' "variant"), in order
+    palette: dict = field(default_factory=dict)  # variant -> colour
 
     @property
     def n_seeds(self) -> str:
@@ -58,8 +61,12 @@ class StudyReport:
         )
 
     @property
+    def group_label(self) -> str:
+        return "C" + "/C".join(map(str, self.group_orders))
+
+    @property
     def title(self) -> str:
-        return f"{self.dataset} · C{self.group_order} · {self.n_seeds} seeds per arm"
+        return f"{self.dataset} · {self.group_label} · {self.n_seeds} seeds per arm"
 
 
 def _expected_cells(store: StudyResults) -> set[tuple[int, str, int]] | None:
@@ -115,10 +122,11 @@ def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyRep
     diverged = int((runs["status"] != "ok").sum())
     if diverged:
         notes.append(f"{diverged} runs did not finish ok (diverged) and are left out of the statistics")
-    summary = stats.arm_summary(runs)
-    counts = summary.pivot(index="budget", columns="arm", values="n").reindex(columns=ARMS)
-    complete = counts.index[(counts.fillna(0) >= 2).all(axis=1)].tolist()
-    thin = [b for b in counts.index if b not in complete]
+    runs, variants = _with_variants(runs)
+    history = history.merge(runs[["run_key", "variant"]], on="run_key", how="inner")
+    summary = stats.arm_summary(runs, by="variant")
+    complete = stats.complete_budgets(runs)
+    thin = [b for b in sorted(summary["budget"].unique()) if b not in complete]
     if thin:
         notes.append(
             "intervals and tests need at least two ok seeds of every arm; point estimates only "
@@ -138,23 +146,51 @@ def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyRep
             except ValueError as error:
                 notes.append(f"no pooled estimate: {error}")
         notes += sorted({str(w.message) for w in caught if issubclass(w.category, stats.StatsWarning)})
-    gcnn = runs.loc[runs["arm"] == "gcnn", "group_order"]
-    group_order = int(gcnn.iloc[0]) if len(gcnn) else 4
+        for frame in (table, table_log):
+            frame["design"] = _design_labels(frame)
+    orders = runs.loc[runs["arm"].isin(["repeat", "gcnn"]), "group_order"]
+    group_orders = sorted({int(n) for n in orders}) or [4]
     source = str(runs["dataset"].iloc[0]) if "dataset" in runs else "unknown data"
     dataset = DATASET_LABELS.get(source, source)
+    palette = dict(zip(variants, sns.color_palette("colorblind", len(variants))))
     return StudyReport(
-        directory.name,
-        runs,
-        history,
-        dataset,
-        group_order,
-        summary,
-        table,
-        pooled_row,
-        notes,
-        table_log,
-        seeds,
-    )
+        directory.name, runs, history, dataset, group_orders, summary, table, pooled_row, notes,
+        table_log, seeds, variants, palette,
+    )  # fmt: skip
+
+
+def _with_variants(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Runs with a "variant" label per model kind (arm, plus N and control where a study varies
+    them), and the labels in display order."""
+    orders = runs.loc[runs["arm"].isin(["repeat", "gcnn"]), "group_order"].nunique() > 1
+    repeat = runs["arm"] == "repeat"
+    structures = runs.loc[repeat, "repeat_structure"].fillna("paper").replace("", "paper")
+    several = structures.nunique() > 1
+
+    def label(row) -> str:
+        text = ARM_LABELS[row["arm"]]
+        if orders and row["arm"] in ("repeat", "gcnn"):
+            text += f" C{int(row['group_order'])}"
+        if several and row["arm"] == "repeat":
+            text += f" ({row['repeat_structure'] or 'paper'})"
+        return text
+
+    runs = runs.assign(variant=runs.apply(label, axis=1))
+    order = {arm: i for i, arm in enumerate(ARMS)}
+    keys = runs.drop_duplicates("variant").assign(rank=lambda d: d["arm"].map(order))
+    keys = keys.sort_values(["rank", "group_order", "repeat_structure"], na_position="first")
+    return runs, list(keys["variant"])
+
+
+def _design_labels(table: pd.DataFrame) -> list[str]:
+    """Short labels of a decomposition's rows: the budget, plus N and control where they vary."""
+    orders, structures = table["group_order"].nunique() > 1, table["repeat_structure"].nunique() > 1
+    return [
+        f"{int(r.budget):,}"
+        + (f" C{r.group_order}" if orders else "")
+        + (f" {r.repeat_structure}" if structures else "")
+        for r in table.itertuples()
+    ]
 
 
 def build_report(r: StudyReport, out_root: Path, formats: Sequence[str]) -> list[Path]:
@@ -205,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             paths = build_report(report, Path(args.out), formats)
             print(f"== {report.name}: {report.title}")
             if report.table is not None:
-                print(text.format_summary(report.table, report.pooled, report.group_order, report.dataset))
+                print(text.format_summary(report.table, report.pooled, report.group_label, report.dataset))
                 for half_width, needed in report.seeds.items():
                     print(text.seeds_sentence(needed, half_width))
             else:

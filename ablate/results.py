@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -61,6 +62,8 @@ class RunRow:
     data_fingerprint: str = ""
     fused: int = 1
     precision: str = "fp32"
+    repeat_structure: str = "paper"  # the repeat arm's control; rows from before were "paper"
+    invariance_error_any: float = math.nan
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,15 @@ from ablate.data import Dataset, load_dataset
 from ablate.errors import AblateError, StudyError
 from ablate.models import build_arm, count_macs
 from ablate.results import HistoryRow, RunBusy, RunRow, StudyResults
-from ablate.study import DataSettings, RunSpec, Study, expand_grid, load_study, with_overrides
+from ablate.study import (
+    DataSettings,
+    RunSpec,
+    Study,
+    arm_train_config,
+    expand_grid,
+    load_study,
+    with_overrides,
+)
 from ablate.train import FitResult, build_model, fit_group, resolve_device
 
 
@@ -50,7 +58,8 @@ def _train_group(
         if on_epoch is not None:
             on_epoch(row)
 
-    results = fit_group(models, data, study.train, [s.seed for s in specs], checkpoints, progress)
+    config = arm_train_config(study.train, specs[0].arm)
+    results = fit_group(models, data, config, [s.seed for s in specs], checkpoints, progress)
     rows = []
     for spec, model, result, checkpoint in zip(specs, models, results, checkpoints):
         row = _run_row(spec, model, result, data, device, fused=len(specs), bf16=study.train.bf16)
@@ -91,6 +100,7 @@ def _run_row(
         epochs=len(result.history),
         test_error=result.test_error,
         invariance_error=result.invariance_error,
+        invariance_error_any=result.invariance_error_any,
         train_loss=last.get("train_loss"),
         train_error=last.get("train_error"),
         train_seconds=round(result.train_seconds, 3),
@@ -103,6 +113,7 @@ def _run_row(
         data_fingerprint=data.meta["fingerprint"],
         fused=fused,
         precision="bf16" if bf16 else "fp32",
+        repeat_structure=spec.model.repeat_structure or "",
     )
 
 
@@ -113,7 +124,7 @@ def run_groups(todo: list[RunSpec], store: StudyResults, fuse: int) -> list[list
     for spec in todo:
         state = store.checkpoint(spec.run_key).load() if fuse > 1 else None
         epoch = state["epoch"] if state is not None else 0
-        cells.setdefault((spec.budget, spec.arm, epoch), []).append(spec)
+        cells.setdefault((spec.budget, spec.model, epoch), []).append(spec)
     return [specs[i : i + fuse] for specs in cells.values() for i in range(0, len(specs), fuse)]
 
 
@@ -161,22 +172,25 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
     """The --dry-run table: per budget and arm the model and how many runs are done/partial/missing
     (done: finished on data with `fingerprint`, or on any data when it is None)."""
     done = store.finished_keys(fingerprint)
-    lines = [
-        f"study {study.name}: {len(grid)} runs ({len(study.models.budgets)} budgets x "
-        f"{len(study.models.arms)} arms x {len(study.train.seeds)} seeds) -> {store.dir}",
-        f"{'budget':>8} {'arm':>7} {'params':>8} {'MACs':>12}  {'done':>4} {'partial':>7} "
-        f"{'missing':>7}  physical widths",
-    ]
-    cells: dict[tuple[int, str], list[RunSpec]] = {}
+    m = study.models
+    cells: dict[tuple, list[RunSpec]] = {}
     for spec in grid:
-        cells.setdefault((spec.budget, spec.arm), []).append(spec)
-    for (budget, arm), specs in cells.items():
-        model = build_arm(specs[0].model)
+        cells.setdefault((spec.budget, spec.model), []).append(spec)
+    lines = [
+        f"study {study.name}: {len(grid)} runs in {len(cells)} cells ({len(m.budgets)} budgets, "
+        f"{len(m.arms)} arms, C{'/C'.join(map(str, m.group_orders))}, {'/'.join(m.structures)} repeat "
+        f"structure, {len(study.train.seeds)} seeds) -> {store.dir}",
+        f"{'budget':>8} {'arm':>9} {'N':>2} {'structure':>9} {'params':>8} {'MACs':>12}  {'done':>4} "
+        f"{'partial':>7} {'missing':>7}  physical widths",
+    ]
+    for (budget, model_spec), specs in cells.items():
         n_done = sum(s.run_key in done for s in specs)
         partial = sum(s.run_key not in done and store.checkpoint(s.run_key).path.exists() for s in specs)
-        widths = "-".join(map(str, specs[0].model.physical_widths))
+        widths = "-".join(map(str, model_spec.physical_widths))
+        order = model_spec.group_order if model_spec.arm in ("repeat", "gcnn") else "-"
         lines.append(
-            f"{budget:>8} {arm:>7} {specs[0].model.n_params:>8} {count_macs(model):>12,}  "
+            f"{budget:>8} {model_spec.arm:>9} {order:>2} {model_spec.repeat_structure or '-':>9} "
+            f"{model_spec.n_params:>8} {count_macs(build_arm(model_spec)):>12,}  "
             f"{n_done:>4} {partial:>7} {len(specs) - n_done - partial:>7}  {widths}"
         )
     return "\n".join(lines)

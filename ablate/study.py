@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ablate._compat import tomllib
 from ablate.data import AUGMENTS, SOURCES, SUBSETS
 from ablate.errors import StudyError
-from ablate.models.arms import ARMS
+from ablate.models.arms import ARM_TRAINING, ARMS, DEFAULT_ARMS, arm_spec
 from ablate.models.backbone import BACKBONES
-from ablate.models.repeat import MODES
+from ablate.models.repeat import MODES, STRUCTURES
 
 if TYPE_CHECKING:
     from ablate.models import ArmSpec
@@ -26,14 +26,18 @@ ArmName = Literal[ARMS]
 SourceName = Literal[SOURCES]
 BackboneName = Literal[tuple(BACKBONES)]
 RepeatMode = Literal[MODES]
+StructureName = Literal[STRUCTURES]
 AugmentName = Literal[AUGMENTS]
 SubsetName = Literal[SUBSETS]
 RUN_KEY_VERSION = 2  # bump when the training code changes what a run key's result is (2: CPU-fast ELU)
 
 # Settings added after run keys were first made, with their defaults: a key holding its default
-# is left out of the run key, so adding a setting never orphans the runs made before it.
-LATER_KEYS: dict[str, dict] = {"data": {"subset": "first"}, "train": {}, "model": {}}
-_ABSENT = object()
+# (or absent value) is left out of the run key, so adding a setting never orphans older runs.
+LATER_KEYS: dict[str, dict[str, tuple]] = {
+    "data": {"subset": ("first",)},
+    "train": {},
+    "model": {"repeat_structure": (None, "paper")},
+}
 
 
 class _Section(BaseModel):
@@ -53,11 +57,36 @@ class DataSettings(_Section):
 
 class ModelSettings(_Section):
     backbone: BackboneName = "repeatnet"
-    group_order: int = Field(4, ge=2)
+    group_order: int | list[int] = 4  # N of C_N, or a list for a sweep (the plain arm is shared)
     budgets: list[int] = Field(min_length=1)
-    arms: list[ArmName] = Field(default_factory=lambda: list(ARMS), min_length=1)
+    arms: list[ArmName] = Field(default_factory=lambda: list(DEFAULT_ARMS), min_length=1)
     repeat_mode: RepeatMode = "swish"
+    repeat_structure: StructureName = "paper"
+    repeat_structures: list[StructureName] | None = None  # several controls, decomposed side by side
     tolerance: float = Field(0.02, gt=0, lt=0.5)
+
+    @property
+    def group_orders(self) -> list[int]:
+        return self.group_order if isinstance(self.group_order, list) else [self.group_order]
+
+    @property
+    def structures(self) -> list[str]:
+        return self.repeat_structures or [self.repeat_structure]
+
+    @field_validator("group_order")
+    @classmethod
+    def _group_orders(cls, value: int | list[int]) -> int | list[int]:
+        orders = value if isinstance(value, list) else [value]
+        if not orders or any(n < 2 for n in orders) or len(set(orders)) != len(orders):
+            raise ValueError(f"an integer >= 2 or a list of distinct ones, found {value}")
+        return value
+
+    @field_validator("repeat_structures")
+    @classmethod
+    def _structures(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or len(set(value)) != len(value)):
+            raise ValueError(f"a non-empty list of distinct structures, found {value}")
+        return value
 
     @field_validator("budgets")
     @classmethod
@@ -203,7 +232,7 @@ def run_key(study: Study, model_spec, seed: int) -> str:
     the group order, only the repeat arm uses the repeat mode), so changing them reuses runs.
     """
     data = study.data.model_dump(exclude={"root"})
-    train = study.train.model_dump(exclude={"seeds", "eval_every"})
+    train = arm_train_config(study.train, model_spec.arm).model_dump(exclude={"seeds", "eval_every"})
     model = {
         "arm": model_spec.arm,
         "backbone": model_spec.backbone,
@@ -212,20 +241,27 @@ def run_key(study: Study, model_spec, seed: int) -> str:
         "group_order": model_spec.group_order,
         "repeat_mode": model_spec.repeat_mode,
         "n_params": model_spec.n_params,
+        "repeat_structure": model_spec.repeat_structure,
     }
     sections = {"data": data, "train": train, "model": model}
     payload = {
-        name: {k: v for k, v in values.items() if LATER_KEYS[name].get(k, _ABSENT) != v}
+        name: {k: v for k, v in values.items() if v not in LATER_KEYS[name].get(k, ())}
         for name, values in sections.items()
     }
     payload.update(version=RUN_KEY_VERSION, seed=seed)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
-    """Budgets x arms x seeds, in that order, each with its solved model and run key.
+def arm_train_config(train: TrainSettings, arm: str) -> TrainSettings:
+    """The training settings of one arm's runs: the study's, with what the arm fixes (the
+    augmented arm trains with rotation augmentation)."""
+    return train.model_copy(update=ARM_TRAINING.get(arm, {}))
 
-    An infeasible budget raises StudyError naming it (from the width solver's message).
+
+def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
+    """Budgets x group orders x repeat structures x arms x seeds, in that order, each with its
+    solved model and run key; a run shared by several cells (the plain arm across group orders)
+    appears once. An infeasible budget raises StudyError naming it (and the group order).
     """
     from ablate.models import solve_triplet
     from ablate.models.backbone import get_backbone
@@ -236,13 +272,22 @@ def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
         get_backbone(m.backbone).check_input_size(study.data.pad_to or 28)
     except ValueError as error:
         raise StudyError(f"{source}: data.pad_to: {error}") from None
+    seen: set[str] = set()
     for budget in m.budgets:
-        try:
-            triplet = solve_triplet(budget, m.backbone, m.group_order, m.repeat_mode, m.tolerance)
-        except ValueError as error:
-            raise StudyError(f"{source}: models.budgets: {error}") from None
-        for arm in m.arms:
-            for seed in study.train.seeds:
-                spec = triplet[arm]
-                runs.append(RunSpec(study.name, arm, budget, seed, run_key(study, spec, seed), spec))
+        for order in m.group_orders:
+            for structure in m.structures:
+                try:
+                    triplet = solve_triplet(
+                        budget, m.backbone, order, m.repeat_mode, m.tolerance, repeat_structure=structure
+                    )
+                except ValueError as error:
+                    key = "models.budgets" if len(m.group_orders) == 1 else f"models.group_order: C{order}"
+                    raise StudyError(f"{source}: {key}: {error}") from None
+                for arm in m.arms:
+                    spec = arm_spec(triplet, arm)
+                    for seed in study.train.seeds:
+                        key = run_key(study, spec, seed)
+                        if key not in seen:  # the plain arm, and the G-CNN across structures, are shared
+                            seen.add(key)
+                            runs.append(RunSpec(study.name, arm, budget, seed, key, spec))
     return runs

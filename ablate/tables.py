@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 
 from ablate import stats, text
-from ablate.models.arms import ARMS
 
 if TYPE_CHECKING:
     from ablate.report import StudyReport
@@ -29,33 +28,30 @@ def _share_cell(row: pd.Series, method: str) -> str:
 
 
 def arm_rows(r: StudyReport) -> list[list[str]]:
-    """Table cells per budget and arm: params, MACs, test error mean ± sd (n)."""
-    cells = r.runs.groupby(["budget", "arm"])[["n_params", "macs"]].mean()
+    """Table cells per budget and model variant: params, MACs, test error mean ± sd (n)."""
+    cells = r.runs.groupby(["budget", "variant"])[["n_params", "macs"]].mean()
+    rank = {v: i for i, v in enumerate(r.variants)}
     rows = []
-    for _, s in r.summary.sort_values(
-        ["budget", "arm"], key=lambda c: c.map(ARMS.index) if c.name == "arm" else c
-    ).iterrows():
-        n_params, macs = cells.loc[(s["budget"], s["arm"])]
+    ordered = r.summary.sort_values(
+        ["budget", "variant"], key=lambda c: c.map(rank) if c.name == "variant" else c
+    )
+    for _, s in ordered.iterrows():
+        n_params, macs = cells.loc[(s["budget"], s["variant"])]
         spread = f" ± {_pct(s['sd'])}" if np.isfinite(s["sd"]) else ""
-        rows.append(
-            [
-                f"{int(s['budget']):,}",
-                s["arm"],
-                f"{int(n_params):,}",
-                f"{int(macs):,}",
-                f"{_pct(s['mean'])}{spread} ({int(s['n'])})",
-            ]
-        )
+        cell = f"{_pct(s['mean'])}{spread} ({int(s['n'])})"
+        rows.append([f"{int(s['budget']):,}", s["variant"], f"{int(n_params):,}", f"{int(macs):,}", cell])
     return rows
 
 
 def share_rows(r: StudyReport) -> list[list[str]]:
-    """Table cells per budget: gains, repetition share with its intervals, and the tests."""
+    """Table cells per budget (and design): gains, repetition share with its intervals, the tests,
+    and, with an augmented arm, its gain and the share of the G-CNN's gain it recovers."""
     if r.table is None:
         return []
     rows = []
-    for _, t in r.table.sort_values("budget").iterrows():
-        log = r.table_log.set_index("budget").loc[t["budget"]] if r.table_log is not None else None
+    augmented = "gain_aug" in r.table
+    for i, t in r.table.reset_index(drop=True).iterrows():
+        log = r.table_log.reset_index(drop=True).iloc[i] if r.table_log is not None else None
         if t["identifiable"]:
             boot = (
                 f"{_share_cell(t, 'boot')} ({t['boot_method']})"
@@ -69,24 +65,24 @@ def share_rows(r: StudyReport) -> list[list[str]]:
             share.append(f"{_pct(log['share_rep'], 1)} ({_share_cell(log, 'delta')})")
         else:
             share.append("not identifiable")
-        rows.append(
-            [
-                f"{int(t['budget']):,}",
-                _pct(t["gain_total"]),
-                _pct(t["gain_rep"]),
-                _pct(t["gain_eq"]),
-                *share,
-                _p(t["p_total"]),
-                _p(t["p_rep"]),
-                _p(t["p_eq"]),
-            ]
-        )
+        row = [t["design"], _pct(t["gain_total"]), _pct(t["gain_rep"]), _pct(t["gain_eq"]), *share]
+        row += [_p(t["p_total"]), _p(t["p_rep"]), _p(t["p_eq"])]
+        if augmented:
+            aug = text.format_interval(t["share_aug_lo"], t["share_aug_hi"])
+            row += [_pct(t["gain_aug"]), _p(t["p_aug"]), f"{_pct(t['share_aug'], 1)} ({aug})"]
+        rows.append(row)
     return rows
+
+
+def share_header(r: StudyReport) -> list[str]:
+    """The share table's columns (the augmentation ones only when the study has that arm)."""
+    extra = ["aug gain (pts)", "p aug", "aug share of G-CNN gain % (95% CI)"] if "gain_aug" in r.table else []
+    return SHARE_HEADER + extra
 
 
 ARM_HEADER = ["budget", "arm", "params", "MACs", "test error % mean ± sd (n)"]
 SHARE_HEADER = [
-    "budget",
+    "design",
     "gain total (pts)",
     "gain rep (pts)",
     "gain eq (pts)",
@@ -139,7 +135,7 @@ def headline_text(r: StudyReport) -> str:
             "The repetition share cannot be estimated yet: intervals and tests need at least two "
             "ok seeds of every arm at some budget."
         )
-    return text.headline_sentence(r.table, r.group_order, r.dataset, r.pooled)
+    return text.headline_sentence(r.table, r.group_label, r.dataset, r.pooled)
 
 
 def share_table_caption(r: StudyReport) -> str:
@@ -179,9 +175,9 @@ def write_tables(r: StudyReport, out: Path) -> list[Path]:
             "",
             share_table_caption(r),
             "",
-            markdown_table(SHARE_HEADER, share_rows(r)),
+            markdown_table(share_header(r), share_rows(r)),
         ]
-        tex += ["", f"% {share_table_caption(r)}", latex_table(SHARE_HEADER, share_rows(r))]
+        tex += ["", f"% {share_table_caption(r)}", latex_table(share_header(r), share_rows(r))]
         if r.pooled is not None:
             p = r.pooled.iloc[0]
             md += ["", f"Repetition share {text.pooled_phrase(r.pooled)} ({p['method']})."]

@@ -31,11 +31,31 @@ def _gain(x: float, scale: str) -> str:
     return f"{100 * x:.2f}" if scale == "points" else f"{x:.3f}"
 
 
-def pooled_phrase(pooled_row: pd.DataFrame | None) -> str:
-    """'pooled over 2 budgets: 20.1% (95% CI 5.0% to 35.2%)', or '' when there is no pooled estimate."""
+def design_phrase(row) -> str:
+    """', C8, matched control' for a row of a sweep or a non-default control; '' otherwise."""
+    order = int(row.get("group_order", 0) or 0)
+    structure = row.get("repeat_structure", "paper") or "paper"
+    return (f", C{order}" if order > 0 else "") + (f", {structure} control" if structure != "paper" else "")
+
+
+def _pick(pooled_row: pd.DataFrame, design: dict | None):
+    """The pooled row of `design` (its group_order and repeat_structure), else the first."""
+    if design is not None and "group_order" in pooled_row:
+        same = pooled_row[
+            (pooled_row["group_order"] == design.get("group_order"))
+            & (pooled_row["repeat_structure"] == design.get("repeat_structure"))
+        ]
+        if len(same):
+            return same.iloc[0]
+    return pooled_row.iloc[0]
+
+
+def pooled_phrase(pooled_row: pd.DataFrame | None, design: dict | None = None) -> str:
+    """'pooled over 2 budgets: 20.1% (95% CI 5.0% to 35.2%)', or '' when there is no pooled estimate.
+    design: the row (group order, structure) whose pooled share to give when there are several."""
     if pooled_row is None or not len(pooled_row):
         return ""
-    p = pooled_row.iloc[0]
+    p = _pick(pooled_row, design)
     where = f"pooled over {int(p['n_budgets'])} budget{'s' if p['n_budgets'] > 1 else ''}"
     if not p["identifiable"]:
         return f"{where}: not identifiable"
@@ -43,7 +63,7 @@ def pooled_phrase(pooled_row: pd.DataFrame | None) -> str:
 
 
 def headline_sentence(
-    table: pd.DataFrame, group_order: int = 4, dataset: str = "", pooled_row: pd.DataFrame | None = None
+    table: pd.DataFrame, group: str = "C4", dataset: str = "", pooled_row: pd.DataFrame | None = None
 ) -> str:
     """The paper's sentence computed from data, with the budget named and the selection stated
     (the largest of K shares is biased upward), the pooled share beside it; or the honest
@@ -52,7 +72,7 @@ def headline_sentence(
     where = f" on {dataset}" if dataset else ""
     if best is None:
         return (
-            f"The share of the C{group_order} G-CNN's gain explained by repetition is not "
+            f"The share of the {group} G-CNN's gain explained by repetition is not "
             f"identifiable{where}: at no budget is the G-CNN's gain over the plain CNN clearly "
             f"different from zero."
         )
@@ -66,24 +86,29 @@ def headline_sentence(
     )
     if k == 1 and k_all == 1:
         selection = "the one budget"
-    pooled = pooled_phrase(pooled_row)
+    pooled = pooled_phrase(pooled_row, best)
+    order = int(best.get("group_order", 0) or 0)
+    group = f"C{order}" if order > 0 else group
+    structure = best.get("repeat_structure", "paper") or "paper"
+    control = f" ({structure} control)" if structure != "paper" else ""
     return (
         f"Up to {100 * best['share_rep']:.0f}% (95% CI {interval}, delta method) of the gain of the "
-        f"C{group_order} G-CNN over the plain CNN at equal parameters{where} is explained by learnable "
-        f"repetition alone: budget {int(best['budget']):,}, {selection}, {n} seeds per arm"
+        f"{group} G-CNN over the plain CNN at equal parameters{where} is explained by learnable "
+        f"repetition{control} alone: budget {int(best['budget']):,}, {selection}, {n} seeds per arm"
         + (f"; {pooled}." if pooled else ".")
     )
 
 
 def format_summary(
-    table: pd.DataFrame, pooled_row: pd.DataFrame | None = None, group_order: int = 4, dataset: str = ""
+    table: pd.DataFrame, pooled_row: pd.DataFrame | None = None, group: str = "C4", dataset: str = ""
 ) -> str:
     """Plain-text summary of decompose() (and pooled()) output."""
     scale = str(table["scale"].iloc[0]) if "scale" in table else "points"
-    lines = [headline_sentence(table, group_order, dataset, pooled_row), "", f"scale: {SCALE_LABELS[scale]}"]
+    lines = [headline_sentence(table, group, dataset, pooled_row), "", f"scale: {SCALE_LABELS[scale]}"]
     for _, r in table.iterrows():
+        where = f"budget {int(r['budget']):,}{design_phrase(r)}"
         lines.append(
-            f"budget {int(r['budget']):,}: error plain {pct(r['err_plain'])} (n={r['n_plain']}), "
+            f"{where}: error plain {pct(r['err_plain'])} (n={r['n_plain']}), "
             f"repeat {pct(r['err_repeat'])} (n={r['n_repeat']}), gcnn {pct(r['err_gcnn'])} (n={r['n_gcnn']})"
             + (" [degenerate: an arm has no spread]" if r.get("degenerate") else "")
         )
@@ -104,11 +129,16 @@ def format_summary(
             f"  repetition share {pct(r['share_rep'])}: delta "
             f"{format_interval(r['share_rep_lo_delta'], r['share_rep_hi_delta'])}, Fieller {fieller}, {boot}"
         )
-    if pooled_row is not None and len(pooled_row):
-        p = pooled_row.iloc[0]
+        if "gain_aug" in r and np.isfinite(r["gain_aug"]):
+            interval = format_interval(r["share_aug_lo"], r["share_aug_hi"])
+            lines.append(
+                f"  augmentation: gain {_gain(r['gain_aug'], scale)} (p={r['p_aug']:.3g}), "
+                f"{pct(r['share_aug'])} of the G-CNN's gain (delta {interval})"
+            )
+    for _, p in pooled_row.iterrows() if pooled_row is not None else []:
         how = f"{int(p['n_runs'])} runs; {p['method']}; p_total={p['p_total']:.3g}"
-        lines.append(f"{pooled_phrase(pooled_row)} ({how})")
-        if "trend_p" in p:
+        lines.append(f"{pooled_phrase(pooled_row, p.to_dict())}{design_phrase(p)} ({how})")
+        if "trend_p" in p and np.isfinite(p["trend_p"]):
             lines.append(
                 f"  change of the repetition gain per unit log budget: "
                 f"{_gain(p['trend_rep_per_log_budget'], scale)} {gain_unit(scale)} (p={p['trend_p']:.3g})"
@@ -127,7 +157,7 @@ def seeds_sentence(needed: pd.DataFrame, half_width: float) -> str:
             if np.isfinite(r["half_width_now"])
             else ""
         )
-        parts.append(f"budget {int(r['budget']):,}: {what}" + (f" ({now})" if now else ""))
+        parts.append(f"budget {int(r['budget']):,}{design_phrase(r)}: {what}" + (f" ({now})" if now else ""))
     return (
         f"With this study's spread, a delta-method interval of ±{100 * half_width:.0f} points on the "
         f"repetition share needs {'; '.join(parts)}."

@@ -31,6 +31,7 @@ class FitResult:
     invariance_error: float  # fraction of test digits whose class changes under a 90-degree turn
     train_seconds: float
     history: list[dict] = field(default_factory=list)
+    invariance_error_any: float = math.nan  # ... under a turn by a uniform random angle
 
 
 class CheckpointStore(Protocol):
@@ -75,8 +76,15 @@ def _predict(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([net(x[i : i + size]).argmax(dim=1) for i in range(0, len(x), size)])
 
 
+def invariance_angles(n: int) -> torch.Tensor:
+    """(n,) uniform angles in [0, 360) degrees from a fixed seed (drawn on the CPU): every run tested
+    on the same test set is turned by the same angles."""
+    return torch.rand(n, generator=torch.Generator().manual_seed(0)) * 360.0
+
+
 def evaluate(model: Arm, data: Dataset, invariance: bool = False) -> dict[str, float]:
-    """Test error, and optionally the invariance error under a 90-degree turn (fractions).
+    """Test error, and optionally the invariance errors under a 90-degree turn and under a turn by
+    a random angle (invariance_angles) (fractions).
 
     Runs the model's plain-torch export (eval mode); the model itself is left as it was.
     """
@@ -86,6 +94,10 @@ def evaluate(model: Arm, data: Dataset, invariance: bool = False) -> dict[str, f
     if invariance:
         turned = _predict(net, torch.rot90(data.x_test, 1, dims=(2, 3)))
         out["invariance_error"] = float((turned != preds).float().mean())
+        turned = _predict(
+            net, rotate(data.x_test, invariance_angles(len(data.x_test)).to(data.x_test.device))
+        )
+        out["invariance_error_any"] = float((turned != preds).float().mean())
     return out
 
 
@@ -319,7 +331,12 @@ def fit_group(
             p["history"].append(row)
             if last:
                 results[s] = FitResult(
-                    "ok", scores["test_error"], scores["invariance_error"], p["elapsed"], p["history"]
+                    "ok",
+                    scores["test_error"],
+                    scores["invariance_error"],
+                    p["elapsed"],
+                    p["history"],
+                    scores["invariance_error_any"],
                 )
             elif checkpoints[s] is not None:
                 checkpoints[s].save(_snapshot(group, optimizer, scheduler, streams[s], s, p, fingerprint))

@@ -37,4 +37,4 @@ def test_bench_prints_a_row_per_arm_and_writes_json(tmp_path, capsys):
 def test_bench_refuses_an_unknown_arm_in_one_line(capsys):
     assert main(["--arms", "plain,huge"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "error: --arms: expected one of plain, repeat, gcnn, found 'huge'"
+    assert err == "error: --arms: expected one of plain, repeat, gcnn, augmented, found 'huge'"

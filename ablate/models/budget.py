@@ -16,7 +16,7 @@ from ablate.models.arms import ARMS, Arm
 from ablate.models.backbone import Backbone, get_backbone
 from ablate.models.gcnn import GCNN, gcnn_params
 from ablate.models.plain import PlainCNN, plain_params
-from ablate.models.repeat import MODES, RepeatCNN, repeat_params
+from ablate.models.repeat import MODES, STRUCTURES, RepeatCNN, repeat_params
 
 
 def count_params(model: nn.Module) -> int:
@@ -35,6 +35,7 @@ class ArmSpec:
     group_order: int
     repeat_mode: str | None
     n_params: int
+    repeat_structure: str | None = None  # the repeat arm's "paper" or "matched"; None for the others
 
 
 def solve_widths(
@@ -100,10 +101,13 @@ def solve_triplet(
     repeat_mode: str = "swish",
     tolerance: float = 0.02,
     classes: int = 10,
+    repeat_structure: str = "paper",
 ) -> dict[str, ArmSpec]:
-    """Widths of the three arms at `budget` (no model is built; escnn counts come from its layers)."""
+    """Widths of the three arms at `budget` (no model is built; escnn counts come from its layers).
+    The `augmented` arm is the plain arm's model (see ablate.models.arms.arm_spec)."""
     spec = get_backbone(backbone)
     expect_one_of("repeat_mode", repeat_mode, MODES)
+    expect_one_of("repeat_structure", repeat_structure, STRUCTURES)
     if budget <= 0:
         raise ValueError(f"budget: expected a positive integer, found {budget}")
     relative = spec.relative_widths
@@ -115,7 +119,7 @@ def solve_triplet(
     )
     physical = [group_order * f for f in fields]
     base, repeat_n = solve_widths(
-        lambda w: repeat_params(spec, physical, w, repeat_mode, classes),
+        lambda w: repeat_params(spec, physical, w, repeat_mode, classes, repeat_structure),
         relative,
         budget,
         tolerance,
@@ -125,7 +129,14 @@ def solve_triplet(
     return {
         "plain": ArmSpec("plain", backbone, tuple(plain_w), tuple(plain_w), 1, None, plain_n),
         "repeat": ArmSpec(
-            "repeat", backbone, tuple(base), tuple(physical), group_order, repeat_mode, repeat_n
+            "repeat",
+            backbone,
+            tuple(base),
+            tuple(physical),
+            group_order,
+            repeat_mode,
+            repeat_n,
+            repeat_structure,
         ),
         "gcnn": ArmSpec("gcnn", backbone, tuple(fields), tuple(physical), group_order, None, gcnn_n),
     }
@@ -135,8 +146,8 @@ def build_arm(spec: ArmSpec, classes: int = 10) -> Arm:
     """The model an ArmSpec describes; checks that its built count equals the solved count."""
     expect_one_of("arm", spec.arm, ARMS)
     backbone: Backbone = get_backbone(spec.backbone)
-    if spec.arm == "plain":
-        model = PlainCNN(backbone, spec.learnable_widths, classes)
+    if spec.arm in ("plain", "augmented"):
+        model = PlainCNN(backbone, spec.learnable_widths, classes, arm=spec.arm)
     elif spec.arm == "repeat":
         model = RepeatCNN(
             backbone,
@@ -145,6 +156,7 @@ def build_arm(spec: ArmSpec, classes: int = 10) -> Arm:
             spec.repeat_mode,
             classes,
             group_order=spec.group_order,
+            structure=spec.repeat_structure or "paper",
         )
     else:
         model = GCNN(backbone, spec.learnable_widths, spec.group_order, classes)
@@ -186,4 +198,5 @@ def model_card(model: Arm, image_size: int = 28) -> dict:
         "macs": count_macs(model, image_size),
         "group_order": model.group_order,
         "repeat_mode": model.repeat_mode,
+        "repeat_structure": model.repeat_structure,
     }

@@ -47,6 +47,7 @@ class GCNN(nn.Module):
 
     arm = "gcnn"
     repeat_mode = None
+    repeat_structure = None
 
     def __init__(self, backbone: Backbone, fields: Sequence[int], group_order: int = 4, classes: int = 10):
         super().__init__()

@@ -12,12 +12,21 @@ from ablate.models.backbone import Backbone, activation, mlp_head, mlp_head_para
 
 # conv_factory(layer_index, in_channels, out_channels, kernel, padding, bias) -> module
 ConvFactory = Callable[[int, int, int, int, int, bool], nn.Module]
+# norm_factory(layer_index, channels) -> module
+NormFactory = Callable[[int, int], nn.Module]
+
+
+def batch_norm(index: int, channels: int) -> nn.Module:
+    """The default norm: BatchNorm2d with its own scale and shift per channel."""
+    return nn.BatchNorm2d(channels)
 
 
 class ConvNet(nn.Module):
-    """conv -> BatchNorm2d -> activation [-> max-pool] per backbone layer, then the head.
+    """conv -> norm -> activation [-> max-pool] per backbone layer [-> pre_head], then the head.
 
-    widths: physical output channels per conv layer. Input (N, 1, H, W); output (N, classes).
+    widths: physical output channels per conv layer. norm_factory: BatchNorm2d unless given.
+    pre_head: a module between the last block and the head that maps its channels to
+    head_channels (the matched repeat arm's max over copies). Input (N, 1, H, W); output (N, classes).
     """
 
     def __init__(
@@ -27,6 +36,9 @@ class ConvNet(nn.Module):
         conv_factory: ConvFactory,
         classes: int = 10,
         in_channels: int = 1,
+        norm_factory: NormFactory = batch_norm,
+        pre_head: nn.Module | None = None,
+        head_channels: int | None = None,
     ):
         super().__init__()
         if len(widths) != len(backbone.layers):
@@ -38,12 +50,15 @@ class ConvNet(nn.Module):
         for index, (layer, width) in enumerate(zip(backbone.layers, self.physical_widths)):
             blocks += [
                 conv_factory(index, channels, width, layer.kernel, layer.padding, False),
-                nn.BatchNorm2d(width),
+                norm_factory(index, width),
                 activation(backbone.activation),
             ]
             if layer.pool_after:
                 blocks.append(nn.MaxPool2d(2))
             channels = width
+        if pre_head is not None:
+            blocks.append(pre_head)
+            channels = head_channels
         self.features = nn.Sequential(*blocks)
         if backbone.head == "mlp":
             self.head = mlp_head(channels, backbone.hidden, classes, backbone.activation)
@@ -61,17 +76,19 @@ class ConvNet(nn.Module):
 
 
 class PlainCNN(ConvNet):
-    """Ordinary CNN: `nn.Conv2d` layers with `widths` output channels."""
+    """Ordinary CNN: `nn.Conv2d` layers with `widths` output channels. arm: "plain", or
+    "augmented" (the same network, trained with rotation augmentation)."""
 
-    arm = "plain"
     group_order = 1
     repeat_mode = None
+    repeat_structure = None
 
-    def __init__(self, backbone: Backbone, widths: Sequence[int], classes: int = 10):
+    def __init__(self, backbone: Backbone, widths: Sequence[int], classes: int = 10, arm: str = "plain"):
         def conv(index, c_in, c_out, kernel, padding, bias):
             return nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=bias)
 
         super().__init__(backbone, widths, conv, classes)
+        self.arm = arm
         self.learnable_widths = list(self.physical_widths)
 
 

@@ -14,6 +14,11 @@ from ablate.models.backbone import Backbone, mlp_head_params
 from ablate.models.plain import ConvNet
 
 MODES = ("swish", "scale", "tile")
+# "paper": BatchNorm on every physical channel, head on all of them (the seed paper's RepCNN);
+# "matched": norm and head shaped like the G-CNN's (one scale and shift per base channel, shared
+# by its copies; a max over the copies before the head), so the arm differs from the G-CNN only
+# in how its copies are made.
+STRUCTURES = ("paper", "matched")
 SCALARS_PER_BLOCK = {"swish": 2, "scale": 1, "tile": 0}
 
 
@@ -134,10 +139,93 @@ class RepeatConv2d(nn.Module):
         )
 
 
+def copy_groups(channels: int, base: int) -> torch.Tensor:
+    """(channels,) base channel of each physical channel: channel i * base + o is copy i of base o."""
+    return torch.arange(channels) % base
+
+
+def copy_batch_norm(
+    x: torch.Tensor,
+    groups: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    training: bool,
+    momentum: float,
+    eps: float,
+) -> torch.Tensor:
+    """Batch norm of (N, T, H, W) whose statistics, scale and shift are per group of channels:
+    channel t belongs to group groups[t]; weight, bias and the running stats are (G,)."""
+    if training:
+        counts = torch.bincount(groups, minlength=weight.numel()).to(x.dtype) * (x.shape[0] * x[0, 0].numel())
+        mean = torch.zeros_like(weight).index_add(0, groups, x.sum(dim=(0, 2, 3))) / counts
+        centred = x - mean[groups].view(1, -1, 1, 1)
+        var = torch.zeros_like(weight).index_add(0, groups, centred.pow(2).sum(dim=(0, 2, 3))) / counts
+        with torch.no_grad():
+            running_mean.lerp_(mean, momentum)
+            running_var.lerp_(var * counts / (counts - 1), momentum)
+    else:
+        var = running_var
+        centred = x - running_mean[groups].view(1, -1, 1, 1)
+    scale = (weight * torch.rsqrt(var + eps))[groups]
+    return centred * scale.view(1, -1, 1, 1) + bias[groups].view(1, -1, 1, 1)
+
+
+def copy_max(x: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """(N, T, H, W) -> (N, G, H, W): the max over each group's channels (escnn GroupPooling's role)."""
+    index = groups.view(1, -1, 1, 1).expand_as(x)
+    out = x.new_full((x.shape[0], n_groups, *x.shape[2:]), -torch.inf)
+    return out.scatter_reduce(1, index, x, reduce="amax", include_self=True)
+
+
+class CopyBatchNorm(nn.Module):
+    """BatchNorm over T physical channels with one scale and shift per base channel, shared by its
+    copies, and statistics over the copies together (as escnn's InnerBatchNorm treats a field)."""
+
+    def __init__(self, channels: int, base: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.ones(base))
+        self.bias = nn.Parameter(torch.zeros(base))
+        self.register_buffer("running_mean", torch.zeros(base))
+        self.register_buffer("running_var", torch.ones(base))
+        self.register_buffer("groups", copy_groups(channels, base), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, T, H, W) -> (N, T, H, W)."""
+        return copy_batch_norm(
+            x, self.groups, self.weight, self.bias, self.running_mean, self.running_var,
+            self.training, self.momentum, self.eps,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def to_batch_norm(self) -> nn.BatchNorm2d:
+        """The eval-mode equivalent on the T physical channels."""
+        norm = nn.BatchNorm2d(len(self.groups), eps=self.eps).to(self.weight.device).eval()
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(norm, name).copy_(getattr(self, name)[self.groups])
+        return norm
+
+
+class CopyMax(nn.Module):
+    """(N, T, H, W) -> (N, base, H, W): the max over each base channel's copies."""
+
+    def __init__(self, channels: int, base: int):
+        super().__init__()
+        self.base = base
+        self.register_buffer("groups", copy_groups(channels, base), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return copy_max(x, self.groups, self.base)
+
+
 class RepeatCNN(ConvNet):
     """The plain backbone at `physical_widths` channels, each conv a RepeatConv2d of `base_widths`.
 
-    The head's conv (z2cnn) also repeats its input side: base `base_widths[-1]` -> classes.
+    structure "paper": BatchNorm per physical channel and a head on all of them; the head's conv
+    (z2cnn) also repeats its input side, base `base_widths[-1]` -> classes. "matched": CopyBatchNorm
+    and a CopyMax before the head, which then reads `base_widths[-1]` channels.
     """
 
     arm = "repeat"
@@ -150,7 +238,9 @@ class RepeatCNN(ConvNet):
         mode: str = "swish",
         classes: int = 10,
         group_order: int | None = None,
+        structure: str = "paper",
     ):
+        expect_one_of("repeat_structure", structure, STRUCTURES)
         bases = [1, *base_widths, classes]
 
         def conv(index, c_in, c_out, kernel, padding, bias):
@@ -165,10 +255,18 @@ class RepeatCNN(ConvNet):
                 bias=bias,
             )
 
-        super().__init__(backbone, physical_widths, conv, classes)
+        extra = {}
+        if structure == "matched":
+            extra = {
+                "norm_factory": lambda index, width: CopyBatchNorm(width, bases[index + 1]),
+                "pre_head": CopyMax(physical_widths[-1], base_widths[-1]),
+                "head_channels": base_widths[-1],
+            }
+        super().__init__(backbone, physical_widths, conv, classes, **extra)
         self.learnable_widths = [int(b) for b in base_widths]
         self.repeat_mode = mode
         self.group_order = group_order
+        self.repeat_structure = structure
 
     def export(self) -> nn.Sequential:
         """The full-weight plain network in eval mode: every RepeatConv2d becomes an nn.Conv2d."""
@@ -177,10 +275,12 @@ class RepeatCNN(ConvNet):
             (parent, name, child)
             for parent in exported.modules()
             for name, child in parent.named_children()
-            if isinstance(child, RepeatConv2d)
+            if isinstance(child, (RepeatConv2d, CopyBatchNorm))
         ]
         for parent, name, child in targets:
-            setattr(parent, name, child.to_conv2d())
+            setattr(
+                parent, name, child.to_conv2d() if isinstance(child, RepeatConv2d) else child.to_batch_norm()
+            )
         return exported
 
 
@@ -190,14 +290,18 @@ def repeat_params(
     base_widths: Sequence[int],
     mode: str = "swish",
     classes: int = 10,
+    structure: str = "paper",
 ) -> int:
     """Learnable parameters of RepeatCNN(...) without building it."""
     per_block = SCALARS_PER_BLOCK[mode]
+    matched = structure == "matched"
     total, t_in, c_in = 0, 1, 1
     for layer, t_out, c_out in zip(backbone.layers, physical_widths, base_widths):
         blocks = math.ceil(t_out / c_out) * math.ceil(t_in / c_in)
-        total += c_out * c_in * layer.kernel**2 + per_block * blocks + 2 * t_out
+        total += c_out * c_in * layer.kernel**2 + per_block * blocks + 2 * (c_out if matched else t_out)
         t_in, c_in = t_out, c_out
+    if matched:  # the head reads one max per base channel
+        t_in = c_in
     if backbone.head == "mlp":
         return total + mlp_head_params(t_in, backbone.hidden, classes)
     blocks = math.ceil(t_in / c_in)

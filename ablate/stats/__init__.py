@@ -10,7 +10,16 @@ no sentences: those are in ablate.text).
 from ablate.stats.decompose import MIN_BOOT_SEEDS, decompose, largest_share, seeds_needed, smallest_perm_p
 from ablate.stats.pooled import pooled
 from ablate.stats.ratio import bootstrap_interval, delta_interval, fieller_interval
-from ablate.stats.table import GAINS, REQUIRED, SCALE_LABELS, SCALES, StatsWarning, arm_summary, to_scale
+from ablate.stats.table import (
+    GAINS,
+    REQUIRED,
+    SCALE_LABELS,
+    SCALES,
+    StatsWarning,
+    arm_summary,
+    complete_budgets,
+    to_scale,
+)
 
 __all__ = [
     "GAINS",
@@ -20,6 +29,7 @@ __all__ = [
     "SCALE_LABELS",
     "StatsWarning",
     "arm_summary",
+    "complete_budgets",
     "bootstrap_interval",
     "decompose",
     "delta_interval",

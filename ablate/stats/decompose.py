@@ -97,6 +97,19 @@ def _share_columns(cell: Cell, paired: bool, confidence: float, n_boot: int, see
     return row
 
 
+def _augmentation_columns(cell: Cell, paired: bool, confidence: float) -> dict:
+    """gain_aug = e_plain - e_augmented with its one-sided test, and share_aug: the share of the
+    G-CNN's gain that augmentation recovers, gain_aug / gain_total, with its delta interval."""
+    t_p, _, _ = _gain_tests(cell.y["plain"], cell.y["augmented"], paired, 0, 0, 1 - confidence)
+    m = ratio_moments([cell], paired, numerator="augmented")
+    row = {"gain_aug": m.num, "p_aug_raw": t_p, "share_aug": math.nan, "share_aug_lo": math.nan}
+    row["share_aug_hi"] = math.nan
+    if identifiable(m, confidence):
+        lo, hi = delta_interval(m.num, m.den, m.var_num, m.var_den, m.cov, quantile(m, confidence))
+        row.update(share_aug=m.share, share_aug_lo=lo, share_aug_hi=hi)
+    return row
+
+
 def decompose(
     runs: pd.DataFrame,
     paired: bool = False,
@@ -114,19 +127,27 @@ def decompose(
     only seeds ok in all three arms, everywhere (`n_pairs`; a StatsWarning names dropped seeds).
     p-values (`p_total`, `p_rep`, `p_eq`) are Welch (or paired) t-tests, Holm over all budgets and
     gains; `p_*_perm` permutation tests, NaN where even the smallest attainable p
-    (`p_perm_min`) cannot reach 1 - confidence. `identifiable`: D^2 / Var D > q^2 (Fieller bounded);
-    otherwise every share column is blank and `share_rep_point` keeps the ratio. Bootstrap: only
-    with >= 10 seeds per arm. `degenerate`: some arm has no spread (tests of two such arms and
-    zero-width intervals are blank). n_perm = 0 skips the permutation tests, n_boot = 0 the bootstrap.
+    (`p_perm_min`) cannot reach 1 - confidence. One row per design: budget, `group_order` (N of C_N;
+    the plain arm is shared across N) and `repeat_structure`. With an augmented arm: `gain_aug`,
+    `p_aug` (its own Holm family) and `share_aug` (with `_lo`, `_hi`). `identifiable`:
+    D^2 / Var D > q^2 (Fieller bounded); otherwise every share column is blank and
+    `share_rep_point` keeps the ratio. Bootstrap: only with >= 10 seeds per arm. `degenerate`: some
+    arm has no spread (tests of two such arms and zero-width intervals are blank). n_perm = 0 skips
+    the permutation tests, n_boot = 0 the bootstrap.
     """
     groups = cells(prepare(runs, scale), paired)
     alpha = 1 - confidence
     rows = []
     for index, cell in enumerate(groups):
-        row: dict = {"budget": cell.budget, "scale": scale, "paired": paired}
+        row: dict = {
+            "budget": cell.budget,
+            "group_order": cell.group_order,
+            "repeat_structure": cell.repeat_structure,
+        }
+        row.update(scale=scale, paired=paired)
         if paired:
             row["n_pairs"] = cell.n["plain"]
-        for arm in DECOMPOSED:
+        for arm in cell.y:
             s = arm_stats(cell.errors[arm], confidence)
             row.update(
                 {f"err_{arm}": s["mean"], f"sd_{arm}": s["sd"], f"se_{arm}": s["se"], f"n_{arm}": s["n"]}
@@ -145,7 +166,16 @@ def decompose(
         row["p_perm_min"] = smallest
         row["rel_gain"] = (row["err_plain"] - row["err_gcnn"]) / row["err_plain"]
         row.update(_share_columns(cell, paired, confidence, n_boot, seed + index))
+        if "augmented" in cell.y:
+            row.update(_augmentation_columns(cell, paired, confidence))
         rows.append(row)
+    if any("p_aug_raw" in row for row in rows):  # its own Holm family: the three gains stay as they are
+        raw = np.array([row.get("p_aug_raw", math.nan) for row in rows], dtype=float)
+        adjusted = np.full(raw.shape, math.nan)
+        if np.isfinite(raw).any():
+            adjusted[np.isfinite(raw)] = multipletests(raw[np.isfinite(raw)], method="holm")[1]
+        for row, value in zip(rows, adjusted):
+            row["p_aug"] = float(value)
     for suffix in ("", "_perm"):
         raw = np.array([[row[f"p_{gain}{suffix}_raw"] for gain in GAINS] for row in rows], dtype=float)
         adjusted = np.full(raw.shape, math.nan)
@@ -171,7 +201,7 @@ def largest_share(table: pd.DataFrame) -> dict | None:
 def seeds_needed(
     runs: pd.DataFrame, half_width: float = 0.10, confidence: float = 0.95, scale: str = "points"
 ) -> pd.DataFrame:
-    """Per budget, the seeds per arm for which the delta-method interval of the repetition share
+    """Per budget (and design), the seeds per arm for which the delta-method interval of the repetition share
     would have the given half-width (unpaired design), from the observed per-arm spreads and gains:
 
         n = min { n >= 2 : t_{(1+c)/2, df(n)} sqrt(A / n) / |D| <= half_width },
@@ -192,6 +222,8 @@ def seeds_needed(
         rows.append(
             {
                 "budget": cell.budget,
+                "group_order": cell.group_order,
+                "repeat_structure": cell.repeat_structure,
                 "share_rep": share,
                 "n_now": n_now,
                 "half_width_now": now,

@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from ablate.stats.ratio import delta_interval, identifiable, quantile, ratio_moments, sample_var, welch_df
-from ablate.stats.table import DECOMPOSED, GAINS, cells, prepare
+from ablate.stats.table import GAINS, Cell, cells, prepare
 
 
 def _summed_gain_test(groups, worse: str, better: str) -> tuple[float, float, float]:
@@ -23,10 +23,9 @@ def _summed_gain_test(groups, worse: str, better: str) -> tuple[float, float, fl
     return gain / len(groups), se / len(groups), p
 
 
-def _unpaired(runs: pd.DataFrame, confidence: float, scale: str) -> dict:
+def _unpaired(groups: list[Cell], confidence: float) -> dict:
     """Ratio of the summed per-budget gains: it uses cell means and variances only, so it does
     not depend on how seeds are labelled across arms."""
-    groups = cells(prepare(runs, scale), paired=False)
     m = ratio_moments(groups, paired=False)
     row = {"method": "summed budget means, delta method (Welch-Satterthwaite df)", "df": m.df}
     for gain, (worse, better) in GAINS.items():
@@ -68,7 +67,7 @@ def pooled(
     confidence: float = 0.95,
     scale: str = "points",
 ) -> pd.DataFrame:
-    """The repetition share pooled over budgets, one row.
+    """The repetition share pooled over budgets: one row per design (group order, repeat structure).
 
     Unpaired (arms independent): share = sum_b gain_rep,b / sum_b gain_total,b of the per-budget
     mean gains, delta-method interval with Welch-Satterthwaite df; gains are means per budget with
@@ -79,8 +78,28 @@ def pooled(
     and p-value: does the repetition gain change with the budget?
     """
     prepared = prepare(runs, scale)
-    cells(prepared, paired)  # the same checks (and paired warnings) as decompose
-    ok = prepared[prepared["ok"] & prepared["arm"].isin(DECOMPOSED)].copy()
+    designs: dict[tuple, list[Cell]] = {}
+    for cell in cells(prepared, paired):  # the same checks (and paired warnings) as decompose
+        designs.setdefault((cell.group_order, cell.repeat_structure), []).append(cell)
+    rows = []
+    for (order, structure), groups in designs.items():
+        arm = prepared["arm"]
+        mine = (arm == "plain") | ((arm == "gcnn") & (prepared["design_n"] == order))
+        mine |= (
+            (arm == "repeat") & (prepared["design_n"] == order) & (prepared["design_structure"] == structure)
+        )
+        frame = prepared[mine & prepared["ok"] & prepared["budget"].isin([c.budget for c in groups])].copy()
+        row = _design(frame, groups, paired, by_budget_trend, confidence)
+        rows.append(
+            {"group_order": order, "repeat_structure": structure, **row, "paired": paired, "scale": scale}
+        )
+    return pd.DataFrame(rows)
+
+
+def _design(
+    ok: pd.DataFrame, groups: list[Cell], paired: bool, by_budget_trend: bool, confidence: float
+) -> dict:
+    """The pooled row of one design (group order, structure) from its ok runs and cells."""
     ok["repeat"] = ok["arm"].isin(["repeat", "gcnn"]).astype(float)
     ok["equiv"] = (ok["arm"] == "gcnn").astype(float)
     if by_budget_trend:
@@ -89,35 +108,10 @@ def pooled(
         log_budget = np.log(ok["budget"].astype(float))
         ok["log_budget_c"] = log_budget - log_budget.mean()
     if paired:
-        fit, n_clusters = _ols(ok, by_budget_trend, clustered=True)
-        b_r, b_e = fit.params["repeat"], fit.params["equiv"]
-        cov = fit.cov_params().loc[["repeat", "equiv"], ["repeat", "equiv"]].to_numpy()
-        # share = b_r / (b_r + b_e): N = -b_r, D = -(b_r + b_e)
-        var_num, var_den, cov_nd = cov[0, 0], cov.sum(), cov[0, 0] + cov[0, 1]
-        q = float(sps.t.ppf((1 + confidence) / 2, n_clusters - 1))
-        total_p = fit.t_test("repeat + equiv = 0")
-        row = {
-            "method": "OLS with budget effects, seed-clustered errors",
-            "df": n_clusters - 1.0,
-            "gain_rep": -b_r,
-            "gain_eq": -b_e,
-            "gain_total": -(b_r + b_e),
-            "se_rep": fit.bse["repeat"],
-            "se_eq": fit.bse["equiv"],
-            "se_total": math.sqrt(var_den),
-            "p_rep": _one_sided(fit, "repeat"),
-            "p_eq": _one_sided(fit, "equiv"),
-            "p_total": float(sps.t.sf(-float(np.asarray(total_p.tvalue).ravel()[0]), n_clusters - 1)),
-            "identifiable": bool(var_den > 0 and (b_r + b_e) ** 2 > q**2 * var_den),
-            "share_rep": b_r / (b_r + b_e),
-            "n_clusters": n_clusters,
-        }
-        row["share_rep_lo"], row["share_rep_hi"] = delta_interval(
-            -b_r, -(b_r + b_e), var_num, var_den, cov_nd, q
-        )
+        row = _paired(ok, by_budget_trend, confidence)
     else:
-        row = _unpaired(runs, confidence, scale)
-    row.update({"n_runs": len(ok), "n_budgets": ok["budget"].nunique(), "paired": paired, "scale": scale})
+        row = _unpaired(groups, confidence)
+    row.update({"n_runs": len(ok), "n_budgets": ok["budget"].nunique()})
     if not row["identifiable"]:
         row["share_rep_lo"] = row["share_rep_hi"] = math.nan
     if by_budget_trend:
@@ -129,4 +123,33 @@ def pooled(
                 "trend_p": float(fit.pvalues["repeat:log_budget_c"]),
             }
         )
-    return pd.DataFrame([row])
+    return row
+
+
+def _paired(ok: pd.DataFrame, by_budget_trend: bool, confidence: float) -> dict:
+    """OLS with budget effects and seed-clustered errors, t(G - 1): the paired pooled row."""
+    fit, n_clusters = _ols(ok, by_budget_trend, clustered=True)
+    b_r, b_e = fit.params["repeat"], fit.params["equiv"]
+    cov = fit.cov_params().loc[["repeat", "equiv"], ["repeat", "equiv"]].to_numpy()
+    # share = b_r / (b_r + b_e): N = -b_r, D = -(b_r + b_e)
+    var_num, var_den, cov_nd = cov[0, 0], cov.sum(), cov[0, 0] + cov[0, 1]
+    q = float(sps.t.ppf((1 + confidence) / 2, n_clusters - 1))
+    total_p = fit.t_test("repeat + equiv = 0")
+    row = {
+        "method": "OLS with budget effects, seed-clustered errors",
+        "df": n_clusters - 1.0,
+        "gain_rep": -b_r,
+        "gain_eq": -b_e,
+        "gain_total": -(b_r + b_e),
+        "se_rep": fit.bse["repeat"],
+        "se_eq": fit.bse["equiv"],
+        "se_total": math.sqrt(var_den),
+        "p_rep": _one_sided(fit, "repeat"),
+        "p_eq": _one_sided(fit, "equiv"),
+        "p_total": float(sps.t.sf(-float(np.asarray(total_p.tvalue).ravel()[0]), n_clusters - 1)),
+        "identifiable": bool(var_den > 0 and (b_r + b_e) ** 2 > q**2 * var_den),
+        "share_rep": b_r / (b_r + b_e),
+        "n_clusters": n_clusters,
+    }
+    row["share_rep_lo"], row["share_rep_hi"] = delta_interval(-b_r, -(b_r + b_e), var_num, var_den, cov_nd, q)
+    return row

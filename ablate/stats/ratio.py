@@ -45,8 +45,10 @@ def welch_df(parts: list[float], dfs: list[float]) -> float:
     return sum(parts) ** 2 / denom if denom > 0 else math.inf
 
 
-def ratio_moments(cells: list[Cell], paired: bool) -> RatioMoments:
-    """Moments of N and D from one cell, or summed over cells (the pooled share).
+def ratio_moments(cells: list[Cell], paired: bool, numerator: str = "repeat") -> RatioMoments:
+    """Moments of N and D from one cell, or summed over cells (the pooled share). N is the gain of
+    the `numerator` arm over the plain arm (repeat: the repetition share; augmented: the share of
+    the G-CNN's gain that augmentation recovers).
 
     Unpaired: arms independent, Var(mean) = s^2 / n per arm; e_plain sits in N and D, so
     Cov(N, D) = sum Var(mean e_plain); df Welch-Satterthwaite over every (cell, arm) term of
@@ -55,20 +57,20 @@ def ratio_moments(cells: list[Cell], paired: bool) -> RatioMoments:
     """
     if paired:
         (cell,) = cells
-        p, r, g = (cell.y[a] for a in ("plain", "repeat", "gcnn"))
+        p, r, g = (cell.y[a] for a in ("plain", numerator, "gcnn"))
         num, den, n = p - r, p - g, len(p)
         cov = float(np.cov(num, den, ddof=1)[0, 1])
         var_num, var_den = sample_var(num) / n, sample_var(den) / n
         return RatioMoments(float(num.mean()), float(den.mean()), var_num, var_den, cov / n, n - 1.0)
-    num = sum(float(c.y["plain"].mean() - c.y["repeat"].mean()) for c in cells)
+    num = sum(float(c.y["plain"].mean() - c.y[numerator].mean()) for c in cells)
     den = sum(float(c.y["plain"].mean() - c.y["gcnn"].mean()) for c in cells)
     share = num / den if den else 0.0
-    weights = {"plain": (1 - share) ** 2, "repeat": 1.0, "gcnn": share**2}
+    weights = {"plain": (1 - share) ** 2, numerator: 1.0, "gcnn": share**2}
     var = {(i, a): sample_var(c.y[a]) / len(c.y[a]) for i, c in enumerate(cells) for a in weights}
     parts = [weights[a] * v for (_, a), v in var.items()]
     dfs = [len(cells[i].y[a]) - 1.0 for (i, a) in var]
     v_plain = sum(v for (_, a), v in var.items() if a == "plain")
-    v_rep = sum(v for (_, a), v in var.items() if a == "repeat")
+    v_rep = sum(v for (_, a), v in var.items() if a == numerator)
     v_gcnn = sum(v for (_, a), v in var.items() if a == "gcnn")
     return RatioMoments(num, den, v_plain + v_rep, v_plain + v_gcnn, v_plain, welch_df(parts, dfs))
 

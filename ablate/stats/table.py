@@ -1,8 +1,10 @@
 """Checking and arranging a runs table for the statistics: one place for every input error.
 
-A runs table has one row per run with at least the columns in REQUIRED. `prepare` returns it
-with numeric budgets, an `ok` flag and `y`, the test error on the analysis scale; `cells`
-groups it into per-budget samples of the decomposition's three arms.
+A runs table has one row per run with at least the columns in REQUIRED (and, for group-order
+sweeps and several repeat controls, `group_order` and `repeat_structure`). `prepare` returns it
+with numeric budgets, an `ok` flag, `y` (the test error on the analysis scale) and the design
+of each row; `cells` groups it into one sample set per design: (budget, N of C_N, repeat
+structure), the plain and augmented arms being shared by every design of their budget.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ablate.models.arms import ARMS
 
 REQUIRED = ("arm", "budget", "seed", "test_error", "status")
 DECOMPOSED = ("plain", "repeat", "gcnn")  # the arms the gain decomposition needs
+OPTIONAL = ("augmented",)  # arms compared with the plain arm when present
 GAINS = {"total": ("plain", "gcnn"), "rep": ("plain", "repeat"), "eq": ("repeat", "gcnn")}
 SCALES = ("points", "log", "logit")
 SCALE_LABELS = {
@@ -63,28 +66,43 @@ def prepare(runs: pd.DataFrame, scale: str = "points") -> pd.DataFrame:
         raise ValueError(
             f"budget {row['budget']}, arm {row['arm']!r}: unknown arm (expected one of {', '.join(ARMS)})"
         )
-    counts = out.groupby(["budget", "arm", "seed"]).size()
-    twice = counts[counts > 1]
-    if len(twice):
-        (budget, arm, seed), k = next(iter(twice.items()))
-        raise ValueError(f"budget {budget}, arm {arm}, seed {seed}: {k} rows; expected one row per run")
     error = pd.to_numeric(out["test_error"], errors="coerce").to_numpy(dtype=float)
     out["ok"] = (out["status"] == "ok").to_numpy() & np.isfinite(error)
     n_test = out["n_test"].to_numpy(dtype=float) if "n_test" in out else None
     with np.errstate(invalid="ignore"):
         out["y"] = to_scale(error, scale, n_test)
+    designed = out["arm"].isin(["repeat", "gcnn"])  # the arms that have a group order
+    orders = pd.to_numeric(out["group_order"], errors="coerce") if "group_order" in out else 0
+    out["design_n"] = np.where(designed, orders, -1).astype(int)
+    structures = out["repeat_structure"].fillna("").astype(str) if "repeat_structure" in out else ""
+    out["design_structure"] = np.where(out["arm"] == "repeat", structures, "")
+    out.loc[(out["arm"] == "repeat") & (out["design_structure"] == ""), "design_structure"] = "paper"
+    counts = out.groupby(["budget", "arm", "design_n", "design_structure", "seed"]).size()
+    twice = counts[counts > 1]
+    if len(twice):
+        (budget, arm, order, structure, seed), k = next(iter(twice.items()))
+        design = (f", C{order}" if order > 0 else "") + (
+            f", {structure} control" if structure not in ("", "paper") else ""
+        )
+        raise ValueError(
+            f"budget {budget}{design}, arm {arm}, seed {seed}: {k} rows; expected one row per run"
+        )
     return out
 
 
 @dataclass
 class Cell:
-    """One budget's samples for the decomposition.
+    """One design's samples for the decomposition: a budget, a group order (0 when the table does
+    not say) and a repeat structure.
 
     errors / y: per arm, the ok runs' test errors (fractions) and the same on the analysis
-    scale, ordered by seed; matched seeds only when paired. dropped: per arm, runs not ok.
+    scale, ordered by seed; matched seeds only when paired. dropped: per arm, runs not ok. The
+    augmented arm is there only when the table has it.
     """
 
     budget: float
+    group_order: int
+    repeat_structure: str
     errors: dict[str, np.ndarray]
     y: dict[str, np.ndarray]
     dropped: dict[str, int]
@@ -99,9 +117,9 @@ def cells(prepared: pd.DataFrame, paired: bool, min_seeds: int = 2) -> list[Cell
     """Per budget (ascending), the decomposition arms' samples. Paired: only seeds ok in all three
     arms, with a StatsWarning naming the budget and the seeds dropped. ValueError when an arm has
     fewer than `min_seeds` ok seeds (or pairs)."""
-    frame = prepared[prepared["arm"].isin(DECOMPOSED)].sort_values("seed")
-    arrays = {}  # (budget, arm) -> (ok mask, seeds, errors, y)
-    for key, group in frame.groupby(["budget", "arm"], sort=False):
+    frame = prepared[prepared["arm"].isin(DECOMPOSED + OPTIONAL)].sort_values("seed")
+    arrays = {}  # (budget, arm, N, structure) -> (ok mask, seeds, errors, y)
+    for key, group in frame.groupby(["budget", "arm", "design_n", "design_structure"], sort=False):
         arrays[key] = (
             group["ok"].to_numpy(dtype=bool),
             group["seed"].to_numpy(),
@@ -111,43 +129,66 @@ def cells(prepared: pd.DataFrame, paired: bool, min_seeds: int = 2) -> list[Cell
     empty = (np.zeros(0, bool), np.zeros(0), np.zeros(0), np.zeros(0))
     out = []
     for budget in sorted(prepared["budget"].unique()):
-        parts = {arm: arrays.get((budget, arm), empty) for arm in DECOMPOSED}
-        dropped = {arm: int((~ok).sum()) for arm, (ok, *_) in parts.items()}
-        keep = {arm: ok for arm, (ok, *_) in parts.items()}
-        if paired:
-            seed_sets = [set(seeds[ok]) for ok, seeds, *_ in parts.values()]
-            shared = set.intersection(*seed_sets)
-            lost = sorted(set.union(*seed_sets) - shared)
-            if len(shared) < min_seeds:
-                raise ValueError(
-                    f"budget {budget}, arms {'/'.join(DECOMPOSED)}: paired analysis needs at least "
-                    f"{min_seeds} seeds shared by all arms, found {len(shared)}"
+        designs = {(n, st) for b, a, n, st in arrays if b == budget and a == "repeat"}
+        designs |= {(n, "paper") for b, a, n, _ in arrays if b == budget and a == "gcnn"} - {
+            (n, "paper") for n, _ in designs
+        }
+        for order, structure in sorted(designs or {(0, "paper")}):
+            keys = {
+                "plain": (budget, "plain", -1, ""),
+                "repeat": (budget, "repeat", order, structure),
+                "gcnn": (budget, "gcnn", order, ""),
+                "augmented": (budget, "augmented", -1, ""),
+            }
+            arms = [a for a in DECOMPOSED + OPTIONAL if a in DECOMPOSED or keys[a] in arrays]
+            out.append(
+                _cell(
+                    budget, order, structure, {a: arrays.get(keys[a], empty) for a in arms}, paired, min_seeds
                 )
-            if lost:
-                warnings.warn(
-                    f"budget {budget}: paired analysis uses the {len(shared)} seeds ok in every arm; "
-                    f"dropped seeds {', '.join(map(str, lost))}",
-                    StatsWarning,
-                    stacklevel=3,
-                )
-            keep = {arm: ok & np.isin(seeds, list(shared)) for arm, (ok, seeds, *_) in parts.items()}
-        for arm in DECOMPOSED:
-            n = int(keep[arm].sum())
-            if n < min_seeds:
-                what = "missing" if n == 0 else f"has {n} ok seed"
-                raise ValueError(
-                    f"budget {budget}, arm {arm}: {what}; expected at least {min_seeds} ok seeds per arm"
-                )
-        out.append(
-            Cell(
-                budget,
-                {arm: parts[arm][2][keep[arm]] for arm in DECOMPOSED},
-                {arm: parts[arm][3][keep[arm]] for arm in DECOMPOSED},
-                dropped,
-                {arm: parts[arm][1][keep[arm]] for arm in DECOMPOSED},
             )
-        )
     return out
+
+
+def _cell(budget, order: int, structure: str, parts: dict, paired: bool, min_seeds: int) -> Cell:
+    """One design's Cell from its arms' (ok, seeds, errors, y) arrays, after the checks."""
+    where = (
+        f"budget {budget}"
+        + (f", C{order}" if order > 0 else "")
+        + (f", {structure} repeat" if structure != "paper" else "")
+    )
+    dropped = {arm: int((~ok).sum()) for arm, (ok, *_) in parts.items()}
+    keep = {arm: ok for arm, (ok, *_) in parts.items()}
+    if paired:
+        seed_sets = [set(seeds[ok]) for ok, seeds, *_ in parts.values()]
+        shared = set.intersection(*seed_sets)
+        lost = sorted(set.union(*seed_sets) - shared)
+        if len(shared) < min_seeds:
+            raise ValueError(
+                f"{where}, arms {'/'.join(parts)}: paired analysis needs at least "
+                f"{min_seeds} seeds shared by all arms, found {len(shared)}"
+            )
+        if lost:
+            warnings.warn(
+                f"{where}: paired analysis uses the {len(shared)} seeds ok in every arm; "
+                f"dropped seeds {', '.join(map(str, lost))}",
+                StatsWarning,
+                stacklevel=4,
+            )
+        keep = {arm: ok & np.isin(seeds, list(shared)) for arm, (ok, seeds, *_) in parts.items()}
+    for arm in parts:
+        n = int(keep[arm].sum())
+        if n < min_seeds:
+            what = "missing" if n == 0 else f"has {n} ok seed"
+            raise ValueError(f"{where}, arm {arm}: {what}; expected at least {min_seeds} ok seeds per arm")
+    return Cell(
+        budget,
+        int(order),
+        structure,
+        {arm: parts[arm][2][keep[arm]] for arm in parts},
+        {arm: parts[arm][3][keep[arm]] for arm in parts},
+        dropped,
+        {arm: parts[arm][1][keep[arm]] for arm in parts},
+    )
 
 
 def arm_stats(x: np.ndarray, confidence: float) -> dict[str, float]:
@@ -161,20 +202,28 @@ def arm_stats(x: np.ndarray, confidence: float) -> dict[str, float]:
     return {"n": n, "mean": mean, "sd": sd, "se": se, "lo": mean - half, "hi": mean + half}
 
 
-def arm_summary(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """One row per budget x arm: n, mean, sd, se and a t-interval of the test error (fractions; ok
-    runs only), and how many runs were dropped as not ok. One ok seed: NaN spread; none: absent."""
+def arm_summary(runs: pd.DataFrame, confidence: float = 0.95, by: str = "arm") -> pd.DataFrame:
+    """One row per budget x arm (or x the column `by`, e.g. a model variant): n, mean, sd, se and a
+    t-interval of the test error (fractions; ok runs only), and how many runs were dropped as not
+    ok. One ok seed: NaN spread; none: absent."""
     prepared = prepare(runs)
     rows = []
-    for (budget, arm), group in prepared.groupby(["budget", "arm"], sort=True):
+    for (budget, key), group in prepared.groupby(["budget", by], sort=True):
         ok = group.loc[group["ok"], "test_error"].to_numpy(dtype=float)
         if len(ok):
-            rows.append(
-                {
-                    "budget": budget,
-                    "arm": arm,
-                    **arm_stats(ok, confidence),
-                    "dropped": int((~group["ok"]).sum()),
-                }
-            )
-    return pd.DataFrame(rows, columns=["budget", "arm", "n", "mean", "sd", "se", "lo", "hi", "dropped"])
+            stats = arm_stats(ok, confidence)
+            rows.append({"budget": budget, by: key, **stats, "dropped": int((~group["ok"]).sum())})
+    return pd.DataFrame(rows, columns=["budget", by, "n", "mean", "sd", "se", "lo", "hi", "dropped"])
+
+
+def complete_budgets(runs: pd.DataFrame, min_seeds: int = 2) -> list:
+    """The budgets at which every design has at least `min_seeds` ok seeds of every arm."""
+    prepared = prepare(runs)
+    complete = []
+    for budget in sorted(prepared["budget"].unique()):
+        try:
+            cells(prepared[prepared["budget"] == budget], paired=False, min_seeds=min_seeds)
+        except ValueError:
+            continue
+        complete.append(budget)
+    return complete
