@@ -177,8 +177,10 @@ def _with_variants(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
     runs = runs.assign(variant=runs.apply(label, axis=1))
     order = {arm: i for i, arm in enumerate(ARMS)}
-    keys = runs.drop_duplicates("variant").assign(rank=lambda d: d["arm"].map(order))
-    keys = keys.sort_values(["rank", "group_order", "repeat_structure"], na_position="first")
+    keys = runs.drop_duplicates("variant").assign(
+        rank=lambda d: d["arm"].map(order), control=lambda d: d["repeat_structure"].eq("matched")
+    )
+    keys = keys.sort_values(["rank", "group_order", "control"])
     return runs, list(keys["variant"])
 
 

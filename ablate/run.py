@@ -244,7 +244,7 @@ def run_study(
     ):
 
         def attempt(group: list[RunSpec], wait: bool) -> list[RunSpec]:
-            """Train the group's runs that no other process holds; returns those it held."""
+            """Train the group's runs that no other process holds; returns those another process holds."""
             nonlocal diverged
             with contextlib.ExitStack() as claims:
                 mine, busy = [], []
