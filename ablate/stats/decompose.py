@@ -163,7 +163,7 @@ def decompose(
                 cell.y[worse], cell.y[better], paired, n_perm, seed + index, alpha
             )
             row[f"p_{gain}_raw"], row[f"p_{gain}_perm_raw"] = t_p, perm_p
-        row["p_perm_min"] = smallest
+            row["p_perm_min"] = max(row.get("p_perm_min", 0.0), smallest)  # the least favourable gain
         row["rel_gain"] = (row["err_plain"] - row["err_gcnn"]) / row["err_plain"]
         row.update(_share_columns(cell, paired, confidence, n_boot, seed + index))
         if "augmented" in cell.y:
