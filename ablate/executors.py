@@ -21,7 +21,7 @@ from ablate.errors import StudyError
 from ablate.models import count_macs
 from ablate.results import Checkpoint, HistoryRow, RunBusy, RunRow, StudyResults
 from ablate.study import RunSpec, Study, arm_train_config
-from ablate.train import FitResult, build_model, fit_group, resolve_device
+from ablate.train import FitResult, build_model, fit_group, resolve_device, uses_bf16
 
 
 def _escnn_version() -> str:
@@ -45,7 +45,7 @@ def train_group(
     results = fit_group(models, data, config, [s.seed for s in specs], checkpoints, on_epoch)
     return [
         (
-            _run_row(spec, model, result, data, device, fused=len(specs), bf16=study.train.bf16),
+            _run_row(spec, model, result, data, device, fused=len(specs), bf16=uses_bf16(config, device)),
             [HistoryRow(**_ident(spec), **h) for h in result.history],
         )
         for spec, model, result in zip(specs, models, results)
@@ -103,6 +103,7 @@ def _run_row(
         fused=fused,
         precision="bf16" if bf16 else "fp32",
         repeat_structure=spec.model.repeat_structure or "",
+        model_name=spec.model.model_name,
     )
 
 
@@ -169,7 +170,7 @@ class LocalExecutor:
         device, outcome = self.device, Outcome()
         data = data.to(device)
         fingerprint = data.meta["fingerprint"]
-        fuse = study.run.fuse_seeds or (len(study.train.seeds) if device.type == "cuda" else 1)
+        fuse = study.run.fuse_seeds or (len(study.train.all_seeds) if device.type == "cuda" else 1)
         waited = []
         with (
             tqdm(total=len(todo), desc="runs", position=0) as run_bar,

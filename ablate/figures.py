@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from ablate import stats  # noqa: E402
 from ablate.models.arms import ARMS  # noqa: E402
 
 if TYPE_CHECKING:
@@ -185,8 +187,23 @@ def fig_gain_decomposition(r: StudyReport, axes: Sequence[plt.Axes] | None = Non
     return fig
 
 
+def _mark_convergence(r: StudyReport, budget, ax: plt.Axes) -> None:
+    """Shade the window the convergence check looks at; name the cells it flags."""
+    last = r.history.loc[r.history["budget"] == budget, "epoch"].max()
+    window = max(1, math.ceil(stats.convergence_window * last - 1e-9))
+    ax.axvspan(last - window, last, color="0.9", zorder=0)
+    if r.convergence is None:
+        return
+    conv = r.convergence
+    flagged = conv[(conv["budget"] == budget) & conv["unconverged"]]
+    if len(flagged):
+        names = ", ".join(flagged["variant"])
+        ax.text(0.02, 0.98, f"unconverged: {names}", transform=ax.transAxes, va="top", fontsize=7, color="C3")
+
+
 def fig_learning_curves(r: StudyReport, axes: Sequence[plt.Axes] | None = None) -> plt.Figure:
-    """Train and test error (%) per epoch, mean and 95% CI over seeds; one axis per budget."""
+    """Train and test error (%) per epoch, mean and 95% CI over seeds; one axis per budget. The
+    convergence check's window is shaded and the cells it flags are named."""
     h = r.history
     long = pd.concat(
         [
@@ -215,6 +232,7 @@ def fig_learning_curves(r: StudyReport, axes: Sequence[plt.Axes] | None = None) 
             legend=i == len(budgets) - 1,
         )
         _decorate(ax, "epoch", "error (%)", f"budget {int(budget):,}", legend=i == len(budgets) - 1)
+        _mark_convergence(r, budget, ax)
     fig.suptitle(f"Learning curves (mean, 95% CI over seeds) — {r.title}")
     fig.tight_layout()
     return fig

@@ -155,7 +155,7 @@ class RayExecutor:
     def train(self, todo, study, data, store: StudyResults, force, on_epoch) -> Outcome:
         """As LocalExecutor.train; `on_epoch` is not called (epochs run in the workers)."""
         fingerprint, outcome = data.meta["fingerprint"], Outcome()
-        fuse = study.run.fuse_seeds or (len(study.train.seeds) if self.gpus else 1)
+        fuse = study.run.fuse_seeds or (len(study.train.all_seeds) if self.gpus else 1)
         remote = ray.remote(train_group_task).options(
             num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.max_retries, retry_exceptions=True
         )

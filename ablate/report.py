@@ -33,6 +33,68 @@ DATASET_LABELS = {
 }
 
 
+PAPER_ORDER = ["baseline", "c4", "c4_rep", "c8", "c8_rep", "c16", "c16_rep"]
+PAPER_SEED = 42  # the one seed of the seed paper's runs
+
+
+@dataclass
+class PaperSummary:
+    """A preset study's models (rows in PAPER_ORDER): model, arm, group_order, n_params,
+    final-epoch test error (n, mean, sd, lo, hi), best-epoch test error (best_mean, best_sd;
+    selected on the test set), invariance_error; and the repetition shares computed as the
+    paper computes them (stats.point_shares) on final means and on one seed's best epochs."""
+
+    models: pd.DataFrame
+    shares_final: pd.DataFrame
+    shares_paper: pd.DataFrame
+    paper_seed: int
+
+
+def _paper_summary(runs: pd.DataFrame, history: pd.DataFrame) -> PaperSummary:
+    ok = runs[runs["status"] == "ok"]
+    best_runs = stats.best_epoch(history, ok)
+    final = stats.arm_summary(ok, by="model_name").set_index("model_name")
+    best = stats.arm_summary(best_runs, by="model_name").set_index("model_name")
+    first = ok.groupby("model_name")[["arm", "group_order", "n_params"]].first()
+    invariance = ok.groupby("model_name")["invariance_error"].mean()
+    names = [m for m in PAPER_ORDER if m in final.index]
+    models = (
+        final.loc[names, ["n", "mean", "sd", "lo", "hi"]]
+        .join(first)
+        .assign(best_mean=best["mean"], best_sd=best["sd"], invariance_error=invariance)
+    )
+    seed = PAPER_SEED if (ok["seed"] == PAPER_SEED).any() else int(ok["seed"].min())
+    return PaperSummary(
+        models.reset_index(names="model"),
+        stats.point_shares(ok),
+        stats.point_shares(best_runs[best_runs["seed"] == seed]),
+        seed,
+    )
+
+
+def _paper_notes(paper: PaperSummary, size: int) -> list[str]:
+    m = paper.models
+    base = (
+        float(m.loc[m["model"] == "baseline", "n_params"].iloc[0])
+        if (m["model"] == "baseline").any()
+        else None
+    )
+    notes = []
+    if base:
+        gaps = 100 * (m["n_params"] / base - 1)
+        notes.append(
+            "the preset's models are not parameter-matched (as in the paper): learnable parameters "
+            f"from {int(m['n_params'].min()):,} to {int(m['n_params'].max()):,}, "
+            f"{gaps.min():+.0f}% to {gaps.max():+.0f}% of the baseline's {int(base):,}"
+        )
+    if size % 2:
+        notes.append(
+            f"inputs are {size}x{size}: pooled maps are odd, so 90-degree turns are inexact after "
+            "pooling and the G-CNNs' invariance_error is not zero; it is measured anyway"
+        )
+    return notes
+
+
 @dataclass
 class StudyReport:
     """Everything the figures and tables of one study need."""
@@ -50,6 +112,16 @@ class StudyReport:
     seeds: dict[float, pd.DataFrame] = field(default_factory=dict)  # stats.seeds_needed per half-width
     variants: list[str] = field(default_factory=list)  # model variants (runs' "variant"), in order
     palette: dict = field(default_factory=dict)  # variant -> colour
+    convergence: pd.DataFrame | None = None  # stats.convergence per cell (with its variant)
+    paper: PaperSummary | None = None  # a preset study's models, in the paper's shape
+
+    @property
+    def unconverged(self) -> dict[int, list[str]]:
+        """Budget -> labels of the cells whose test error still moved at the end of training."""
+        if self.convergence is None:
+            return {}
+        budgets = self.convergence.loc[self.convergence["unconverged"], "budget"]
+        return {int(b): stats.unconverged_cells(self.convergence, b) for b in sorted(set(budgets))}
 
     @property
     def n_seeds(self) -> str:
@@ -153,9 +225,28 @@ def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyRep
     source = str(runs["dataset"].iloc[0]) if "dataset" in runs else "unknown data"
     dataset = DATASET_LABELS.get(source, source)
     palette = dict(zip(variants, sns.color_palette("colorblind", len(variants))))
+    paper = None
+    if runs.get("model_name", pd.Series(dtype=str)).fillna("").ne("").any():
+        paper = _paper_summary(runs, history)
+        size = store.saved_study().data.pad_to if store.saved_study() is not None else None
+        notes += _paper_notes(paper, size or 28)
+    conv = stats.convergence(history, runs) if not history.empty else None
+    if conv is not None and conv["unconverged"].any():
+        flagged = stats.unconverged_cells(conv)
+        notes.append(
+            f"{len(flagged)} cells had not converged: their mean test error moved by more than "
+            f"{100 * stats.convergence_threshold:.1f} points over the last "
+            f"{100 * stats.convergence_window:.0f}% of epochs ({'; '.join(flagged)})"
+        )
+    if conv is not None and conv["unknown"].any():
+        notes.append(
+            f"convergence not checked for {int(conv['unknown'].sum())} cells: no test error was "
+            f"evaluated before the last {100 * stats.convergence_window:.0f}% of their epochs "
+            "([train].eval_every)"
+        )
     return StudyReport(
         directory.name, runs, history, dataset, group_orders, summary, table, pooled_row, notes,
-        table_log, seeds, variants, palette,
+        table_log, seeds, variants, palette, conv, paper,
     )  # fmt: skip
 
 
@@ -243,11 +334,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             paths = build_report(report, Path(args.out), formats)
             print(f"== {report.name}: {report.title}")
             if report.table is not None:
-                print(text.format_summary(report.table, report.pooled, report.group_label, report.dataset))
+                print(
+                    text.format_summary(
+                        report.table, report.pooled, report.group_label, report.dataset, report.unconverged
+                    )
+                )
+                print(f"\nprecision of the repetition share (target ±{100 * HALF_WIDTHS[0]:.0f} points):")
+                for line in text.precision_lines(report.table, HALF_WIDTHS[0], report.unconverged):
+                    print(f"  {line}")
                 for half_width, needed in report.seeds.items():
                     print(text.seeds_sentence(needed, half_width))
             else:
                 print(headline_text(report))
+            if report.paper is not None:
+                print(text.paper_sentence(report.paper))
             for note in report.notes:
                 print(f"note: {note}")
             print(f"wrote {len(paths)} files to {Path(args.out) / report.name}\n")

@@ -64,6 +64,7 @@ class RunRow:
     precision: str = "fp32"
     repeat_structure: str = "paper"  # the repeat arm's control; rows from before were "paper"
     invariance_error_any: float = math.nan
+    model_name: str = ""  # a preset's model ('baseline', 'c4_rep', ...); empty for solved budgets
 
 
 @dataclass(frozen=True)

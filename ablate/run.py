@@ -30,6 +30,7 @@ def load_study_data(settings: DataSettings) -> Dataset:
         pad_to=settings.pad_to,
         test_rotations=settings.test_rotations,
         subset=settings.subset,
+        pad=settings.pad,
     )
 
 
@@ -55,19 +56,22 @@ def check_data_unchanged(store: StudyResults, grid: list[RunSpec], fingerprint: 
 
 
 def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, fingerprint: str | None) -> str:
-    """The --dry-run table: per budget and arm the model and how many runs are done/partial/missing
-    (done: finished on data with `fingerprint`, or on any data when it is None)."""
+    """The --dry-run table: per cell (budget and model) the model, its parameters and MACs per
+    image (at the study's input size), and how many runs are done/partial/missing (done: finished
+    on data with `fingerprint`, or on any data when it is None)."""
     done = store.finished_keys(fingerprint)
     m = study.models
+    size = study.data.pad_to or 28
     cells: dict[tuple, list[RunSpec]] = {}
     for spec in grid:
         cells.setdefault((spec.budget, spec.model), []).append(spec)
+    what = f"preset {m.preset}" if m.preset else f"{len(m.budgets)} budgets"
     lines = [
-        f"study {study.name}: {len(grid)} runs in {len(cells)} cells ({len(m.budgets)} budgets, "
+        f"study {study.name}: {len(grid)} runs in {len(cells)} cells ({what}, "
         f"{len(m.arms)} arms, C{'/C'.join(map(str, m.group_orders))}, {'/'.join(m.structures)} repeat "
-        f"structure, {len(study.train.seeds)} seeds) -> {store.dir}",
-        f"{'budget':>8} {'arm':>9} {'N':>2} {'structure':>9} {'params':>8} {'MACs':>12}  {'done':>4} "
-        f"{'partial':>7} {'missing':>7}  physical widths",
+        f"structure, {len(study.train.all_seeds)} seeds) -> {store.dir}",
+        f"{'budget':>8} {'model':>9} {'arm':>9} {'N':>2} {'structure':>9} {'params':>8} "
+        f"{'MACs/image':>13}  {'done':>4} {'partial':>7} {'missing':>7}  physical widths",
     ]
     for (budget, model_spec), specs in cells.items():
         n_done = sum(s.run_key in done for s in specs)
@@ -75,8 +79,9 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
         widths = "-".join(map(str, model_spec.physical_widths))
         order = model_spec.group_order if model_spec.arm in ("repeat", "gcnn") else "-"
         lines.append(
-            f"{budget:>8} {model_spec.arm:>9} {order:>2} {model_spec.repeat_structure or '-':>9} "
-            f"{model_spec.n_params:>8} {count_macs(build_arm(model_spec)):>12,}  "
+            f"{budget:>8} {model_spec.model_name or '-':>9} {model_spec.arm:>9} {order:>2} "
+            f"{model_spec.repeat_structure or '-':>9} {model_spec.n_params:>8} "
+            f"{count_macs(build_arm(model_spec), size):>13,}  "
             f"{n_done:>4} {partial:>7} {len(specs) - n_done - partial:>7}  {widths}"
         )
     return "\n".join(lines)
@@ -135,6 +140,17 @@ def run_study(
     return 0
 
 
+def _budget_seeds(study: Study, args: argparse.Namespace) -> dict | None:
+    """[train].budget_seeds under the command line: --seeds replaces every seed list, --budgets
+    keeps the lists of its budgets only; None leaves it as the study has it."""
+    if args.seeds:
+        return {}
+    if args.budgets and study.train.budget_seeds:
+        kept = {str(b) for b in _int_list("--budgets", args.budgets)}
+        return {b: seeds for b, seeds in study.train.budget_seeds.items() if b in kept}
+    return None
+
+
 def _int_list(flag: str, text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -170,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ablate.run", description=__doc__.splitlines()[0])
     parser.add_argument("study", help="study TOML file, e.g. studies/quick.toml")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides [run].device)")
-    parser.add_argument("--seeds", help="comma-separated seeds (overrides [train].seeds)")
+    parser.add_argument("--seeds", help="comma-separated seeds (overrides [train].seeds and budget_seeds)")
     parser.add_argument("--budgets", help="comma-separated budgets (overrides [models].budgets)")
     parser.add_argument("--arms", help=f"comma-separated arms: {', '.join(ARMS)}")
     parser.add_argument("--results", help="results root (overrides [run].results)")
@@ -189,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         study = with_overrides(
             study,
             f"{args.study} (command line)",
-            train={"seeds": _int_list("--seeds", args.seeds)},
+            train={"seeds": _int_list("--seeds", args.seeds), "budget_seeds": _budget_seeds(study, args)},
             models={"budgets": _int_list("--budgets", args.budgets), "arms": arms},
             run={"device": args.device, "results": args.results},
         )

@@ -9,13 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ablate._compat import tomllib
-from ablate.data import AUGMENTS, SOURCES, SUBSETS
+from ablate.data import AUGMENTS, PADS, SOURCES, SUBSETS
 from ablate.errors import StudyError
 from ablate.models.arms import ARM_TRAINING, ARMS, DEFAULT_ARMS, arm_spec
 from ablate.models.backbone import BACKBONES
+from ablate.models.paper import GROUP_ORDERS as PRESET_GROUP_ORDERS
+from ablate.models.paper import PRESETS
 from ablate.models.repeat import MODES, STRUCTURES
 
 if TYPE_CHECKING:
@@ -29,14 +31,16 @@ RepeatMode = Literal[MODES]
 StructureName = Literal[STRUCTURES]
 AugmentName = Literal[AUGMENTS]
 SubsetName = Literal[SUBSETS]
+PresetName = Literal[PRESETS]
+PadName = Literal[PADS]
 RUN_KEY_VERSION = 2  # bump when the training code changes what a run key's result is (2: CPU-fast ELU)
 
 # Settings added after run keys were first made, with their defaults: a key holding its default
 # (or absent value) is left out of the run key, so adding a setting never orphans older runs.
 LATER_KEYS: dict[str, dict[str, tuple]] = {
-    "data": {"subset": ("first",)},
-    "train": {},
-    "model": {"repeat_structure": (None, "paper")},
+    "data": {"subset": ("first",), "pad": ("symmetric",)},
+    "train": {"drop_last": (False,)},
+    "model": {"repeat_structure": (None, "paper"), "preset": (None,)},
 }
 
 
@@ -53,12 +57,15 @@ class DataSettings(_Section):
     pad_to: int | None = Field(None, gt=0)
     test_rotations: int = Field(1, gt=0)
     subset: SubsetName = "first"  # how limit_train / limit_test pick digits
+    pad: PadName = "symmetric"  # where pad_to adds its zeros ("right-bottom": the seed paper's 29x29)
 
 
 class ModelSettings(_Section):
     backbone: BackboneName = "repeatnet"
-    group_order: int | list[int] = 4  # N of C_N, or a list for a sweep (the plain arm is shared)
-    budgets: list[int] = Field(min_length=1)
+    # N of C_N, or a list for a sweep (the plain arm is shared); default 4, or a preset's own orders
+    group_order: int | list[int] | None = None
+    budgets: list[int] | None = Field(None, min_length=1)
+    preset: PresetName | None = None  # the seed paper's fixed models instead of budgets
     arms: list[ArmName] = Field(default_factory=lambda: list(DEFAULT_ARMS), min_length=1)
     repeat_mode: RepeatMode = "swish"
     repeat_structure: StructureName = "paper"
@@ -67,7 +74,30 @@ class ModelSettings(_Section):
 
     @property
     def group_orders(self) -> list[int]:
+        if self.group_order is None:
+            return list(PRESET_GROUP_ORDERS) if self.preset else [4]
         return self.group_order if isinstance(self.group_order, list) else [self.group_order]
+
+    @model_validator(mode="after")
+    def _budgets_or_preset(self) -> ModelSettings:
+        if (self.budgets is None) == (self.preset is None):
+            found = "both" if self.preset else "neither"
+            raise ValueError(f"expected budgets or a preset, found {found}")
+        if self.preset:
+            fixed = {
+                "arms": [a for a in self.arms if a not in ("plain", "repeat", "gcnn")],
+                "group_order": [n for n in self.group_orders if n not in PRESET_GROUP_ORDERS],
+                "repeat_structure": [s for s in self.structures if s != "paper"],
+                "repeat_mode": [] if self.repeat_mode == "swish" else [self.repeat_mode],
+                "backbone": [] if self.backbone == "repeatnet" else [self.backbone],
+            }
+            for key, bad in fixed.items():
+                if bad:
+                    raise ValueError(
+                        f"{key} within the {self.preset} preset (arms plain, repeat, gcnn; C4/C8/C16; "
+                        f"the paper repeat structure; swish mode; the repeatnet backbone), found {bad}"
+                    )
+        return self
 
     @property
     def structures(self) -> list[str]:
@@ -75,7 +105,9 @@ class ModelSettings(_Section):
 
     @field_validator("group_order")
     @classmethod
-    def _group_orders(cls, value: int | list[int]) -> int | list[int]:
+    def _group_orders(cls, value: int | list[int] | None) -> int | list[int] | None:
+        if value is None:
+            return value
         orders = value if isinstance(value, list) else [value]
         if not orders or any(n < 2 for n in orders) or len(set(orders)) != len(orders):
             raise ValueError(f"an integer >= 2 or a list of distinct ones, found {value}")
@@ -90,7 +122,9 @@ class ModelSettings(_Section):
 
     @field_validator("budgets")
     @classmethod
-    def _positive_unique_budgets(cls, budgets: list[int]) -> list[int]:
+    def _positive_unique_budgets(cls, budgets: list[int] | None) -> list[int] | None:
+        if budgets is None:
+            return budgets
         if any(b <= 0 for b in budgets):
             raise ValueError(f"positive integers, found {budgets}")
         if len(set(budgets)) != len(budgets):
@@ -118,13 +152,27 @@ class TrainConfig(_Section):
     grad_clip: float | None = Field(1.0, gt=0)
     augment: AugmentName = "none"
     eval_every: int = Field(1, gt=0)
-    bf16: bool = False  # bfloat16 autocast (CUDA or CPU)
+    bf16: bool | Literal["cuda"] = False  # bfloat16 autocast (CUDA or CPU); "cuda": on CUDA only
+    drop_last: bool = False  # skip each epoch's last partial batch (the seed paper's loader)
 
 
 class TrainSettings(TrainConfig):
     """The [train] section: the training settings and the seeds of the grid."""
 
     seeds: list[int] = Field(min_length=1)
+    # budget (a TOML key, so text) -> its own seeds, replacing `seeds` there: spend seeds where
+    # the spread is largest
+    budget_seeds: dict[str, list[int]] | None = None
+
+    def seeds_for(self, budget: int) -> list[int]:
+        """The seeds of one budget's cells."""
+        return (self.budget_seeds or {}).get(str(budget), self.seeds)
+
+    @property
+    def all_seeds(self) -> list[int]:
+        """Every seed of the grid, in first-use order."""
+        lists = [self.seeds, *(self.budget_seeds or {}).values()]
+        return list(dict.fromkeys(seed for seeds in lists for seed in seeds))
 
     @field_validator("seeds")
     @classmethod
@@ -132,6 +180,14 @@ class TrainSettings(TrainConfig):
         if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
             raise ValueError(f"distinct non-negative integers, found {seeds}")
         return seeds
+
+    @field_validator("budget_seeds")
+    @classmethod
+    def _budget_seeds(cls, value: dict[str, list[int]] | None) -> dict[str, list[int]] | None:
+        for budget, seeds in (value or {}).items():
+            if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+                raise ValueError(f"budget {budget}: distinct non-negative integers, found {seeds}")
+        return value
 
 
 class RunSettings(_Section):
@@ -156,6 +212,16 @@ class Study(_Section):
     models: ModelSettings
     train: TrainSettings
     run: RunSettings = RunSettings()
+
+    @model_validator(mode="after")
+    def _budget_seeds_name_budgets(self) -> Study:
+        unknown = sorted(set(self.train.budget_seeds or {}) - {str(b) for b in self.models.budgets or []})
+        if unknown:
+            raise ValueError(
+                f"train.budget_seeds: expected budgets of models.budgets {self.models.budgets}, "
+                f"found {unknown}"
+            )
+        return self
 
 
 def _describe(error: dict) -> str:
@@ -232,7 +298,9 @@ def run_key(study: Study, model_spec, seed: int) -> str:
     the group order, only the repeat arm uses the repeat mode), so changing them reuses runs.
     """
     data = study.data.model_dump(exclude={"root"})
-    train = arm_train_config(study.train, model_spec.arm).model_dump(exclude={"seeds", "eval_every"})
+    train = arm_train_config(study.train, model_spec.arm).model_dump(
+        exclude={"seeds", "budget_seeds", "eval_every"}
+    )
     model = {
         "arm": model_spec.arm,
         "backbone": model_spec.backbone,
@@ -242,6 +310,7 @@ def run_key(study: Study, model_spec, seed: int) -> str:
         "repeat_mode": model_spec.repeat_mode,
         "n_params": model_spec.n_params,
         "repeat_structure": model_spec.repeat_structure,
+        "preset": model_spec.preset,
     }
     sections = {"data": data, "train": train, "model": model}
     payload = {
@@ -262,16 +331,25 @@ def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
     """Budgets x group orders x repeat structures x arms x seeds, in that order, each with its
     solved model and run key; a run shared by several cells (the plain arm across group orders)
     appears once. An infeasible budget raises StudyError naming it (and the group order).
+    With a preset: its models x seeds, all under one nominal budget, the baseline's count.
     """
-    from ablate.models import solve_triplet
+    from ablate.models import preset_specs, solve_triplet
     from ablate.models.backbone import get_backbone
 
     runs = []
     m = study.models
-    try:
-        get_backbone(m.backbone).check_input_size(study.data.pad_to or 28)
+    try:  # the preset keeps the paper's 29x29 inputs, whose pooled maps are odd (inexact 90-degree turns)
+        get_backbone(m.backbone).check_input_size(study.data.pad_to or 28, exact_turns=m.preset is None)
     except ValueError as error:
         raise StudyError(f"{source}: data.pad_to: {error}") from None
+    if m.preset:
+        specs = preset_specs(m.preset, m.group_orders)
+        return [
+            RunSpec(study.name, spec.arm, specs[0].n_params, seed, run_key(study, spec, seed), spec)
+            for spec in specs
+            if spec.arm in m.arms
+            for seed in study.train.seeds_for(specs[0].n_params)
+        ]
     seen: set[str] = set()
     for budget in m.budgets:
         for order in m.group_orders:
@@ -285,7 +363,7 @@ def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
                     raise StudyError(f"{source}: {key}: {error}") from None
                 for arm in m.arms:
                     spec = arm_spec(triplet, arm)
-                    for seed in study.train.seeds:
+                    for seed in study.train.seeds_for(budget):
                         key = run_key(study, spec, seed)
                         if key not in seen:  # the plain arm, and the G-CNN across structures, are shared
                             seen.add(key)

@@ -27,8 +27,19 @@ def _share_cell(row: pd.Series, method: str) -> str:
     return text.format_interval(row[f"share_rep_lo_{method}"], row[f"share_rep_hi_{method}"], kind)
 
 
+def _change_cell(r: StudyReport, budget, variant: str) -> str:
+    """The convergence column: mean test-error change over the last epochs, flagged if too large."""
+    if r.convergence is None:
+        return "–"
+    c = r.convergence[(r.convergence["budget"] == budget) & (r.convergence["variant"] == variant)]
+    if c.empty or c["unknown"].iloc[0]:
+        return "–"
+    return f"{100 * c['mean_change'].iloc[0]:+.2f}" + (" unconverged" if c["unconverged"].iloc[0] else "")
+
+
 def arm_rows(r: StudyReport) -> list[list[str]]:
-    """Table cells per budget and model variant: params, MACs, test error mean ± sd (n)."""
+    """Table cells per budget and model variant: params, MACs, test error mean ± sd (n), and the
+    mean test-error change over the last 20% of epochs (flagged 'unconverged')."""
     cells = r.runs.groupby(["budget", "variant"])[["n_params", "macs"]].mean()
     rank = {v: i for i, v in enumerate(r.variants)}
     rows = []
@@ -39,7 +50,38 @@ def arm_rows(r: StudyReport) -> list[list[str]]:
         n_params, macs = cells.loc[(s["budget"], s["variant"])]
         spread = f" ± {_pct(s['sd'])}" if np.isfinite(s["sd"]) else ""
         cell = f"{_pct(s['mean'])}{spread} ({int(s['n'])})"
-        rows.append([f"{int(s['budget']):,}", s["variant"], f"{int(n_params):,}", f"{int(macs):,}", cell])
+        change = _change_cell(r, s["budget"], s["variant"])
+        row = [f"{int(s['budget']):,}", s["variant"], f"{int(n_params):,}", f"{int(macs):,}", cell, change]
+        rows.append(row)
+    return rows
+
+
+PAPER_HEADER = [
+    "model",
+    "params",
+    "test error % mean ± sd (n)",
+    "95% CI of the mean",
+    "best-epoch error % (optimistic: chosen on the test set)",
+    "invariance error %",
+]
+
+
+def paper_rows(r: StudyReport) -> list[list[str]]:
+    """The seed paper's table: one row per model (baseline, c4, c4_rep, ...)."""
+    rows = []
+    for m in r.paper.models.itertuples():
+        spread = f" ± {_pct(m.sd)}" if np.isfinite(m.sd) else ""
+        best = f"{_pct(m.best_mean)}" + (f" ± {_pct(m.best_sd)}" if np.isfinite(m.best_sd) else "")
+        rows.append(
+            [
+                m.model,
+                f"{int(m.n_params):,}",
+                f"{_pct(m.mean)}{spread} ({int(m.n)})",
+                text.format_interval(m.lo, m.hi) if np.isfinite(m.lo) else "–",
+                best,
+                _pct(m.invariance_error),
+            ]
+        )
     return rows
 
 
@@ -80,7 +122,14 @@ def share_header(r: StudyReport) -> list[str]:
     return SHARE_HEADER + extra
 
 
-ARM_HEADER = ["budget", "arm", "params", "MACs", "test error % mean ± sd (n)"]
+ARM_HEADER = [
+    "budget",
+    "arm",
+    "params",
+    "MACs",
+    "test error % mean ± sd (n)",
+    f"change over last {100 * stats.convergence_window:.0f}% of epochs (pts)",
+]
 SHARE_HEADER = [
     "design",
     "gain total (pts)",
@@ -135,7 +184,7 @@ def headline_text(r: StudyReport) -> str:
             "The repetition share cannot be estimated yet: intervals and tests need at least two "
             "ok seeds of every arm at some budget."
         )
-    return text.headline_sentence(r.table, r.group_label, r.dataset, r.pooled)
+    return text.headline_sentence(r.table, r.group_label, r.dataset, r.pooled, r.unconverged)
 
 
 def share_table_caption(r: StudyReport) -> str:
@@ -168,6 +217,10 @@ def write_tables(r: StudyReport, out: Path) -> list[Path]:
         markdown_table(ARM_HEADER, arm_rows(r)),
     ]
     tex = [f"% {r.name}: {r.title}", f"% {head}", latex_table(ARM_HEADER, arm_rows(r))]
+    if r.paper is not None:
+        md += ["", "## The paper's table", "", text.paper_sentence(r.paper), ""]
+        md += [markdown_table(PAPER_HEADER, paper_rows(r))]
+        tex += ["", f"% {text.paper_sentence(r.paper)}", latex_table(PAPER_HEADER, paper_rows(r))]
     if r.table is not None:
         md += [
             "",

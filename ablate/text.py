@@ -63,11 +63,16 @@ def pooled_phrase(pooled_row: pd.DataFrame | None, design: dict | None = None) -
 
 
 def headline_sentence(
-    table: pd.DataFrame, group: str = "C4", dataset: str = "", pooled_row: pd.DataFrame | None = None
+    table: pd.DataFrame,
+    group: str = "C4",
+    dataset: str = "",
+    pooled_row: pd.DataFrame | None = None,
+    unconverged: dict | None = None,
 ) -> str:
     """The paper's sentence computed from data, with the budget named and the selection stated
-    (the largest of K shares is biased upward), the pooled share beside it; or the honest
-    statement that no share can be given."""
+    (the largest of K shares is biased upward), the pooled share beside it, and a warning when
+    cells of its budget had not converged (`unconverged`: budget -> labels of flagged cells); or
+    the honest statement that no share can be given."""
     best = largest_share(table)
     where = f" on {dataset}" if dataset else ""
     if best is None:
@@ -91,20 +96,33 @@ def headline_sentence(
     group = f"C{order}" if order > 0 else group
     structure = best.get("repeat_structure", "paper") or "paper"
     control = f" ({structure} control)" if structure != "paper" else ""
+    flagged = (unconverged or {}).get(int(best["budget"]), [])
+    caveat = (
+        f" It rests on cells that had not converged (test error still moving over the last epochs): "
+        f"{', '.join(flagged)}."
+        if flagged
+        else ""
+    )
     return (
         f"Up to {100 * best['share_rep']:.0f}% (95% CI {interval}, delta method) of the gain of the "
         f"{group} G-CNN over the plain CNN at equal parameters{where} is explained by learnable "
         f"repetition{control} alone: budget {int(best['budget']):,}, {selection}, {n} seeds per arm"
         + (f"; {pooled}." if pooled else ".")
+        + caveat
     )
 
 
 def format_summary(
-    table: pd.DataFrame, pooled_row: pd.DataFrame | None = None, group: str = "C4", dataset: str = ""
+    table: pd.DataFrame,
+    pooled_row: pd.DataFrame | None = None,
+    group: str = "C4",
+    dataset: str = "",
+    unconverged: dict | None = None,
 ) -> str:
     """Plain-text summary of decompose() (and pooled()) output."""
     scale = str(table["scale"].iloc[0]) if "scale" in table else "points"
-    lines = [headline_sentence(table, group, dataset, pooled_row), "", f"scale: {SCALE_LABELS[scale]}"]
+    head = headline_sentence(table, group, dataset, pooled_row, unconverged)
+    lines = [head, "", f"scale: {SCALE_LABELS[scale]}"]
     for _, r in table.iterrows():
         where = f"budget {int(r['budget']):,}{design_phrase(r)}"
         lines.append(
@@ -146,6 +164,28 @@ def format_summary(
     return "\n".join(lines)
 
 
+def precision_lines(table: pd.DataFrame, target: float, unconverged: dict | None = None) -> list[str]:
+    """Per design: whether the repetition share's delta interval is within ±target (fraction), or
+    why not: not identifiable, too wide, or resting on unconverged cells (budget -> labels)."""
+    lines = []
+    for _, r in table.iterrows():
+        where = f"budget {int(r['budget']):,}{design_phrase(r)}"
+        flagged = (unconverged or {}).get(int(r["budget"]), [])
+        if not r["identifiable"]:
+            verdict = "no interval: the share is not identifiable (total gain not clearly non-zero)"
+        else:
+            half = (r["share_rep_hi_delta"] - r["share_rep_lo_delta"]) / 2
+            verdict = (
+                f"delta interval {format_interval(r['share_rep_lo_delta'], r['share_rep_hi_delta'])}, "
+                f"half-width {100 * half:.1f} points: "
+                + (f"within ±{100 * target:.0f}" if half <= target else f"wider than ±{100 * target:.0f}")
+            )
+        if flagged:
+            verdict += f"; unconverged cells: {', '.join(flagged)}"
+        lines.append(f"{where}: {verdict}")
+    return lines
+
+
 def seeds_sentence(needed: pd.DataFrame, half_width: float) -> str:
     """'With this study's spread, N seeds per arm give ±10 points ...' for each budget."""
     parts = []
@@ -161,4 +201,27 @@ def seeds_sentence(needed: pd.DataFrame, half_width: float) -> str:
     return (
         f"With this study's spread, a delta-method interval of ±{100 * half_width:.0f} points on the "
         f"repetition share needs {'; '.join(parts)}."
+    )
+
+
+def _up_to(shares: pd.DataFrame) -> str:
+    """'up to 23% (C8; C4 12%, C8 23%, C16 -4%)' from stats.point_shares rows."""
+    shares = shares[np.isfinite(shares["share_rep"])]
+    if shares.empty:
+        return "no share (no gain of any G-CNN over the baseline)"
+    best = shares.loc[shares["share_rep"].idxmax()]
+    each = ", ".join(f"C{int(r.group_order)} {pct(r.share_rep, 0)}" for r in shares.itertuples())
+    return f"up to {pct(best['share_rep'], 0)} (C{int(best['group_order'])}; {each})"
+
+
+def paper_sentence(paper) -> str:
+    """The seed paper's "up to X%" computed as the paper computes it, and beside it the same
+    computation on final-epoch means over all seeds (report.PaperSummary)."""
+    n = int(paper.models["n"].min())
+    return (
+        f"Computed as the paper computes it (for each N, (baseline - cN_rep) / (baseline - cN) on "
+        f"seed {paper.paper_seed}'s best-epoch test errors, an epoch chosen on the test set as its "
+        f"script did; the largest over N): {_up_to(paper.shares_paper)} of the G-CNN's gain comes "
+        f"from repetition. On final-epoch means over {n} seeds: {_up_to(paper.shares_final)}; the "
+        "share table gives their intervals."
     )

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ablate.data import Dataset, rotate
+from ablate.data import Dataset, augment, rotate
 from ablate.fused import FusedSeeds
 from ablate.models import Arm, ArmSpec, build_arm
 from ablate.study import TrainConfig
@@ -205,6 +205,11 @@ def _resume_states(checkpoints, fingerprint: str) -> list[dict] | None:
     return states
 
 
+def uses_bf16(config: TrainConfig, device: torch.device) -> bool:
+    """Whether runs with `config` train under bfloat16 autocast on `device` ([train].bf16)."""
+    return config.bf16 is True or (config.bf16 == "cuda" and device.type == "cuda")
+
+
 def train_step(
     group: RunGroup,
     optimizer: torch.optim.Optimizer,
@@ -273,11 +278,15 @@ def fit_group(
     if states:
         group.load_optimizer_states(optimizer, [s["optimizer"] for s in states])
         scheduler.load_state_dict(states[0]["scheduler"])
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(config, device))
     results: list[FitResult | None] = [None] * count
     alive = torch.ones(count, dtype=torch.bool, device=device)
     scale = torch.tensor(lr_scale, device=device) if lr_scale is not None else None
     n = len(data.y_train)
+    if config.drop_last and n < config.batch_size:
+        raise ValueError(
+            f"train.drop_last: the {n} training images make no full batch of {config.batch_size}"
+        )
     for epoch in range(progress[0]["epoch"], config.epochs):
         tick = time.perf_counter()
         group.net.train()
@@ -289,13 +298,10 @@ def fit_group(
         for start in range(0, n, config.batch_size):
             index = orders[:, start : start + config.batch_size]  # (S, b)
             b = index.shape[1]
-            if b < 2:  # BatchNorm cannot train on a single image
+            if b < 2 or (config.drop_last and b < config.batch_size):  # BatchNorm needs 2 images
                 continue
             x, y = data.x_train[index.reshape(-1)], data.y_train[index]  # (S * b, 1, H, W), (S, b)
-            if config.augment == "rotation":
-                x = rotate(
-                    x, torch.cat([torch.rand(b, generator=s.augment, device=device) for s in streams]) * 360.0
-                )
+            x = augment(x, config.augment, [s.augment for s in streams])
             x = x.reshape(count, b, *x.shape[2:]).transpose(0, 1).contiguous()  # (b, S, H, W)
             losses, logits = train_step(group, optimizer, x, y, alive, config.grad_clip, autocast, scale)
             loss_sum += losses.detach() * b

@@ -46,7 +46,11 @@ CASES = [
         "data.source: expected 'mnist-rot', 'mnist' or 'embedded', found 'cifar'",
     ),
     ("bad TOML", GOOD.replace("[train]", "[train"), "invalid TOML"),
-    ("missing budgets", GOOD.replace("budgets = [5000]\n", ""), "models.budgets: missing required key"),
+    (
+        "missing budgets",
+        GOOD.replace("budgets = [5000]\n", ""),
+        "models: expected budgets or a preset, found neither",
+    ),
     (
         "bad device",
         GOOD + 'device = "tpu"\n',
@@ -69,6 +73,21 @@ CASES = [
         "models.budgets: plain: budget 50",
     ),
     ("duplicate seeds", GOOD.replace("seeds = [0]", "seeds = [1, 1]"), "train.seeds: expected distinct"),
+    (
+        "budgets and preset",
+        GOOD.replace("budgets = [5000]", 'budgets = [5000]\npreset = "repeatnet-paper"'),
+        "models: expected budgets or a preset, found both",
+    ),
+    (
+        "preset with augmented arm",
+        GOOD.replace("budgets = [5000]", 'preset = "repeatnet-paper"\narms = ["plain", "augmented"]'),
+        "models: expected arms within the repeatnet-paper preset (arms plain, repeat, gcnn;",
+    ),
+    (
+        "budget seeds of another budget",
+        GOOD.replace("seeds = [0]", "seeds = [0]\nbudget_seeds = { 7000 = [0, 1] }"),
+        "train.budget_seeds: expected budgets of models.budgets [5000], found ['7000']",
+    ),
 ]
 
 
@@ -103,3 +122,30 @@ def test_exit_code_from_a_real_process(tmp_path):
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_budget_seeds_give_a_budget_its_own_seeds_under_the_same_run_keys(tmp_path, capsys):
+    from ablate.study import expand_grid, parse_study
+
+    base = {
+        "name": "s",
+        "data": {"source": "embedded"},
+        "models": {"budgets": [5000, 20000], "arms": ["plain"]},
+    }
+    plain = parse_study({**base, "train": {"seeds": [0, 1, 2]}})
+    spent = parse_study({**base, "train": {"seeds": [0], "budget_seeds": {"5000": [0, 1, 2]}}})
+    grid = {(s.budget, s.seed): s.run_key for s in expand_grid(spent)}
+    assert sorted(grid) == [(5000, 0), (5000, 1), (5000, 2), (20000, 0)]
+    same = {(s.budget, s.seed): s.run_key for s in expand_grid(plain)}
+    assert all(same[cell] == key for cell, key in grid.items())  # budget_seeds is not in the key
+    assert spent.train.all_seeds == [0, 1, 2]
+    path = tmp_path / "study.toml"
+    path.write_text(
+        GOOD.replace("[5000]", "[5000, 20000]")
+        .replace("seeds = [0]", "seeds = [0]\nbudget_seeds = {5000 = [0, 1]}")
+        .replace("RESULTS", str(tmp_path))
+    )
+    assert main([str(path), "--dry-run", "--budgets", "20000"]) == 0  # the 5000 list is dropped
+    assert main([str(path), "--dry-run", "--seeds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "3 runs in 3 cells (1 budgets" in out and "6 runs in 6 cells (2 budgets" in out

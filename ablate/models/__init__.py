@@ -13,6 +13,7 @@ _BUILDERS = (
     "count_macs",
     "count_params",
     "model_card",
+    "preset_specs",
     "solve_triplet",
 )
 

@@ -55,11 +55,12 @@ class Backbone:
             sizes.append((conv_size, size))
         return sizes
 
-    def check_input_size(self, size: int = 28) -> None:
-        """Raise ValueError unless every pooled map is even and the head fits (exact 90-degree turns)."""
+    def check_input_size(self, size: int = 28, exact_turns: bool = True) -> None:
+        """Raise ValueError unless every map is positive, the head fits and (exact_turns) every
+        pooled map is even, so 90-degree turns commute with pooling."""
         for index, (conv_size, _) in enumerate(self.feature_sizes(size)):
             layer = self.layers[index]
-            if conv_size < 1 or (layer.pool_after and conv_size % 2):
+            if conv_size < 1 or (exact_turns and layer.pool_after and conv_size % 2):
                 raise ValueError(
                     f"backbone {self.name}: layer {index + 1} gives a {conv_size}x{conv_size} "
                     f"map on {size}x{size} inputs; expected a positive size, even when pooled"

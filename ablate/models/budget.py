@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ablate.errors import expect_one_of
+from ablate.models import paper
 from ablate.models.arms import ARMS, Arm
 from ablate.models.backbone import Backbone, get_backbone
 from ablate.models.gcnn import GCNN, gcnn_params
@@ -36,6 +37,12 @@ class ArmSpec:
     repeat_mode: str | None
     n_params: int
     repeat_structure: str | None = None  # the repeat arm's "paper" or "matched"; None for the others
+    preset: str | None = None  # a fixed model set (ablate.models.paper) instead of a solved budget
+
+    @property
+    def model_name(self) -> str:
+        """The preset's name of the model ('baseline', 'c4_rep', ...); empty for solved arms."""
+        return paper.model_name(self.arm, self.group_order) if self.preset else ""
 
 
 def solve_widths(
@@ -142,11 +149,38 @@ def solve_triplet(
     }
 
 
+def preset_specs(preset: str, group_orders: Sequence[int], classes: int = 10) -> list[ArmSpec]:
+    """The preset's models, baseline first, then cN and cN_rep per N; counts from built models."""
+    expect_one_of("preset", preset, paper.PRESETS)
+    arms = [("plain", 1)] + [(arm, n) for n in group_orders for arm in ("gcnn", "repeat")]
+    specs = []
+    for arm, n in arms:
+        model = paper.build_paper_model(arm, n, classes)
+        mode = "swish" if arm == "repeat" else None
+        structure = "paper" if arm == "repeat" else None
+        specs.append(
+            ArmSpec(
+                arm,
+                model.backbone.name,
+                tuple(model.learnable_widths),
+                tuple(model.physical_widths),
+                n,
+                mode,
+                count_params(model),
+                structure,
+                preset,
+            )
+        )
+    return specs
+
+
 def build_arm(spec: ArmSpec, classes: int = 10) -> Arm:
     """The model an ArmSpec describes; checks that its built count equals the solved count."""
     expect_one_of("arm", spec.arm, ARMS)
     backbone: Backbone = get_backbone(spec.backbone)
-    if spec.arm in ("plain", "augmented"):
+    if spec.preset:
+        model = paper.build_paper_model(spec.arm, spec.group_order, classes)
+    elif spec.arm in ("plain", "augmented"):
         model = PlainCNN(backbone, spec.learnable_widths, classes, arm=spec.arm)
     elif spec.arm == "repeat":
         model = RepeatCNN(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 
 import torch
@@ -42,14 +42,26 @@ class GCNN(nn.Module):
     GroupPooling (invariant fields) and the backbone's head.
 
     fields: regular fields per layer (physical channels = group_order * fields).
-    Input (N, 1, H, W) -> (N, classes) logits, invariant to 90-degree turns when N % 4 == 0.
+    r2conv_options: extra R2Conv arguments per layer index (sigma, rings, frequencies_cutoff of
+    the steerable basis; escnn's defaults otherwise). pool_space_first: average over space before
+    GroupPooling (the seed paper's order) instead of after it.
+    Input (N, 1, H, W) -> (N, classes) logits, invariant to 90-degree turns when N % 4 == 0
+    (and every pooled map is even).
     """
 
     arm = "gcnn"
     repeat_mode = None
     repeat_structure = None
 
-    def __init__(self, backbone: Backbone, fields: Sequence[int], group_order: int = 4, classes: int = 10):
+    def __init__(
+        self,
+        backbone: Backbone,
+        fields: Sequence[int],
+        group_order: int = 4,
+        classes: int = 10,
+        r2conv_options: Callable[[int], dict] | None = None,
+        pool_space_first: bool = False,
+    ):
         super().__init__()
         if group_order < 2:
             raise ValueError(f"group_order: expected an integer >= 2, found {group_order}")
@@ -61,10 +73,11 @@ class GCNN(nn.Module):
         regular = self.gspace.regular_repr
         modules: list[enn.EquivariantModule] = []
         field_in = self.in_type
-        for layer, n_fields in zip(backbone.layers, self.learnable_widths):
+        for index, (layer, n_fields) in enumerate(zip(backbone.layers, self.learnable_widths)):
             field_out = enn.FieldType(self.gspace, [regular] * n_fields)
+            options = r2conv_options(index) if r2conv_options is not None else {}
             modules += [
-                enn.R2Conv(field_in, field_out, layer.kernel, padding=layer.padding, bias=False),
+                enn.R2Conv(field_in, field_out, layer.kernel, padding=layer.padding, bias=False, **options),
                 enn.InnerBatchNorm(field_out),
                 _activation(backbone.activation, field_out),
             ]
@@ -75,6 +88,8 @@ class GCNN(nn.Module):
             field_out = enn.FieldType(self.gspace, [regular] * classes)
             modules.append(enn.R2Conv(field_in, field_out, backbone.head_kernel, bias=True))
             field_in = field_out
+        if pool_space_first:
+            modules.append(enn.PointwiseAdaptiveAvgPool2D(field_in, 1))
         modules.append(enn.GroupPooling(field_in))
         self.features = enn.SequentialModule(*modules)
         invariant = len(field_in)

@@ -26,7 +26,8 @@ class ConvNet(nn.Module):
 
     widths: physical output channels per conv layer. norm_factory: BatchNorm2d unless given.
     pre_head: a module between the last block and the head that maps its channels to
-    head_channels (the matched repeat arm's max over copies). Input (N, 1, H, W); output (N, classes).
+    head_channels (the matched repeat arm's max over copies). conv_bias: a bias in every block's
+    conv (BatchNorm follows, so off by default). Input (N, 1, H, W); output (N, classes).
     """
 
     def __init__(
@@ -39,6 +40,7 @@ class ConvNet(nn.Module):
         norm_factory: NormFactory = batch_norm,
         pre_head: nn.Module | None = None,
         head_channels: int | None = None,
+        conv_bias: bool = False,
     ):
         super().__init__()
         if len(widths) != len(backbone.layers):
@@ -49,7 +51,7 @@ class ConvNet(nn.Module):
         channels = in_channels
         for index, (layer, width) in enumerate(zip(backbone.layers, self.physical_widths)):
             blocks += [
-                conv_factory(index, channels, width, layer.kernel, layer.padding, False),
+                conv_factory(index, channels, width, layer.kernel, layer.padding, conv_bias),
                 norm_factory(index, width),
                 activation(backbone.activation),
             ]

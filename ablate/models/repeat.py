@@ -225,7 +225,8 @@ class RepeatCNN(ConvNet):
 
     structure "paper": BatchNorm per physical channel and a head on all of them; the head's conv
     (z2cnn) also repeats its input side, base `base_widths[-1]` -> classes. "matched": CopyBatchNorm
-    and a CopyMax before the head, which then reads `base_widths[-1]` channels.
+    and a CopyMax before the head, which then reads `base_widths[-1]` channels. conv_bias: a
+    learnable bias per physical channel in every block's conv (the seed paper's cN_rep models).
     """
 
     arm = "repeat"
@@ -239,6 +240,7 @@ class RepeatCNN(ConvNet):
         classes: int = 10,
         group_order: int | None = None,
         structure: str = "paper",
+        conv_bias: bool = False,
     ):
         expect_one_of("repeat_structure", structure, STRUCTURES)
         bases = [1, *base_widths, classes]
@@ -262,7 +264,7 @@ class RepeatCNN(ConvNet):
                 "pre_head": CopyMax(physical_widths[-1], base_widths[-1]),
                 "head_channels": base_widths[-1],
             }
-        super().__init__(backbone, physical_widths, conv, classes, **extra)
+        super().__init__(backbone, physical_widths, conv, classes, conv_bias=conv_bias, **extra)
         self.learnable_widths = [int(b) for b in base_widths]
         self.repeat_mode = mode
         self.group_order = group_order
@@ -291,6 +293,7 @@ def repeat_params(
     mode: str = "swish",
     classes: int = 10,
     structure: str = "paper",
+    conv_bias: bool = False,
 ) -> int:
     """Learnable parameters of RepeatCNN(...) without building it."""
     per_block = SCALARS_PER_BLOCK[mode]
@@ -299,6 +302,7 @@ def repeat_params(
     for layer, t_out, c_out in zip(backbone.layers, physical_widths, base_widths):
         blocks = math.ceil(t_out / c_out) * math.ceil(t_in / c_in)
         total += c_out * c_in * layer.kernel**2 + per_block * blocks + 2 * (c_out if matched else t_out)
+        total += t_out if conv_bias else 0
         t_in, c_in = t_out, c_out
     if matched:  # the head reads one max per base channel
         t_in = c_in

@@ -5,9 +5,20 @@ no sentences: those are in ablate.text).
 - ratio: moments and intervals of the repetition share, a ratio of mean differences
 - decompose: the per-budget decomposition with tests, and how many seeds a study needs
 - pooled: the share pooled over budgets
+- convergence: whether each cell's test error still moves at the end of training
 """
 
-from ablate.stats.decompose import MIN_BOOT_SEEDS, decompose, largest_share, seeds_needed, smallest_perm_p
+from ablate.stats.convergence import THRESHOLD as convergence_threshold
+from ablate.stats.convergence import WINDOW as convergence_window
+from ablate.stats.convergence import best_epoch, convergence, run_changes, unconverged_cells
+from ablate.stats.decompose import (
+    MIN_BOOT_SEEDS,
+    decompose,
+    largest_share,
+    point_shares,
+    seeds_needed,
+    smallest_perm_p,
+)
 from ablate.stats.pooled import pooled
 from ablate.stats.ratio import bootstrap_interval, delta_interval, fieller_interval
 from ablate.stats.table import (
@@ -29,14 +40,21 @@ __all__ = [
     "SCALE_LABELS",
     "StatsWarning",
     "arm_summary",
+    "best_epoch",
     "complete_budgets",
+    "convergence",
+    "convergence_threshold",
+    "convergence_window",
     "bootstrap_interval",
     "decompose",
     "delta_interval",
     "fieller_interval",
     "largest_share",
+    "point_shares",
     "pooled",
+    "run_changes",
     "seeds_needed",
     "smallest_perm_p",
     "to_scale",
+    "unconverged_cells",
 ]

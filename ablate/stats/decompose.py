@@ -231,3 +231,24 @@ def seeds_needed(
             }
         )
     return pd.DataFrame(rows)
+
+
+def point_shares(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per design, the repetition share of mean test errors with no interval and no
+    identifiability rule, (plain - repeat) / (plain - gcnn): how the seed paper computed its
+    shares, from any number of seeds (one included). Columns: budget, group_order,
+    repeat_structure, n (fewest seeds of an arm), share_rep."""
+    rows = []
+    for cell in cells(prepare(runs), paired=False, min_seeds=1):
+        mean = {arm: float(cell.errors[arm].mean()) for arm in DECOMPOSED}
+        den = mean["plain"] - mean["gcnn"]
+        rows.append(
+            {
+                "budget": cell.budget,
+                "group_order": cell.group_order,
+                "repeat_structure": cell.repeat_structure,
+                "n": min(len(cell.errors[arm]) for arm in DECOMPOSED),
+                "share_rep": (mean["plain"] - mean["repeat"]) / den if den else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,93 @@
+"""The seed paper's own models (`[models] preset = "repeatnet-paper"`), rebuilt from the
+description of its public code (RepeatNet): not parameter-matched, unlike this package's triplets.
+
+- `baseline` (the plain arm): the repeatnet backbone at int(w/sqrt 2) channels for
+  w = 32, 48, 64, 64, 96, 128 (22-33-45-45-67-90).
+- `cN` (the gcnn arm), N = 4, 8, 16: escnn C_N with round(k w) regular fields for
+  w = 16, 24, 32, 32, 48, 64 and k = 1, sqrt 2 / 2, 1/2; its own steerable bases
+  (paper_r2conv_options); spatial average before GroupPooling.
+- `cN_rep` (the repeat arm): base channels = the baseline's, physical channels int(w/sqrt 2 f)
+  for f = 2 sqrt 2, 4, 4 sqrt 2 (= cN's channels, within rounding); swish RepeatConv2d with a
+  bias per physical channel, BatchNorm on physical channels, head on all of them.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ablate.models.arms import Arm
+from ablate.models.backbone import REPEATNET
+from ablate.models.gcnn import GCNN
+from ablate.models.plain import PlainCNN
+from ablate.models.repeat import RepeatCNN
+
+PRESETS = ("repeatnet-paper",)
+GROUP_ORDERS = (4, 8, 16)
+BASELINE_WIDTHS = (32, 48, 64, 64, 96, 128)  # divided by sqrt 2
+GCNN_WIDTHS = (16, 24, 32, 32, 48, 64)  # times FIELD_SCALE[N]
+FIELD_SCALE = {4: 1.0, 8: math.sqrt(2) / 2, 16: 0.5}
+PHYSICAL_FACTOR = {4: 2 * math.sqrt(2), 8: 4.0, 16: 4 * math.sqrt(2)}
+MODEL_ARMS = {"plain": "baseline", "gcnn": "c{n}", "repeat": "c{n}_rep"}
+
+
+def model_name(arm: str, group_order: int) -> str:
+    """'baseline', 'c4', 'c4_rep', ... for an arm of the preset."""
+    return MODEL_ARMS[arm].format(n=group_order)
+
+
+def baseline_widths() -> list[int]:
+    return [int(w / math.sqrt(2)) for w in BASELINE_WIDTHS]
+
+
+def gcnn_fields(group_order: int) -> list[int]:
+    return [round(FIELD_SCALE[group_order] * w) for w in GCNN_WIDTHS]
+
+
+def repeat_physical_widths(group_order: int) -> list[int]:
+    return [int(w / math.sqrt(2) * PHYSICAL_FACTOR[group_order]) for w in BASELINE_WIDTHS]
+
+
+def _first_cutoff(radius: float) -> int:
+    """Maximum angular frequency of the 7x7 first layer's basis at a ring radius (pixels)."""
+    return 0 if radius == 0 else (3 if radius == 2 else 2)
+
+
+def _cutoff(radius: float) -> int:
+    """Maximum angular frequency of the 5x5 layers' basis at a ring radius (pixels)."""
+    return 0 if radius == 0 else 2
+
+
+def paper_r2conv_options(index: int) -> dict:
+    """The R2Conv basis of layer `index`: rings at radii 0..3 (first, 7x7) or 0..2 (5x5) pixels,
+    their Gaussian widths, and the frequency cut-off per radius."""
+    if index == 0:
+        return {"sigma": [0.6, 0.6, 0.6, 0.4], "rings": [0, 1, 2, 3], "frequencies_cutoff": _first_cutoff}
+    return {"sigma": [0.6, 0.6, 0.4], "rings": [0, 1, 2], "frequencies_cutoff": _cutoff}
+
+
+def build_paper_model(arm: str, group_order: int = 1, classes: int = 10) -> Arm:
+    """One of the preset's models: arm "plain" (baseline), "gcnn" (cN) or "repeat" (cN_rep)."""
+    if arm == "plain":
+        return PlainCNN(REPEATNET, baseline_widths(), classes)
+    if group_order not in GROUP_ORDERS:
+        raise ValueError(f"group_order: the repeatnet-paper preset has C4, C8 and C16, found C{group_order}")
+    if arm == "gcnn":
+        return GCNN(
+            REPEATNET,
+            gcnn_fields(group_order),
+            group_order,
+            classes,
+            r2conv_options=paper_r2conv_options,
+            pool_space_first=True,
+        )
+    if arm == "repeat":
+        return RepeatCNN(
+            REPEATNET,
+            repeat_physical_widths(group_order),
+            baseline_widths(),
+            "swish",
+            classes,
+            group_order=group_order,
+            conv_bias=True,
+        )
+    raise ValueError(f"arm: the repeatnet-paper preset has plain, repeat and gcnn, found {arm!r}")

@@ -1,0 +1,86 @@
+"""The convergence check on synthetic histories: a converged and an unconverged cell."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ablate import stats, text
+from ablate.report import main
+
+from .test_report import write_study
+
+
+def synthetic(epochs=30, eval_every=2, slope=None, seeds=3):
+    """Runs and history of one budget: every arm flat at its level from epoch 10 on (noise 0.05
+    points), except the arms in `slope`, which still fall by the given points per epoch."""
+    slope = slope or {}
+    rng = np.random.default_rng(0)
+    levels = {"plain": 0.12, "repeat": 0.10, "gcnn": 0.05}
+    runs, history = [], []
+    for arm, level in levels.items():
+        for seed in range(seeds):
+            key = f"{arm}-{seed}"
+            errors = {}
+            for epoch in range(1, epochs + 1):
+                falling = slope.get(arm, 0.0) * max(0, epochs - epoch) / 100
+                early = 0.3 * max(0, 10 - epoch) / 10
+                errors[epoch] = level + falling + early + rng.normal(0, 0.0005)
+                evaluated = epoch % eval_every == 0 or epoch == epochs
+                history.append(
+                    {"run_key": key, "epoch": epoch, "test_error": errors[epoch] if evaluated else None}
+                )
+            order, structure = (1, "") if arm == "plain" else (4, "paper" if arm == "repeat" else "")
+            runs.append(
+                {"run_key": key, "arm": arm, "budget": 5000, "seed": seed, "group_order": order,
+                 "repeat_structure": structure, "test_error": errors[epochs], "status": "ok",
+                 "epochs": epochs}
+            )  # fmt: skip
+    return pd.DataFrame(runs), pd.DataFrame(history)
+
+
+def test_the_window_is_the_last_fifth_of_the_epochs():
+    runs, history = synthetic(epochs=30, eval_every=2)
+    changes = stats.run_changes(history, runs)
+    assert (changes["start_epoch"] == 24).all() and (changes["end_epoch"] == 30).all()
+    runs, history = synthetic(epochs=30, eval_every=7)  # evaluated at 7, 14, 21, 28, 30
+    assert (stats.run_changes(history, runs)["start_epoch"] == 21).all()
+    one = history.groupby("run_key").tail(1)  # only the last epoch evaluated: no change measurable
+    assert stats.run_changes(one, runs)["change"].isna().all()
+
+
+def test_a_converged_cell_passes_and_an_unconverged_one_is_flagged():
+    runs, history = synthetic(slope={"repeat": 0.2})  # 0.2 points per epoch: -1.2 over epochs 24-30
+    conv = stats.convergence(history, runs).set_index("arm")
+    assert conv.loc["repeat", "unconverged"] and conv.loc["repeat", "n"] == 3
+    assert conv.loc["repeat", "mean_change"] == pytest.approx(-0.012, abs=0.001)
+    assert not conv.loc["plain", "unconverged"] and not conv.loc["gcnn", "unconverged"]
+    assert abs(conv.loc["plain", "mean_change"]) < 0.001
+    labels = stats.unconverged_cells(stats.convergence(history, runs))
+    assert labels == ["budget 5,000 repeat C4 (-1.2 pts)"]
+    # the threshold is a parameter: 0.1 points per epoch (-0.6) is flagged at 0.5, not at 1.0
+    runs, history = synthetic(slope={"gcnn": 0.1})
+    assert stats.convergence(history, runs).set_index("arm").loc["gcnn", "unconverged"]
+    assert not stats.convergence(history, runs, threshold=0.01)["unconverged"].any()
+
+
+def test_unknown_change_is_not_flagged():
+    runs, history = synthetic(slope={"repeat": 0.2})
+    conv = stats.convergence(history.groupby("run_key").tail(1), runs)
+    assert conv["unknown"].all() and not conv["unconverged"].any()
+
+
+def test_the_headline_says_when_it_rests_on_unconverged_cells(tmp_path, capsys):
+    store = write_study(tmp_path / "results", budgets=(10_000,), epochs=3)  # error x (1 + 1/epoch)
+    runs, history = store.runs(), store.history()
+    table = stats.decompose(runs)
+    flagged = stats.unconverged_cells(stats.convergence(history, runs))
+    sentence = text.headline_sentence(table, 4, "", None, {10_000: flagged})
+    assert flagged and sentence.endswith(
+        f"had not converged (test error still moving over the last epochs): {', '.join(flagged)}."
+    )
+    assert "not converged" not in text.headline_sentence(table, 4, "", None, {})
+    assert main(["--results", str(tmp_path / "results"), "--out", str(tmp_path / "figs")]) == 0
+    printed = capsys.readouterr().out
+    table_md = (tmp_path / "figs" / "synth" / "table.md").read_text()
+    assert "It rests on cells that had not converged" in printed and "unconverged" in table_md
+    assert "half-width" in printed and "±5 points" in printed
