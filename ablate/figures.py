@@ -197,8 +197,10 @@ def _mark_convergence(r: StudyReport, budget, ax: plt.Axes) -> None:
     conv = r.convergence
     flagged = conv[(conv["budget"] == budget) & conv["unconverged"]]
     if len(flagged):
-        names = ", ".join(flagged["variant"])
-        ax.text(0.02, 0.98, f"unconverged: {names}", transform=ax.transAxes, va="top", fontsize=7, color="C3")
+        cells = int((conv["budget"] == budget).sum())
+        names = "\n".join(flagged["variant"]) if len(flagged) <= 3 else f"{len(flagged)} of {cells} models"
+        note = f"unconverged (shaded window):\n{names}"
+        ax.text(0.98, 0.98, note, transform=ax.transAxes, ha="right", va="top", fontsize=6, color="C3")
 
 
 def fig_learning_curves(r: StudyReport, axes: Sequence[plt.Axes] | None = None) -> plt.Figure:
@@ -233,6 +235,8 @@ def fig_learning_curves(r: StudyReport, axes: Sequence[plt.Axes] | None = None) 
         )
         _decorate(ax, "epoch", "error (%)", f"budget {int(budget):,}", legend=i == len(budgets) - 1)
         _mark_convergence(r, budget, ax)
+        if i == len(budgets) - 1:  # beside the plots: the convergence note sits in their corner
+            sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), fontsize=7, title_fontsize=7)
     fig.suptitle(f"Learning curves (mean, 95% CI over seeds) — {r.title}")
     fig.tight_layout()
     return fig

@@ -131,7 +131,11 @@ class RayExecutor:
             # Ray runs workers at nice 15 by default, so anything else on the machine starves the
             # training; a local instance exists only to train, so its workers run at normal priority.
             os.environ.setdefault("RAY_worker_niceness", "0")
-            ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=True)
+            try:
+                ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=True)
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                where = f"--address {self.address}" if self.address else "ray"
+                raise StudyError(f"{where}: cannot start or join a Ray cluster ({error})") from None
         cluster_gpus = ray.cluster_resources().get("GPU", 0)
         device = study.run.device
         if self.gpus is None:
@@ -155,6 +159,9 @@ class RayExecutor:
     def train(self, todo, study, data, store: StudyResults, force, on_epoch) -> Outcome:
         """As LocalExecutor.train; `on_epoch` is not called (epochs run in the workers)."""
         fingerprint, outcome = data.meta["fingerprint"], Outcome()
+        if study.data.root:  # workers need not share the driver's working directory
+            root = str(Path(study.data.root).expanduser().resolve())
+            study = study.model_copy(update={"data": study.data.model_copy(update={"root": root})})
         fuse = study.run.fuse_seeds or (len(study.train.all_seeds) if self.gpus else 1)
         remote = ray.remote(train_group_task).options(
             num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.max_retries, retry_exceptions=True
