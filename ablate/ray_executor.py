@@ -183,9 +183,9 @@ class RayExecutor:
             pending[remote.remote(*args)] = (mine, claims)
             return busy
 
-        def collect(bar: tqdm, until: int) -> None:
-            """Record tasks as they return until at most `until` are pending."""
-            while len(pending) > until:
+        def collect(bar: tqdm) -> None:
+            """Record each task's runs as it returns, until none is pending."""
+            while pending:
                 [ref], _ = ray.wait(list(pending), num_returns=1)
                 group, claims = pending.pop(ref)
                 with claims:
@@ -207,10 +207,10 @@ class RayExecutor:
                 waited = []
                 for group in run_groups(todo, store, fuse):
                     waited += submit(group, wait=False)
-                collect(bar, 0)
+                collect(bar)
                 for spec in waited:  # held by another process: wait for it, train it if unfinished
                     submit([spec], wait=True)
-                    collect(bar, 0)
+                    collect(bar)
         except KeyboardInterrupt:
             for ref in pending:
                 ray.cancel(ref, force=True)

@@ -149,3 +149,13 @@ def test_ray_flags_need_the_ray_executor(tmp_path, capsys):
     path = write_study(tmp_path, "flags", budgets="[5000]", arms='["plain"]')
     assert main([str(path), "--gpus-per-task", "0.5"]) == 2
     assert "--gpus-per-task: only with --executor ray, found --executor local" in capsys.readouterr().err
+
+
+def test_workers_checkpoint_in_the_study_only_when_they_see_the_drivers_token(tmp_path):
+    from ablate.ray_executor import _checkpoint_folder
+
+    study = tmp_path / "results" / "s"
+    (study / "checkpoints").mkdir(parents=True)
+    assert _checkpoint_folder(str(study), ".driver-abc", "s").parent.name == "ablate-checkpoints"
+    (study / "checkpoints" / ".driver-abc").touch()  # shared storage: the worker sees it
+    assert _checkpoint_folder(str(study), ".driver-abc", "s") == study / "checkpoints"
