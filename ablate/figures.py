@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -190,8 +189,7 @@ def fig_gain_decomposition(r: StudyReport, axes: Sequence[plt.Axes] | None = Non
 def _mark_convergence(r: StudyReport, budget, ax: plt.Axes) -> None:
     """Shade the window the convergence check looks at; name the cells it flags."""
     last = r.history.loc[r.history["budget"] == budget, "epoch"].max()
-    window = max(1, math.ceil(stats.convergence_window * last - 1e-9))
-    ax.axvspan(last - window, last, color="0.9", zorder=0)
+    ax.axvspan(stats.window_start(last), last, color="0.9", zorder=0)
     if r.convergence is None:
         return
     conv = r.convergence

@@ -228,7 +228,8 @@ def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyRep
     paper = None
     if runs.get("model_name", pd.Series(dtype=str)).fillna("").ne("").any():
         paper = _paper_summary(runs, history)
-        size = store.saved_study().data.pad_to if store.saved_study() is not None else None
+        saved = store.saved_study()
+        size = saved.data.pad_to if saved is not None else None
         notes += _paper_notes(paper, size or 28)
     conv = stats.convergence(history, runs) if not history.empty else None
     if conv is not None and conv["unconverged"].any():

@@ -20,35 +20,6 @@ from ablate.study import expand_grid, load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
-STUDY = """
-name = "{name}"
-[data]
-source = "embedded"
-limit_train = 160
-limit_test = 64
-[models]
-budgets = {budgets}
-arms = {arms}
-[train]
-seeds = [0, 1]
-epochs = {epochs}
-batch_size = 32
-[run]
-device = "cpu"
-results = "{results}"
-threads = 1
-"""
-
-
-def write_study(
-    folder: Path, name: str, budgets="[5000, 10000]", arms='["plain", "repeat", "gcnn"]', epochs=1
-) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.toml"
-    text = STUDY.format(name=name, budgets=budgets, arms=arms, epochs=epochs, results=folder / "results")
-    path.write_text(textwrap.dedent(text))
-    return path
-
 
 @pytest.fixture(scope="module")
 def local_ray():
@@ -59,9 +30,12 @@ def local_ray():
     ray.shutdown()
 
 
-def test_ray_gives_the_same_runs_as_the_local_executor(local_ray, tmp_path):
-    local = load_study(write_study(tmp_path / "local", "same"))
-    distributed = load_study(write_study(tmp_path / "ray", "same"))
+TWO_BUDGETS = "[5000, 10000]"
+
+
+def test_ray_gives_the_same_runs_as_the_local_executor(local_ray, tmp_path, tiny_study):
+    local = load_study(tiny_study("same", epochs=1, budgets=TWO_BUDGETS, results=tmp_path / "local"))
+    distributed = load_study(tiny_study("same", epochs=1, budgets=TWO_BUDGETS, results=tmp_path / "ray"))
     assert run_study(local) == 0
     assert run_study(distributed, executor=RayExecutor(cpus_per_task=1)) == 0
     a = pd.read_csv(StudyResults(local.run.results, "same").runs_path)
@@ -77,8 +51,8 @@ def test_ray_gives_the_same_runs_as_the_local_executor(local_ray, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["raise", "exit"])
-def test_a_task_failing_once_is_retried_and_the_study_finishes(local_ray, tmp_path, kind):
-    study = load_study(write_study(tmp_path, f"retry-{kind}", budgets="[5000]", arms='["plain"]'))
+def test_a_task_failing_once_is_retried_and_the_study_finishes(local_ray, tmp_path, tiny_study, kind):
+    study = load_study(tiny_study(f"retry-{kind}", arms='["plain"]', epochs=1))
     store = StudyResults(study.run.results, study.name)
     key = expand_grid(study)[1].run_key
     fault = Fault(run_key=key, folder=str(tmp_path), times=1, kind=kind)
@@ -88,8 +62,8 @@ def test_a_task_failing_once_is_retried_and_the_study_finishes(local_ray, tmp_pa
     assert len(runs) == 2 and runs["run_key"].is_unique and (runs["status"] == "ok").all()
 
 
-def test_a_task_that_always_fails_is_reported_and_the_rest_finish(local_ray, tmp_path, capsys):
-    study = load_study(write_study(tmp_path, "doomed", budgets="[5000]", arms='["plain", "repeat"]'))
+def test_a_task_that_always_fails_is_reported_and_the_rest_finish(local_ray, tmp_path, tiny_study, capsys):
+    study = load_study(tiny_study("doomed", arms='["plain", "repeat"]', epochs=1))
     doomed = expand_grid(study)[0]
     fault = Fault(run_key=doomed.run_key, folder=str(tmp_path), times=None)
     assert run_study(study, executor=RayExecutor(cpus_per_task=1, max_retries=1, fault=fault)) == 1
@@ -104,8 +78,8 @@ def test_a_task_that_always_fails_is_reported_and_the_rest_finish(local_ray, tmp
     assert len(runs) == 3 and doomed.run_key not in set(runs["run_key"])
 
 
-def test_driver_killed_mid_study_and_rerun_finishes_without_duplicates(local_ray, tmp_path):
-    path = write_study(tmp_path, "killed", epochs=2)
+def test_driver_killed_mid_study_and_rerun_finishes_without_duplicates(local_ray, tmp_path, tiny_study):
+    path = tiny_study("killed", epochs=2, budgets=TWO_BUDGETS)
     store = StudyResults(tmp_path / "results", "killed")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "ablate.run", str(path), "--executor", "ray", "--cpus-per-task", "1"]
@@ -126,8 +100,8 @@ def test_driver_killed_mid_study_and_rerun_finishes_without_duplicates(local_ray
     assert len(history) == 24 and not history.duplicated(["run_key", "epoch"]).any()
 
 
-def test_the_default_path_never_imports_ray(tmp_path):
-    path = write_study(tmp_path, "noray", budgets="[5000]", arms='["plain"]')
+def test_the_default_path_never_imports_ray(tiny_study):
+    path = tiny_study("noray", arms='["plain"]', epochs=1)
     script = textwrap.dedent(
         f"""
         import sys
@@ -145,8 +119,8 @@ def test_the_default_path_never_imports_ray(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_ray_flags_need_the_ray_executor(tmp_path, capsys):
-    path = write_study(tmp_path, "flags", budgets="[5000]", arms='["plain"]')
+def test_ray_flags_need_the_ray_executor(tiny_study, capsys):
+    path = tiny_study("flags", arms='["plain"]', epochs=1)
     assert main([str(path), "--gpus-per-task", "0.5"]) == 2
     assert "--gpus-per-task: only with --executor ray, found --executor local" in capsys.readouterr().err
 

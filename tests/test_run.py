@@ -79,7 +79,15 @@ def load_study_text(tmp_path, **kw):
     from tests.conftest import TINY
 
     path = tmp_path / "s.toml"
-    fields = dict(name="s", arms='["plain"]', seeds="[0]", epochs=2, lr=1e-3, results=str(tmp_path / "r"))
+    fields = dict(
+        name="s",
+        arms='["plain"]',
+        seeds="[0]",
+        epochs=2,
+        lr=1e-3,
+        results=str(tmp_path / "r"),
+        budgets="[5000]",
+    )
     fields.update(kw)
     path.write_text(TINY.format(**fields))
     return load_study(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -150,7 +151,13 @@ def solve_triplet(
 
 
 def preset_specs(preset: str, group_orders: Sequence[int], classes: int = 10) -> list[ArmSpec]:
-    """The preset's models, baseline first, then cN and cN_rep per N; counts from built models."""
+    """The preset's models, baseline first, then cN and cN_rep per N; counts from built models
+    (built once per process: escnn's bases take seconds)."""
+    return list(_preset_specs(preset, tuple(group_orders), classes))
+
+
+@functools.cache
+def _preset_specs(preset: str, group_orders: tuple[int, ...], classes: int) -> tuple[ArmSpec, ...]:
     expect_one_of("preset", preset, paper.PRESETS)
     arms = [("plain", 1)] + [(arm, n) for n in group_orders for arm in ("gcnn", "repeat")]
     specs = []
@@ -171,7 +178,7 @@ def preset_specs(preset: str, group_orders: Sequence[int], classes: int = 10) ->
                 preset,
             )
         )
-    return specs
+    return tuple(specs)
 
 
 def build_arm(spec: ArmSpec, classes: int = 10) -> Arm:

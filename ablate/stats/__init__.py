@@ -10,7 +10,7 @@ no sentences: those are in ablate.text).
 
 from ablate.stats.convergence import THRESHOLD as convergence_threshold
 from ablate.stats.convergence import WINDOW as convergence_window
-from ablate.stats.convergence import best_epoch, convergence, run_changes, unconverged_cells
+from ablate.stats.convergence import best_epoch, convergence, run_changes, unconverged_cells, window_start
 from ablate.stats.decompose import (
     MIN_BOOT_SEEDS,
     decompose,
@@ -57,4 +57,5 @@ __all__ = [
     "smallest_perm_p",
     "to_scale",
     "unconverged_cells",
+    "window_start",
 ]

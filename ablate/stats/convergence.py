@@ -20,6 +20,12 @@ THRESHOLD = 0.005  # 0.5 percentage points of test error
 CELL = ["budget", "arm", "design_n", "design_structure"]
 
 
+def window_start(epochs: int, window: float = WINDOW) -> int:
+    """The epoch the convergence window starts from: epochs minus the last `window` of them (at
+    least one), e.g. 24 of 30."""
+    return int(epochs) - max(1, math.ceil(window * int(epochs) - 1e-9))
+
+
 def run_changes(history: pd.DataFrame, runs: pd.DataFrame, window: float = WINDOW) -> pd.DataFrame:
     """Per run: `start_epoch` (its last evaluated epoch at or before (1 - window) x epochs),
     `end_epoch` (its last evaluated epoch) and `change` = test error at end - at start (fraction;
@@ -31,7 +37,7 @@ def run_changes(history: pd.DataFrame, runs: pd.DataFrame, window: float = WINDO
     rows = []
     for key, epochs in zip(runs["run_key"], runs["epochs"]):
         h = by_run.get(key)
-        start = int(epochs) - max(1, math.ceil(window * int(epochs) - 1e-9))
+        start = window_start(epochs, window)
         change, first, last = math.nan, math.nan, math.nan
         if h is not None and len(h):
             before = h[h["epoch"] <= start]
