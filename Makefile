@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 lint: setup
 	$(VENV)/bin/ruff check ablate tests
 	$(VENV)/bin/ruff format --check ablate tests
+	$(VENV)/bin/lint-imports
 
 # Lint first, then pytest. pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test: setup lint

@@ -1,3 +1,5 @@
 """ablate: split a G-CNN's accuracy gain into a weight-repetition share and an equivariance share."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("ablate")  # one place: pyproject.toml

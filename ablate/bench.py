@@ -1,6 +1,6 @@
 """`python -m ablate.bench`: training throughput per arm, unfused and fused, against the device's peak.
 
-For one budget it times the package's own training step (`ablate.train.train_step`: forward,
+For one budget it times the package's own training step (`ablate.training.loop.train_step`: forward,
 per-run cross-entropy, backward, per-run clipping, Adam) on batches of 64 digits and prints,
 per arm: images per second for one run alone, for S runs fused into one grouped network (per
 run and in all), the speed-up, the achieved GFLOP/s (2 x 3 x multiply-accumulates per image:
@@ -21,8 +21,10 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ablate.errors import AblateError, StudyError, expect_one_of
-from ablate.models import ARMS, count_macs, solve_triplet
-from ablate.train import RunGroup, build_model, resolve_device, train_step
+from ablate.models.arms import ARMS, arm_spec
+from ablate.models.budget import solve_triplet
+from ablate.models.spec import count_macs
+from ablate.training.loop import RunGroup, build_model, resolve_device, train_step
 
 BATCH = 64
 
@@ -112,10 +114,10 @@ def bench(budget: int, arms: Sequence[str], seeds: int, device: torch.device, se
     """All the numbers of the table, as a dict (the --json content)."""
     peak32 = matmul_peak(device, torch.float32)
     peak16 = matmul_peak(device, torch.bfloat16)
-    specs = solve_triplet(budget)
+    triplet = solve_triplet(budget)
     rows = []
     for arm in arms:
-        spec = specs[arm]
+        spec = arm_spec(triplet, arm)
         flops = 6 * count_macs(
             build_model(spec, 0, device)
         )  # per image: 2 x (forward + backward ~ 2 forwards)
@@ -174,7 +176,7 @@ def profile_table(spec, device: torch.device, steps: int = 10, rows: int = 10) -
 
 
 def format_table(result: dict) -> str:
-    """The Markdown table the README shows."""
+    """The Markdown table docs/speed.md shows."""
     s = result["seeds"]
     peak = result["matmul_peak_gflop_s"]
     lines = [
@@ -229,10 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(format_table(result))
     if args.profile:
-        specs = solve_triplet(args.budget)
+        triplet = solve_triplet(args.budget)
         for arm in arms:
             print(f"\n{arm} at budget {args.budget:,}: top operators over 10 training steps of batch {BATCH}")
-            print(profile_table(specs[arm], device))
+            print(profile_table(arm_spec(triplet, arm), device))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)

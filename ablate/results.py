@@ -24,12 +24,13 @@ import torch
 from filelock import FileLock, Timeout
 
 from ablate.errors import ResultsError, StudyError
-from ablate.study import Study, load_study
+from ablate.models.arms import DEFAULT_STRUCTURE, NO_STRUCTURE
+from ablate.study.schema import Study, load_study
 
 
 @dataclass(frozen=True)
 class RunRow:
-    """One row of runs.csv: one finished run. The README's runs.csv table documents each field."""
+    """One row of runs.csv: one finished run. docs/study.md's runs.csv table documents each field."""
 
     study: str
     run_key: str
@@ -62,9 +63,12 @@ class RunRow:
     data_fingerprint: str = ""
     fused: int = 1
     precision: str = "fp32"
-    repeat_structure: str = "paper"  # the repeat arm's control; rows from before were "paper"
+    repeat_structure: str = NO_STRUCTURE  # the repeat arm's control, "" for other arms (see _legacy)
     invariance_error_any: float = math.nan
     model_name: str = ""  # a preset's model ('baseline', 'c4_rep', ...); empty for solved budgets
+    # added in wave 3
+    preset_width: float = 1.0  # a preset's width multiplier
+    code_fingerprint: str = ""  # version + hash of the package's source files; "" before 0.2.0
 
 
 @dataclass(frozen=True)
@@ -126,9 +130,21 @@ def _read_csv(path: Path, row_type: type) -> pd.DataFrame:
         raise ResultsError(
             f"{path}: expected the columns of an ablate {path.name}, missing {', '.join(missing)}"
         )
+    return _legacy(frame, row_type)
+
+
+def _legacy(frame: pd.DataFrame, row_type: type) -> pd.DataFrame:
+    """Rows as this version writes them, from any earlier version's file: a column added later
+    gets its field's default, empty text cells read as "", and the repeat arm's rows from
+    before repeat controls were recorded get the control they had ("paper")."""
+    added = [f.name for f in fields(row_type) if f.name not in frame.columns]
     for f in fields(row_type):
-        if f.name not in frame.columns:
+        if f.name in added:
             frame[f.name] = f.default
+        elif f.type == "str":
+            frame[f.name] = frame[f.name].fillna("")
+    if "repeat_structure" in added:
+        frame.loc[frame["arm"] == "repeat", "repeat_structure"] = DEFAULT_STRUCTURE
     return frame
 
 
@@ -209,6 +225,19 @@ class StudyResults:
 
     def checkpoint(self, run_key: str) -> Checkpoint:
         return Checkpoint(self.dir / "checkpoints" / f"{run_key}.pt")
+
+    def put_driver_token(self, token: str) -> str:
+        """Leave `token` in checkpoints/: a worker that sees it shares this folder (see
+        sees_driver_token) and checkpoints here; returns the token."""
+        (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (self.dir / "checkpoints" / token).touch()
+        return token
+
+    def sees_driver_token(self, token: str) -> bool:
+        return (self.dir / "checkpoints" / token).exists()
+
+    def remove_driver_token(self, token: str) -> None:
+        (self.dir / "checkpoints" / token).unlink(missing_ok=True)
 
     def saved_study(self) -> Study | None:
         """The study copy saved beside the results, parsed and validated as a study file is;

@@ -8,51 +8,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from ablate.data import Dataset, load_dataset
 from ablate.errors import AblateError, StudyError
-from ablate.executors import Executor, LocalExecutor
-from ablate.models import build_arm, count_macs
 from ablate.models.arms import ARMS
+from ablate.models.spec import build_arm, count_macs
 from ablate.results import StudyResults
-from ablate.study import DataSettings, RunSpec, Study, expand_grid, load_study, with_overrides
-
-
-def load_study_data(settings: DataSettings) -> Dataset:
-    """The dataset a study's [data] section describes (on the CPU)."""
-    return load_dataset(
-        settings.source,
-        settings.root,
-        settings.seed,
-        limit_train=settings.limit_train,
-        limit_test=settings.limit_test,
-        pad_to=settings.pad_to,
-        test_rotations=settings.test_rotations,
-        subset=settings.subset,
-        pad=settings.pad,
-    )
-
-
-def check_data_unchanged(store: StudyResults, grid: list[RunSpec], fingerprint: str) -> None:
-    """StudyError when finished runs of this grid were made on data with another fingerprint; a
-    notice when runs.csv predates fingerprints (those rows are taken as made on this data)."""
-    runs = store.runs()
-    keys = {spec.run_key for spec in grid}
-    legacy = runs["data_fingerprint"].fillna("").eq("") & runs["run_key"].isin(keys)
-    if legacy.any():
-        print(
-            f"note: {store.runs_path} has {int(legacy.sum())} runs from before data fingerprints were "
-            f"recorded; they are taken as made on the current data ({fingerprint})"
-        )
-    other = store.other_data_rows(fingerprint)
-    other = other[other["run_key"].isin(keys)]
-    if len(other):
-        raise StudyError(
-            f"{store.runs_path}: {len(other)} finished runs of this study were made on other data "
-            f"(fingerprint {', '.join(sorted(set(other['data_fingerprint'])))}, the data here gives "
-            f"{fingerprint}): train elsewhere with --results DIR, or retrain them on this data with --force"
-        )
+from ablate.study.grid import RunSpec, expand_grid
+from ablate.study.schema import Study, load_study, with_overrides
+from ablate.training.driver import Executor, LocalExecutor, load_study_data, run_study
 
 
 def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, fingerprint: str | None) -> str:
@@ -66,10 +30,16 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
     for spec in grid:
         cells.setdefault((spec.budget, spec.model), []).append(spec)
     what = f"preset {m.preset}" if m.preset else f"{len(m.budgets)} budgets"
+    if m.preset and m.preset_width != 1.0:
+        what += f", width x {m.preset_width:g}"
+    t = study.train
+    precision = {True: "bf16", False: "fp32", "cuda": "bf16 on CUDA, fp32 on the CPU"}[t.bf16]
     lines = [
         f"study {study.name}: {len(grid)} runs in {len(cells)} cells ({what}, "
         f"{len(m.arms)} arms, C{'/C'.join(map(str, m.group_orders))}, {'/'.join(m.structures)} repeat "
-        f"structure, {len(study.train.all_seeds)} seeds) -> {store.dir}",
+        f"structure, {len(t.all_seeds)} seeds) -> {store.dir}",
+        f"training: {t.epochs} epochs, batch {t.batch_size}, {precision}"
+        f"{', last partial batch dropped' if t.drop_last else ''}, augment {t.augment}, lr {t.lr:g}",
         f"{'budget':>8} {'model':>9} {'arm':>9} {'N':>2} {'structure':>9} {'params':>8} "
         f"{'MACs/image':>13}  {'done':>4} {'partial':>7} {'missing':>7}  physical widths",
     ]
@@ -77,9 +47,8 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
         n_done = sum(s.run_key in done for s in specs)
         partial = sum(s.run_key not in done and store.checkpoint(s.run_key).path.exists() for s in specs)
         widths = "-".join(map(str, model_spec.physical_widths))
-        order = model_spec.group_order if model_spec.arm in ("repeat", "gcnn") else "-"
         lines.append(
-            f"{budget:>8} {model_spec.model_name or '-':>9} {model_spec.arm:>9} {order:>2} "
+            f"{budget:>8} {model_spec.model_name or '-':>9} {model_spec.arm:>9} {model_spec.group_order:>2} "
             f"{model_spec.repeat_structure or '-':>9} {model_spec.n_params:>8} "
             f"{count_macs(build_arm(model_spec), size):>13,}  "
             f"{n_done:>4} {partial:>7} {len(specs) - n_done - partial:>7}  {widths}"
@@ -87,56 +56,16 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
     return "\n".join(lines)
 
 
-def run_study(
-    study: Study,
-    force: bool = False,
-    dry_run: bool = False,
-    on_epoch: Callable[[dict], None] | None = None,
-    source: str = "<study>",
-    executor: Executor | None = None,
-) -> int:
-    """Train every missing run of `study`; returns the exit code (0 when all runs finished).
-
-    `executor` trains the run groups: LocalExecutor (default, this process) or
-    ablate.ray_executor.RayExecutor (one Ray task per group). Either way this process is the only
-    writer of results/<study>/."""
+def dry_run(study: Study, source: str) -> int:
+    """--dry-run: print the grid, its models and what is done, partial or missing; train nothing."""
     grid = expand_grid(study, source)
     store = StudyResults(study.run.results, study.name)
-    if dry_run:
-        try:
-            fingerprint = load_study_data(study.data).meta["fingerprint"]
-        except AblateError as error:
-            fingerprint = None
-            print(f"note: data not loaded, finished runs not checked against it ({error})")
-        print(describe_grid(study, grid, store, fingerprint))
-        return 0
-    executor = executor or LocalExecutor()
-    executor.check(study, source)
-    data = load_study_data(study.data)
-    fingerprint = data.meta["fingerprint"]
-    if not force:
-        check_data_unchanged(store, grid, fingerprint)
-    finished = store.finished_keys(fingerprint)
-    todo = [s for s in grid if force or s.run_key not in finished]
-    print(
-        f"study {study.name}: {len(grid) - len(todo)} of {len(grid)} runs already finished; "
-        f"training {len(todo)} on {executor.describe()}"
-    )
-    if not todo:
-        return 0
-    store.write_study(study)
-    if force:
-        for spec in todo:
-            store.checkpoint(spec.run_key).remove()
-    outcome = executor.train(todo, study, data, store, force, on_epoch)
-    for spec, reason in outcome.failed:
-        print(f"failed: {spec.arm} budget {spec.budget} seed {spec.seed} (run {spec.run_key}): {reason}")
-    missing = [s for s in grid if s.run_key not in store.finished_keys(fingerprint)]
-    if missing:
-        print(f"study {study.name}: {len(missing)} runs did not finish")
-        return 1
-    note = f"; {outcome.diverged} diverged (status = diverged in runs.csv)" if outcome.diverged else ""
-    print(f"study {study.name}: all {len(grid)} runs finished{note}; results in {store.dir}")
+    try:
+        fingerprint = load_study_data(study.data).meta["fingerprint"]
+    except AblateError as error:
+        fingerprint = None
+        print(f"note: data not loaded, finished runs not checked against it ({error})")
+    print(describe_grid(study, grid, store, fingerprint))
     return 0
 
 
@@ -172,7 +101,7 @@ def make_executor(args: argparse.Namespace) -> Executor:
         if given:
             raise StudyError(f"{given[0]}: only with --executor ray, found --executor local")
         return LocalExecutor()
-    from ablate.ray_executor import RayExecutor
+    from ablate.training.ray import RayExecutor  # only here: Ray is an optional extra
 
     return RayExecutor(
         address=args.address,
@@ -192,7 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results", help="results root (overrides [run].results)")
     parser.add_argument("--dry-run", action="store_true", help="print the grid and its status, train nothing")
     parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
-    ray = parser.add_argument_group("executor", "where run groups train (README: several GPUs or machines)")
+    ray = parser.add_argument_group(
+        "executor", "where run groups train (docs/training.md: several GPUs or machines)"
+    )
     ray.add_argument("--executor", choices=EXECUTORS, default="local", help="local (this process) or ray")
     ray.add_argument("--address", help="Ray cluster to join (default: start a local Ray instance)")
     ray.add_argument("--gpus-per-task", type=float, help="GPUs per run group, fractions share a GPU")
@@ -209,8 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             models={"budgets": _int_list("--budgets", args.budgets), "arms": arms},
             run={"device": args.device, "results": args.results},
         )
+        if args.dry_run:
+            return dry_run(study, args.study)
         executor = make_executor(args)
-        return run_study(study, force=args.force, dry_run=args.dry_run, source=args.study, executor=executor)
+        return run_study(study, force=args.force, source=args.study, executor=executor)
     except AblateError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

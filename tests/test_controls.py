@@ -5,12 +5,14 @@ import pandas as pd
 import pytest
 import torch
 
-from ablate.models import build_triplet, count_params
+from ablate.models.budget import build_triplet
 from ablate.models.repeat import CopyBatchNorm, CopyMax
+from ablate.models.spec import count_params
 from ablate.results import StudyResults
 from ablate.run import main
 from ablate.stats import decompose, pooled
-from ablate.study import expand_grid, load_study, parse_study
+from ablate.study.grid import expand_grid
+from ablate.study.schema import load_study, parse_study
 
 
 @pytest.mark.parametrize("backbone", ["repeatnet", "z2cnn"])
@@ -127,7 +129,7 @@ def test_controls_study_end_to_end_with_augmentation_and_any_angle_invariance(tm
     first = runs[runs["seed"] == 0].drop_duplicates("arm").set_index("arm")["run_key"]
     assert first["augmented"] != first["plain"]
     study = load_study(path)
-    from ablate.study import arm_train_config
+    from ablate.study.grid import arm_train_config
 
     assert arm_train_config(study.train, "augmented").augment == "rotation"
     assert arm_train_config(study.train, "plain").augment == "none"

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ablate import stats, text
-from ablate.report import main
+from ablate import stats
+from ablate.report import text
+from ablate.report.__main__ import main
 
 from .test_report import write_study
 

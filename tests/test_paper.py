@@ -10,11 +10,14 @@ import tomli_w
 import torch
 
 from ablate._compat import tomllib
-from ablate.data import augment, load_dataset, paper_augment
-from ablate.models import count_params
+from ablate.data.augment import augment, paper_augment
+from ablate.data.sources import load_dataset
 from ablate.models.paper import build_paper_model
-from ablate.report import main as report_main
+from ablate.models.repeat import RepeatConv2d
+from ablate.models.spec import count_params
+from ablate.report.__main__ import main as report_main
 from ablate.run import main as run_main
+from ablate.training.fused import FusedSeeds
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = [7, 5, 5, 5, 5, 5]
@@ -50,12 +53,14 @@ def gcnn_count(fields, n: int) -> int:
 
 
 def repeat_count(base, physical) -> int:
-    """Base weights as the baseline's convs, swish alpha and beta per (ceil(T_out / c_out) x
-    ceil(T_in / c_in)) block, a bias and BatchNorm per physical channel, head on all of them."""
+    """The paper's Conv2dRepeat: base weights as the baseline's convs, swish alpha and beta per
+    (T_out // c_out) x (T_in // c_in) block, one (alpha, beta) pair per side with a remainder, a
+    bias and BatchNorm per physical channel, head on all of them."""
     total, t_in, c_in = 0, 1, 1
     for k, c, t in zip(KERNELS, base, physical):
-        blocks = math.ceil(t / c) * math.ceil(t_in / c_in)
-        total += c * c_in * k * k + 2 * blocks + t + 2 * t
+        blocks = (t // c) * (t_in // c_in)
+        remainders = 2 * (t % c > 0) + 2 * (t_in % c_in > 0)
+        total += c * c_in * k * k + 2 * blocks + remainders + t + 2 * t
         t_in, c_in = t, c
     return total + head(t_in)
 
@@ -64,11 +69,11 @@ BASE = [22, 33, 45, 45, 67, 90]  # int(w / sqrt 2), w = 32, 48, 64, 64, 96, 128
 EXPECTED = {  # written out from the functions above, checked against them and the built models
     ("plain", 1): 340_309,
     ("gcnn", 4): 304_154,
-    ("repeat", 4): 353_017,
+    ("repeat", 4): 352_987,
     ("gcnn", 8): 305_098,
-    ("repeat", 8): 361_033,
+    ("repeat", 8): 360_963,
     ("gcnn", 16): 301_746,
-    ("repeat", 16): 372_269,
+    ("repeat", 16): 372_179,
 }
 DERIVED = {
     ("plain", 1): baseline_count(BASE),
@@ -131,43 +136,112 @@ def test_paper_augment_is_seeded_bounded_and_rotates_and_flips():
     assert corr(turned[..., 1:29, :28], torch.rot90(x[..., :28, :28], 1, dims=(2, 3))) > 0.9
 
 
-def paper_study(tmp_path: Path) -> Path:
-    """studies/paper.toml on 64 embedded training digits, one epoch, seed 42 only."""
+def paper_study(tmp_path: Path, width: float = 1.0, train: int = 64) -> Path:
+    """studies/paper.toml on `train` embedded training digits, one epoch, seed 42 only."""
     study = tomllib.loads((ROOT / "studies" / "paper.toml").read_text())
-    study["data"].update(source="embedded", limit_train=64, limit_test=32, subset="stratified")
-    study["train"].update(epochs=1, batch_size=32, seeds=[42])
+    study["data"].update(source="embedded", limit_train=train, limit_test=64, subset="stratified")
+    study["models"].update(preset_width=width)
+    study["train"].update(epochs=1, seeds=[42])
     study["run"].update(results=str(tmp_path / "results"), device="cpu", threads=2)
     path = tmp_path / "paper.toml"
     path.write_bytes(tomli_w.dumps(study).encode())
     return path
 
 
-def test_dry_run_lists_the_seven_models_with_parameters_and_macs(tmp_path, capsys):
+def listed(out: str) -> dict[str, list[str]]:
+    """The dry run's model rows: model name -> its cells."""
+    names = ["baseline"] + [f"c{n}{rep}" for n in (4, 8, 16) for rep in ("", "_rep")]
+    return {
+        name: next(line.split() for line in out.splitlines() if line.split()[1:2] == [name]) for name in names
+    }
+
+
+def test_dry_run_lists_the_seven_models_with_parameters_macs_batch_and_precision(tmp_path, capsys):
     assert run_main([str(paper_study(tmp_path)), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "7 runs in 7 cells (preset repeatnet-paper" in out
+    assert "7 runs in 7 cells (preset repeatnet-paper" in out and "batch 64, fp32" in out
+    rows = listed(out)
     for (arm, n), count in EXPECTED.items():
-        name = "baseline" if arm == "plain" else f"c{n}" + ("_rep" if arm == "repeat" else "")
-        line = next(line for line in out.splitlines() if line.split()[1:2] == [name])
-        cells = line.split()
+        cells = rows["baseline" if arm == "plain" else f"c{n}" + ("_rep" if arm == "repeat" else "")]
         assert cells[2] == arm and int(cells[5]) == count and int(cells[6].replace(",", "")) > 1_000_000
 
 
-def test_one_epoch_of_the_paper_study_runs_and_reports(tmp_path, capsys):
-    path = paper_study(tmp_path)
+def test_the_width_scaled_preset_keeps_counts_near_s_squared(tmp_path, capsys):
+    assert run_main([str(paper_study(tmp_path, width=0.25)), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "width x 0.25" in out
+    for (arm, n), count in EXPECTED.items():
+        cells = listed(out)["baseline" if arm == "plain" else f"c{n}" + ("_rep" if arm == "repeat" else "")]
+        assert abs(int(cells[5]) / (count / 16) - 1) <= 0.25, cells
+        assert int(cells[5]) == count_params(build_paper_model(arm, n, width=0.25))
+
+
+def test_one_epoch_of_the_width_scaled_paper_study_runs_and_reports(tmp_path, capsys):
+    path = paper_study(tmp_path, width=0.25, train=256)
     assert run_main([str(path)]) == 0
     runs = pd.read_csv(tmp_path / "results" / "paper" / "runs.csv")
     assert sorted(runs["model_name"]) == sorted(
         ["baseline", "c4", "c4_rep", "c8", "c8_rep", "c16", "c16_rep"]
     )
     assert (runs["precision"] == "fp32").all() and (runs["status"] == "ok").all()
-    assert dict(zip(runs["model_name"], runs["n_params"]))["c16_rep"] == EXPECTED[("repeat", 16)]
-    assert (runs["epochs"] == 1).all() and (runs["n_train"] == 64).all()
+    assert (runs["preset_width"] == 0.25).all()
+    c16_rep = dict(zip(runs["model_name"], runs["n_params"]))["c16_rep"]
+    assert c16_rep == count_params(build_paper_model("repeat", 16, width=0.25))
+    assert (runs["epochs"] == 1).all() and (runs["n_train"] == 256).all()
     capsys.readouterr()
     out = tmp_path / "figs"
     assert report_main(["--results", str(tmp_path / "results"), "--study", "paper", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     table = (out / "paper" / "table.md").read_text()
-    assert "## The paper's table" in table and "| c16_rep | 372,269 |" in table
+    assert "## The paper's table (width x 0.25)" in table and f"| c16_rep | {c16_rep:,} |" in table
     assert "Computed as the paper computes it" in printed and "seed 42's best-epoch" in printed
     assert "not parameter-matched" in table and "90-degree turns are inexact" in table
+
+
+def test_paper_remainder_rows_and_columns_are_the_swish_of_the_activated_core():
+    torch.manual_seed(0)
+    conv = RepeatConv2d(7, 11, 3, base_in=3, base_out=4, remainder="paper")  # r = 2 x 2, e = 3 and 1
+    assert conv.alpha.shape == conv.beta.shape == (1, 4) and conv.rows.shape == conv.cols.shape == (2,)
+    assert count_params(conv) == 4 * 3 * 9 + 2 * 4 + 2 + 2
+    w, a, b = conv.weight, conv.alpha.view(2, 2), conv.beta.view(2, 2)
+
+    def swish(x, alpha, beta):
+        return alpha * x * torch.sigmoid(-beta * x)
+
+    core = torch.cat(
+        [torch.cat([swish(w, a[i, j], b[i, j]) for j in range(2)], dim=1) for i in range(2)], dim=0
+    )  # (8, 6, 3, 3): block (i, j) uses scalar i * r_in + j
+    rows = torch.cat([core, swish(core[:3], *conv.rows)], dim=0)  # the first 3 rows again
+    full = torch.cat([rows, swish(rows[:, :1], *conv.cols)], dim=1)  # then the first column
+    assert torch.allclose(conv.full_weight(), full) and conv.full_weight().shape == (11, 7, 3, 3)
+    exact = RepeatConv2d(6, 8, 3, base_in=3, base_out=4, remainder="paper")
+    assert exact.rows is None and exact.cols is None and count_params(exact) == 4 * 3 * 9 + 2 * 4
+
+
+def test_paper_repeat_layer_starts_from_the_papers_distributions():
+    torch.manual_seed(1)
+    conv = RepeatConv2d(90, 362, 5, base_in=45, base_out=67, remainder="paper", bias=True)
+    r = (362 // 67) * (90 // 45)
+    w_bound = math.sqrt(6 / (45 * 25 + 67 * 25))  # xavier-uniform on (67, 45, 5, 5)
+    assert conv.weight.abs().max() <= w_bound and conv.weight.abs().max() > 0.95 * w_bound
+    assert float(conv.weight.detach().std()) == pytest.approx(w_bound / math.sqrt(3), rel=0.05)
+    s_bound = math.sqrt(6 / (1 + r))  # xavier-uniform on (1, r_out * r_in)
+    for scalars in (conv.alpha, conv.beta):
+        assert scalars.shape == (1, r) and scalars.abs().max() <= s_bound and scalars.min() < 0
+    assert conv.rows.min() >= 0 and conv.rows.max() < 1 and conv.cols is None  # 90 = 2 x 45
+    assert torch.equal(conv.bias, torch.zeros(362))
+    crop = RepeatConv2d(90, 362, 5, base_in=45, base_out=67)  # the package's own rule, unchanged
+    assert crop.alpha.shape == (6, 2) and crop.remainder == "crop"
+
+
+def test_the_paper_preset_uses_the_paper_remainder_and_fuses():
+    model = build_paper_model("repeat", 8, width=0.25)
+    convs = [m for m in model.modules() if isinstance(m, RepeatConv2d)]
+    assert convs and all(c.remainder == "paper" for c in convs)
+    models = [build_paper_model("repeat", 8, width=0.25).eval() for _ in range(2)]
+    fused = FusedSeeds(models).eval()
+    x = torch.rand(4, 2, 29, 29)
+    with torch.no_grad():
+        out = fused(x)
+        for s, model in enumerate(models):  # seed s's slice is its own model's output
+            assert torch.allclose(out[:, s], model(x[:, s : s + 1]), atol=1e-5)

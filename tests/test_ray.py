@@ -11,12 +11,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import ray
 
-from ablate.ray_executor import Fault, RayExecutor
-from ablate.results import StudyResults
-from ablate.run import main, run_study
-from ablate.study import expand_grid, load_study
+ray = pytest.importorskip(
+    "ray", reason="the Ray executor needs the extra ablate[ray] (make setup installs it)"
+)
+
+from ablate.results import StudyResults  # noqa: E402
+from ablate.run import main  # noqa: E402
+from ablate.study.grid import expand_grid  # noqa: E402
+from ablate.study.schema import load_study  # noqa: E402
+from ablate.training.driver import run_study  # noqa: E402
+from ablate.training.ray import Fault, RayExecutor, node_checkpoints  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,10 +131,11 @@ def test_ray_flags_need_the_ray_executor(tiny_study, capsys):
 
 
 def test_workers_checkpoint_in_the_study_only_when_they_see_the_drivers_token(tmp_path):
-    from ablate.ray_executor import _checkpoint_folder
-
-    study = tmp_path / "results" / "s"
-    (study / "checkpoints").mkdir(parents=True)
-    assert _checkpoint_folder(str(study), ".driver-abc", "s").parent.name == "ablate-checkpoints"
-    (study / "checkpoints" / ".driver-abc").touch()  # shared storage: the worker sees it
-    assert _checkpoint_folder(str(study), ".driver-abc", "s") == study / "checkpoints"
+    store = StudyResults(tmp_path / "results", "s")
+    (checkpoint,), shared = node_checkpoints(store, ".driver-abc", ["k"])
+    assert not shared and checkpoint.path.parent.parent.name == "ablate-checkpoints"
+    assert store.put_driver_token(".driver-abc") == ".driver-abc"  # shared storage: the worker sees it
+    (checkpoint,), shared = node_checkpoints(store, ".driver-abc", ["k"])
+    assert shared and checkpoint.path == store.dir / "checkpoints" / "k.pt"
+    store.remove_driver_token(".driver-abc")
+    assert not store.sees_driver_token(".driver-abc")

@@ -5,9 +5,9 @@ paper_figs/answer/table.md."""
 import re
 from pathlib import Path
 
-from ablate import text
-from ablate.report import HALF_WIDTHS, analyse
-from ablate.tables import headline_text
+from ablate.report import text
+from ablate.report.analysis import HALF_WIDTHS, analyse
+from ablate.report.tables import headline_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

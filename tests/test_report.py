@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ablate import stats, text
-from ablate.report import FIGURES, main
+from ablate import stats
+from ablate.report import text
+from ablate.report.__main__ import main
+from ablate.report.figures import FIGURES
 from ablate.results import RUN_COLUMNS, HistoryRow, RunRow, StudyResults
-from ablate.study import parse_study
+from ablate.study.schema import parse_study
 
 MEANS = {"plain": 0.0503, "repeat": 0.0393, "gcnn": 0.0228}
 KEYED = (
@@ -194,8 +196,13 @@ def test_bad_format_flag(tmp_path, capsys):
 def test_figures_draw_on_the_axes_they_are_given(tmp_path):
     import matplotlib.pyplot as plt
 
-    from ablate.figures import fig_error_vs_params, fig_gain_decomposition, fig_invariance, fig_physical_size
-    from ablate.report import analyse
+    from ablate.report.analysis import analyse
+    from ablate.report.figures import (
+        fig_error_vs_params,
+        fig_gain_decomposition,
+        fig_invariance,
+        fig_physical_size,
+    )
 
     write_study(tmp_path / "results", seeds=range(3))
     report = analyse(tmp_path / "results" / "synth", n_boot=100, n_perm=0)

@@ -5,8 +5,10 @@ import dataclasses
 import pandas as pd
 import pytest
 
+from ablate.models.spec import ArmSpec
 from ablate.results import HISTORY_COLUMNS, RUN_COLUMNS, HistoryRow, RunRow, StudyResults, read_runs
-from ablate.study import parse_study
+from ablate.study.schema import parse_study
+from ablate.training.driver import NOT_IN_RUNS, spec_columns
 
 IDENT = {"study": "s", "run_key": "k", "arm": "plain", "budget": 5000, "seed": 0}
 
@@ -16,10 +18,31 @@ def run_row(**changes) -> RunRow:
     return RunRow(**values)
 
 
-def test_columns_are_the_row_fields_in_order():
-    assert RUN_COLUMNS == [f.name for f in dataclasses.fields(RunRow)]
-    assert HISTORY_COLUMNS == [f.name for f in dataclasses.fields(HistoryRow)]
-    assert RUN_COLUMNS[:5] == ["study", "run_key", "arm", "budget", "seed"] and "test_error" in RUN_COLUMNS
+def test_columns_are_the_documented_ones_and_every_model_field_is_a_column():
+    # the README's runs.csv table (docs/study.md) lists these, in this order
+    documented = (
+        "study run_key arm budget seed n_params macs group_order repeat_mode backbone learnable_widths "
+        "physical_widths dataset n_train n_test epochs test_error invariance_error train_loss "
+        "train_error train_seconds device status finished_at ablate_version torch_version "
+        "escnn_version data_fingerprint fused precision repeat_structure invariance_error_any model_name "
+        "preset_width code_fingerprint"
+    ).split()
+    assert RUN_COLUMNS == documented
+    assert (
+        HISTORY_COLUMNS
+        == "study run_key arm budget seed epoch train_loss train_error test_error lr seconds".split()
+    )
+    model_fields = {f.name for f in dataclasses.fields(ArmSpec)} - set(NOT_IN_RUNS)
+    assert model_fields <= set(RUN_COLUMNS)  # a new ArmSpec field is a column unless excluded
+
+
+def test_spec_columns_fill_every_model_column_of_a_row():
+    spec = ArmSpec("repeat", "repeatnet", (2, 3), (8, 12), 4, "swish", 1234, "matched")
+    columns = spec_columns(spec)
+    assert columns["learnable_widths"] == "2-3" and columns["physical_widths"] == "8-12"
+    assert columns["repeat_structure"] == "matched" and columns["model_name"] == ""
+    plain = spec_columns(ArmSpec("plain", "repeatnet", (2,), (2,), 1, None, 10))
+    assert plain["repeat_mode"] == "" and plain["repeat_structure"] == "" and plain["group_order"] == 1
 
 
 def test_a_misnamed_or_missing_column_is_refused(tmp_path):

@@ -9,11 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-from ablate.data import load_dataset
+from ablate.data.sources import load_dataset
 from ablate.results import HISTORY_COLUMNS, RUN_COLUMNS, StudyResults
-from ablate.run import main, run_study
-from ablate.study import TrainConfig, expand_grid, load_study
-from ablate.train import build_model, fit
+from ablate.run import main
+from ablate.study.grid import expand_grid
+from ablate.study.schema import TrainConfig, load_study
+from ablate.training.driver import run_study
+from ablate.training.loop import build_model, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,9 +36,9 @@ def test_tiny_study_end_to_end_writes_documented_columns(tiny_study, capsys):
     assert list(history.columns) == HISTORY_COLUMNS and len(history) == 12
     assert (store.dir / "study.toml").exists()
     assert not list((store.dir / "checkpoints").glob("*.pt"))
-    readme = (ROOT / "README.md").read_text()
-    undocumented = [c for c in RUN_COLUMNS + HISTORY_COLUMNS if f"`{c}`" not in readme]
-    assert not undocumented, f"README does not document {undocumented}"
+    page = (ROOT / "docs" / "study.md").read_text()
+    undocumented = [c for c in RUN_COLUMNS + HISTORY_COLUMNS if f"`{c}`" not in page]
+    assert not undocumented, f"docs/study.md does not document {undocumented}"
     # a rerun trains nothing
     capsys.readouterr()
     assert main([str(path)]) == 0
@@ -181,7 +183,7 @@ def test_run_key_ignores_paths_and_device_but_not_training(tmp_path):
 
 
 def test_bf16_on_the_cpu_trains_is_recorded_and_keyed(tiny_study):
-    from ablate.study import with_overrides
+    from ablate.study.schema import with_overrides
 
     study = load_study(tiny_study(name="half", arms='["gcnn"]', seeds="[0]", epochs=1))
     half = with_overrides(study, "test", train={"bf16": True})

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ablate.report.text import format_summary, headline_sentence
 from ablate.stats import (
     arm_summary,
     decompose,
@@ -15,7 +16,6 @@ from ablate.stats import (
     largest_share,
     pooled,
 )
-from ablate.text import format_summary, headline_sentence
 
 PAPER = {"plain": 0.0503, "repeat": 0.0393, "gcnn": 0.0228}  # true share 0.40
 TRUE_SHARE = (PAPER["plain"] - PAPER["repeat"]) / (PAPER["plain"] - PAPER["gcnn"])
@@ -144,10 +144,10 @@ def test_fieller_sets_when_the_denominator_is_unclear():
 
 def test_clear_errors_for_bad_tables():
     runs = simulate(np.random.default_rng(7), PAPER, n=3)
-    with pytest.raises(ValueError, match="budget 10000, arm repeat: missing"):
+    with pytest.raises(ValueError, match="budget 10,000, arm repeat: missing"):
         decompose(runs[runs["arm"] != "repeat"])
     one = runs.drop(runs[(runs["arm"] == "gcnn")].index[1:])
-    with pytest.raises(ValueError, match="budget 10000, arm gcnn: has 1 ok seed"):
+    with pytest.raises(ValueError, match="budget 10,000, arm gcnn: has 1 ok seed"):
         decompose(one)
     odd = runs.copy()
     odd.loc[0, "arm"] = "huge"
@@ -155,7 +155,7 @@ def test_clear_errors_for_bad_tables():
         decompose(odd)
     unshared = runs.copy()
     unshared.loc[unshared["arm"] == "gcnn", "seed"] += 100
-    with pytest.raises(ValueError, match="budget 10000, arms plain/repeat/gcnn: paired analysis needs"):
+    with pytest.raises(ValueError, match="budget 10,000, arms plain/repeat/gcnn: paired analysis needs"):
         decompose(unshared, paired=True)
     with pytest.raises(ValueError, match="missing test_error"):
         decompose(runs.drop(columns="test_error"))

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ablate.report.text import headline_sentence
 from ablate.stats import StatsWarning, decompose, largest_share, pooled, seeds_needed
 from ablate.stats.ratio import fieller_interval, quantile, ratio_moments
 from ablate.stats.table import cells, prepare
-from ablate.text import headline_sentence
 
 # Two budgets with different true shares: 0.40 and 0.20.
 TRUE = {
@@ -139,7 +139,7 @@ def test_paired_mode_with_mismatched_seeds_uses_the_pairs_everywhere():
     runs = runs.drop(runs[(runs["arm"] == "gcnn") & (runs["seed"] == 4)].index)
     with pytest.warns(
         StatsWarning,
-        match=r"^budget 10000: paired analysis uses the 4 seeds ok in every arm; dropped seeds 4$",
+        match=r"^budget 10,000: paired analysis uses the 4 seeds ok in every arm; dropped seeds 4$",
     ):
         row = decompose(runs, paired=True, n_boot=0, n_perm=0).iloc[0]
     assert row["n_pairs"] == 4 and row["n_plain"] == row["n_repeat"] == row["n_gcnn"] == 4
@@ -152,7 +152,7 @@ def test_duplicate_runs_are_refused():
     runs = runs_of(FIVE)
     runs = pd.concat([runs, runs.iloc[[6]]], ignore_index=True)
     with pytest.raises(
-        ValueError, match=r"^budget 10000, arm repeat, seed 1: 2 rows; expected one row per run$"
+        ValueError, match=r"^budget 10,000, arm repeat, seed 1: 2 rows; expected one row per run$"
     ):
         decompose(runs)
     with pytest.raises(ValueError, match="seed 1: 2 rows"):

@@ -125,7 +125,8 @@ def test_exit_code_from_a_real_process(tmp_path):
 
 
 def test_budget_seeds_give_a_budget_its_own_seeds_under_the_same_run_keys(tmp_path, capsys):
-    from ablate.study import expand_grid, parse_study
+    from ablate.study.grid import expand_grid
+    from ablate.study.schema import parse_study
 
     base = {
         "name": "s",

@@ -1,49 +1,21 @@
-"""Solve layer widths so each arm hits a learnable-parameter budget; build triplets; model cards."""
+"""Solve layer widths so each arm hits a learnable-parameter budget; the preset's fixed models."""
 
 from __future__ import annotations
 
 import functools
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from ablate.errors import expect_one_of
 from ablate.models import paper
-from ablate.models.arms import ARMS, Arm
-from ablate.models.backbone import Backbone, get_backbone
-from ablate.models.gcnn import GCNN, gcnn_params
-from ablate.models.plain import PlainCNN, plain_params
-from ablate.models.repeat import MODES, STRUCTURES, RepeatCNN, repeat_params
-
-
-def count_params(model: nn.Module) -> int:
-    """Learnable parameters of a built model: the only count budgets are matched on."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-@dataclass(frozen=True)
-class ArmSpec:
-    """Integer widths that define one arm's model at a budget."""
-
-    arm: str
-    backbone: str
-    learnable_widths: tuple[int, ...]  # plain channels / repeat base channels / G-CNN fields
-    physical_widths: tuple[int, ...]
-    group_order: int
-    repeat_mode: str | None
-    n_params: int
-    repeat_structure: str | None = None  # the repeat arm's "paper" or "matched"; None for the others
-    preset: str | None = None  # a fixed model set (ablate.models.paper) instead of a solved budget
-
-    @property
-    def model_name(self) -> str:
-        """The preset's name of the model ('baseline', 'c4_rep', ...); empty for solved arms."""
-        return paper.model_name(self.arm, self.group_order) if self.preset else ""
+from ablate.models.arms import DEFAULT_STRUCTURE, NO_STRUCTURE, TRIVIAL_GROUP
+from ablate.models.backbone import get_backbone
+from ablate.models.gcnn import gcnn_params
+from ablate.models.plain import plain_params
+from ablate.models.repeat import MODES, STRUCTURES, repeat_params
+from ablate.models.spec import Arm, ArmSpec, build_arm, count_params
 
 
 def solve_widths(
@@ -135,7 +107,7 @@ def solve_triplet(
         arm="repeat",
     )
     return {
-        "plain": ArmSpec("plain", backbone, tuple(plain_w), tuple(plain_w), 1, None, plain_n),
+        "plain": ArmSpec("plain", backbone, tuple(plain_w), tuple(plain_w), TRIVIAL_GROUP, None, plain_n),
         "repeat": ArmSpec(
             "repeat",
             backbone,
@@ -150,21 +122,25 @@ def solve_triplet(
     }
 
 
-def preset_specs(preset: str, group_orders: Sequence[int], classes: int = 10) -> list[ArmSpec]:
-    """The preset's models, baseline first, then cN and cN_rep per N; counts from built models
-    (built once per process: escnn's bases take seconds)."""
-    return list(_preset_specs(preset, tuple(group_orders), classes))
+def preset_specs(
+    preset: str, group_orders: Sequence[int], classes: int = 10, width: float = 1.0
+) -> list[ArmSpec]:
+    """The preset's models at `width` (preset_width), baseline first, then cN and cN_rep per N;
+    counts from built models (built once per process: escnn's bases take seconds)."""
+    return list(_preset_specs(preset, tuple(group_orders), classes, width))
 
 
 @functools.cache
-def _preset_specs(preset: str, group_orders: tuple[int, ...], classes: int) -> tuple[ArmSpec, ...]:
+def _preset_specs(
+    preset: str, group_orders: tuple[int, ...], classes: int, width: float
+) -> tuple[ArmSpec, ...]:
     expect_one_of("preset", preset, paper.PRESETS)
-    arms = [("plain", 1)] + [(arm, n) for n in group_orders for arm in ("gcnn", "repeat")]
+    arms = [("plain", TRIVIAL_GROUP)] + [(arm, n) for n in group_orders for arm in ("gcnn", "repeat")]
     specs = []
     for arm, n in arms:
-        model = paper.build_paper_model(arm, n, classes)
+        model = paper.build_paper_model(arm, n, classes, width)
         mode = "swish" if arm == "repeat" else None
-        structure = "paper" if arm == "repeat" else None
+        structure = DEFAULT_STRUCTURE if arm == "repeat" else NO_STRUCTURE
         specs.append(
             ArmSpec(
                 arm,
@@ -176,35 +152,10 @@ def _preset_specs(preset: str, group_orders: tuple[int, ...], classes: int) -> t
                 count_params(model),
                 structure,
                 preset,
+                width,
             )
         )
     return tuple(specs)
-
-
-def build_arm(spec: ArmSpec, classes: int = 10) -> Arm:
-    """The model an ArmSpec describes; checks that its built count equals the solved count."""
-    expect_one_of("arm", spec.arm, ARMS)
-    backbone: Backbone = get_backbone(spec.backbone)
-    if spec.preset:
-        model = paper.build_paper_model(spec.arm, spec.group_order, classes)
-    elif spec.arm in ("plain", "augmented"):
-        model = PlainCNN(backbone, spec.learnable_widths, classes, arm=spec.arm)
-    elif spec.arm == "repeat":
-        model = RepeatCNN(
-            backbone,
-            spec.physical_widths,
-            spec.learnable_widths,
-            spec.repeat_mode,
-            classes,
-            group_order=spec.group_order,
-            structure=spec.repeat_structure or "paper",
-        )
-    else:
-        model = GCNN(backbone, spec.learnable_widths, spec.group_order, classes)
-    built = count_params(model)
-    if built != spec.n_params:
-        raise RuntimeError(f"{spec.arm}: solver predicted {spec.n_params} parameters, model has {built}")
-    return model
 
 
 def build_triplet(budget: int, **settings) -> dict[str, Arm]:
@@ -216,28 +167,3 @@ def build_triplet(budget: int, **settings) -> dict[str, Arm]:
     """
     specs = solve_triplet(budget, **settings)
     return {arm: build_arm(spec, settings.get("classes", 10)) for arm, spec in specs.items()}
-
-
-def count_macs(model: Arm, image_size: int = 28) -> int:
-    """Multiply-accumulates of one forward pass on one (1, 1, size, size) image (convs and linears),
-    counted on the model's plain-torch export."""
-    net = model.export()
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        net(torch.zeros(1, 1, image_size, image_size, device=next(net.parameters()).device))
-    return counter.get_total_flops() // 2
-
-
-def model_card(model: Arm, image_size: int = 28) -> dict:
-    """Learnable params, physical channels per layer, MACs per image, group order and repeat mode."""
-    return {
-        "arm": model.arm,
-        "backbone": model.backbone.name,
-        "n_params": count_params(model),
-        "learnable_widths": list(model.learnable_widths),
-        "physical_widths": list(model.physical_widths),
-        "macs": count_macs(model, image_size),
-        "group_order": model.group_order,
-        "repeat_mode": model.repeat_mode,
-        "repeat_structure": model.repeat_structure,
-    }

@@ -12,6 +12,7 @@ from escnn import nn as enn
 from torch import nn
 
 from ablate.models.activation import ELU, elu
+from ablate.models.arms import NO_STRUCTURE
 from ablate.models.backbone import Backbone, mlp_head, mlp_head_params
 
 
@@ -51,7 +52,7 @@ class GCNN(nn.Module):
 
     arm = "gcnn"
     repeat_mode = None
-    repeat_structure = None
+    repeat_structure = NO_STRUCTURE
 
     def __init__(
         self,

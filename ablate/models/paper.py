@@ -8,15 +8,23 @@ description of its public code (RepeatNet): not parameter-matched, unlike this p
   (paper_r2conv_options); spatial average before GroupPooling.
 - `cN_rep` (the repeat arm): base channels = the baseline's, physical channels int(w/sqrt 2 f)
   for f = 2 sqrt 2, 4, 4 sqrt 2 (= cN's channels, within rounding); swish RepeatConv2d with a
-  bias per physical channel, BatchNorm on physical channels, head on all of them.
+  bias per physical channel, the paper's remainder rule and initialisation (remainder "paper"),
+  BatchNorm on physical channels, head on all of them.
+
+`width` (the study's [models] preset_width, s) multiplies every width before the paper's own
+rounding, the head's hidden width (64) included, so the structure is kept at a size a CPU trains
+and the parameters scale as about s^2. What does not scale: the 10 classes, and the repetition
+scalars (their number is set by the repetition factor, not by the width); biases and norms scale
+as s. Every width is at least 1.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
-from ablate.models.arms import Arm
-from ablate.models.backbone import REPEATNET
+from ablate.models.arms import TRIVIAL_GROUP, Arm
+from ablate.models.backbone import REPEATNET, Backbone
 from ablate.models.gcnn import GCNN
 from ablate.models.plain import PlainCNN
 from ablate.models.repeat import RepeatCNN
@@ -28,6 +36,9 @@ GCNN_WIDTHS = (16, 24, 32, 32, 48, 64)  # times FIELD_SCALE[N]
 FIELD_SCALE = {4: 1.0, 8: math.sqrt(2) / 2, 16: 0.5}
 PHYSICAL_FACTOR = {4: 2 * math.sqrt(2), 8: 4.0, 16: 4 * math.sqrt(2)}
 MODEL_ARMS = {"plain": "baseline", "gcnn": "c{n}", "repeat": "c{n}_rep"}
+# the paper's table order: the baseline, then per N the G-CNN and its repeat control
+PAPER_ORDER = ["baseline"] + [MODEL_ARMS[a].format(n=n) for n in GROUP_ORDERS for a in ("gcnn", "repeat")]
+PAPER_SEED = 42  # the one seed of the seed paper's runs
 
 
 def model_name(arm: str, group_order: int) -> str:
@@ -35,16 +46,21 @@ def model_name(arm: str, group_order: int) -> str:
     return MODEL_ARMS[arm].format(n=group_order)
 
 
-def baseline_widths() -> list[int]:
-    return [int(w / math.sqrt(2)) for w in BASELINE_WIDTHS]
+def backbone(width: float = 1.0) -> Backbone:
+    """The repeatnet backbone with its head's hidden width scaled by `width`."""
+    return REPEATNET if width == 1.0 else replace(REPEATNET, hidden=max(1, round(width * REPEATNET.hidden)))
 
 
-def gcnn_fields(group_order: int) -> list[int]:
-    return [round(FIELD_SCALE[group_order] * w) for w in GCNN_WIDTHS]
+def baseline_widths(width: float = 1.0) -> list[int]:
+    return [max(1, int(width * w / math.sqrt(2))) for w in BASELINE_WIDTHS]
 
 
-def repeat_physical_widths(group_order: int) -> list[int]:
-    return [int(w / math.sqrt(2) * PHYSICAL_FACTOR[group_order]) for w in BASELINE_WIDTHS]
+def gcnn_fields(group_order: int, width: float = 1.0) -> list[int]:
+    return [max(1, round(FIELD_SCALE[group_order] * width * w)) for w in GCNN_WIDTHS]
+
+
+def repeat_physical_widths(group_order: int, width: float = 1.0) -> list[int]:
+    return [max(1, int(width * w / math.sqrt(2) * PHYSICAL_FACTOR[group_order])) for w in BASELINE_WIDTHS]
 
 
 def _first_cutoff(radius: float) -> int:
@@ -65,16 +81,19 @@ def paper_r2conv_options(index: int) -> dict:
     return {"sigma": [0.6, 0.6, 0.4], "rings": [0, 1, 2], "frequencies_cutoff": _cutoff}
 
 
-def build_paper_model(arm: str, group_order: int = 1, classes: int = 10) -> Arm:
-    """One of the preset's models: arm "plain" (baseline), "gcnn" (cN) or "repeat" (cN_rep)."""
+def build_paper_model(
+    arm: str, group_order: int = TRIVIAL_GROUP, classes: int = 10, width: float = 1.0
+) -> Arm:
+    """One of the preset's models: arm "plain" (baseline), "gcnn" (cN) or "repeat" (cN_rep), every
+    width scaled by `width` (preset_width)."""
     if arm == "plain":
-        return PlainCNN(REPEATNET, baseline_widths(), classes)
+        return PlainCNN(backbone(width), baseline_widths(width), classes)
     if group_order not in GROUP_ORDERS:
         raise ValueError(f"group_order: the repeatnet-paper preset has C4, C8 and C16, found C{group_order}")
     if arm == "gcnn":
         return GCNN(
-            REPEATNET,
-            gcnn_fields(group_order),
+            backbone(width),
+            gcnn_fields(group_order, width),
             group_order,
             classes,
             r2conv_options=paper_r2conv_options,
@@ -82,12 +101,13 @@ def build_paper_model(arm: str, group_order: int = 1, classes: int = 10) -> Arm:
         )
     if arm == "repeat":
         return RepeatCNN(
-            REPEATNET,
-            repeat_physical_widths(group_order),
-            baseline_widths(),
+            backbone(width),
+            repeat_physical_widths(group_order, width),
+            baseline_widths(width),
             "swish",
             classes,
             group_order=group_order,
             conv_bias=True,
+            remainder="paper",
         )
     raise ValueError(f"arm: the repeatnet-paper preset has plain, repeat and gcnn, found {arm!r}")

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from ablate.models.arms import NO_STRUCTURE, TRIVIAL_GROUP
 from ablate.models.backbone import Backbone, activation, mlp_head, mlp_head_params
 
 # conv_factory(layer_index, in_channels, out_channels, kernel, padding, bias) -> module
@@ -81,9 +82,9 @@ class PlainCNN(ConvNet):
     """Ordinary CNN: `nn.Conv2d` layers with `widths` output channels. arm: "plain", or
     "augmented" (the same network, trained with rotation augmentation)."""
 
-    group_order = 1
+    group_order = TRIVIAL_GROUP
     repeat_mode = None
-    repeat_structure = None
+    repeat_structure = NO_STRUCTURE
 
     def __init__(self, backbone: Backbone, widths: Sequence[int], classes: int = 10, arm: str = "plain"):
         def conv(index, c_in, c_out, kernel, padding, bias):

@@ -20,6 +20,11 @@ MODES = ("swish", "scale", "tile")
 # in how its copies are made.
 STRUCTURES = ("paper", "matched")
 SCALARS_PER_BLOCK = {"swish": 2, "scale": 1, "tile": 0}
+# How a physical width that is not a multiple of the base width is filled: "crop" (this
+# package's: ceil(T / c) blocks per side, cropped) or "paper" (the seed paper's Conv2dRepeat:
+# floor(T / c) blocks, then the remainder rows and columns copied from the activated core
+# through one swish scalar pair per side; see paper_repeat_weight)
+REMAINDERS = ("crop", "paper")
 
 
 def repeat_weight(
@@ -54,6 +59,42 @@ def repeat_weight(
     return full[..., :out_channels, :in_channels, :, :]
 
 
+def _swish(x: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
+    """pair[..., 0] * x * sigmoid(-pair[..., 1] * x), one (alpha, beta) per leading index of x."""
+    alpha, beta = (pair[..., i].reshape(*pair.shape[:-1], 1, 1, 1, 1) for i in (0, 1))
+    return alpha * x * torch.sigmoid(-beta * x)
+
+
+def paper_repeat_weight(
+    w: torch.Tensor,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    rows: torch.Tensor | None,
+    cols: torch.Tensor | None,
+    out_channels: int,
+    in_channels: int,
+) -> torch.Tensor:
+    """The seed paper's Conv2dRepeat weight (its RepeatNet code of 2021-01-13).
+
+    w: (..., c_out, c_in, k, k); alpha, beta: (..., 1, r_out * r_in) with r = T // c, block (i, j)
+    using entry i * r_in + j: the core is the r_out x r_in grid of alpha_ij * W * sigmoid(-beta_ij
+    * W). Then the first e_out = T_out % c_out rows of that activated core are appended once more
+    through swish with the pair rows (..., 2) = (alpha, beta), and the first e_in = T_in % c_in
+    columns of the result through cols (..., 2). Returns (..., out_channels, in_channels, k, k).
+    """
+    lead, (c_out, c_in) = w.shape[:-4], w.shape[-4:-2]
+    r_out, r_in = out_channels // c_out, in_channels // c_in
+    grid = (*lead, r_out, r_in)
+    full = repeat_weight(
+        w, alpha.reshape(grid), beta.reshape(grid), "swish", *grid[-2:], r_out * c_out, r_in * c_in
+    )
+    if rows is not None:
+        full = torch.cat([full, _swish(full[..., : out_channels - r_out * c_out, :, :, :], rows)], dim=-4)
+    if cols is not None:
+        full = torch.cat([full, _swish(full[..., :, : in_channels - r_in * c_in, :, :], cols)], dim=-3)
+    return full
+
+
 class RepeatConv2d(nn.Module):
     """A conv whose (T_out, T_in, k, k) weight tiles a base weight W (c_out, c_in, k, k).
 
@@ -62,6 +103,9 @@ class RepeatConv2d(nn.Module):
       swish: alpha[i, j] * W * sigmoid(-beta[i, j] * W)   (the paper's learnable repetition)
       scale: alpha[i, j] * W
       tile:  W
+    remainder "paper" (swish only): the seed paper's rule and initialisation instead (see
+    paper_repeat_weight): floor(T / c) blocks with scalars of shape (1, r_out * r_in), one scalar
+    pair per side for the remainder (`rows`, `cols`, uniform in [0, 1)), W xavier-uniform.
     Input (N, T_in, H, W) -> output (N, T_out, H', W').
     """
 
@@ -76,9 +120,13 @@ class RepeatConv2d(nn.Module):
         stride: int = 1,
         padding: int = 0,
         bias: bool = False,
+        remainder: str = "crop",
     ):
         super().__init__()
         expect_one_of("repeat_mode", mode, MODES)
+        expect_one_of("remainder", remainder, REMAINDERS)
+        if remainder == "paper" and mode != "swish":
+            raise ValueError(f'RepeatConv2d: remainder = "paper" needs the swish mode, found {mode!r}')
         if not (1 <= base_in <= in_channels and 1 <= base_out <= out_channels):
             raise ValueError(
                 f"RepeatConv2d: expected 1 <= base <= full channels, found base "
@@ -87,8 +135,19 @@ class RepeatConv2d(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.base_in, self.base_out = base_in, base_out
         self.kernel_size, self.stride, self.padding, self.mode = kernel_size, stride, padding, mode
-        self.r_in, self.r_out = math.ceil(in_channels / base_in), math.ceil(out_channels / base_out)
+        self.remainder = remainder
         self.weight = nn.Parameter(torch.empty(base_out, base_in, kernel_size, kernel_size))
+        if remainder == "paper":
+            self._init_paper()
+        else:
+            self._init_crop()
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+
+    def _init_crop(self) -> None:
+        """This package's parameters and initialisation (remainder "crop")."""
+        mode = self.mode
+        self.r_in = math.ceil(self.in_channels / self.base_in)
+        self.r_out = math.ceil(self.out_channels / self.base_out)
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # as nn.Conv2d on the base shape
         if mode in ("swish", "scale"):
             self.alpha = nn.Parameter(torch.empty(self.r_out, self.r_in))
@@ -96,10 +155,23 @@ class RepeatConv2d(nn.Module):
         if mode == "swish":
             self.beta = nn.Parameter(torch.empty(self.r_out, self.r_in))
             nn.init.xavier_uniform_(self.beta)
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+
+    def _init_paper(self) -> None:
+        """The seed paper's parameters and initialisation (remainder "paper")."""
+        self.r_in, self.r_out = self.in_channels // self.base_in, self.out_channels // self.base_out
+        nn.init.xavier_uniform_(self.weight)
+        self.alpha = nn.Parameter(nn.init.xavier_uniform_(torch.empty(1, self.r_out * self.r_in)))
+        self.beta = nn.Parameter(nn.init.xavier_uniform_(torch.empty(1, self.r_out * self.r_in)))
+        extra = {"rows": self.out_channels % self.base_out, "cols": self.in_channels % self.base_in}
+        for name, count in extra.items():
+            setattr(self, name, nn.Parameter(torch.rand(2)) if count else None)
 
     def full_weight(self) -> torch.Tensor:
         """The physical (T_out, T_in, k, k) weight, built without a loop over blocks."""
+        if self.remainder == "paper":
+            return paper_repeat_weight(
+                self.weight, self.alpha, self.beta, self.rows, self.cols, self.out_channels, self.in_channels
+            )
         beta = getattr(self, "beta", None)
         alpha = getattr(self, "alpha", None)
         return repeat_weight(
@@ -135,7 +207,7 @@ class RepeatConv2d(nn.Module):
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"base=({self.base_out}, {self.base_in}), repeats=({self.r_out}, {self.r_in}), "
-            f"mode={self.mode}, padding={self.padding}"
+            f"mode={self.mode}, remainder={self.remainder}, padding={self.padding}"
         )
 
 
@@ -227,6 +299,7 @@ class RepeatCNN(ConvNet):
     (z2cnn) also repeats its input side, base `base_widths[-1]` -> classes. "matched": CopyBatchNorm
     and a CopyMax before the head, which then reads `base_widths[-1]` channels. conv_bias: a
     learnable bias per physical channel in every block's conv (the seed paper's cN_rep models).
+    remainder: RepeatConv2d's ("paper" for the seed paper's cN_rep).
     """
 
     arm = "repeat"
@@ -241,6 +314,7 @@ class RepeatCNN(ConvNet):
         group_order: int | None = None,
         structure: str = "paper",
         conv_bias: bool = False,
+        remainder: str = "crop",
     ):
         expect_one_of("repeat_structure", structure, STRUCTURES)
         bases = [1, *base_widths, classes]
@@ -255,6 +329,7 @@ class RepeatCNN(ConvNet):
                 mode=mode,
                 padding=padding,
                 bias=bias,
+                remainder=remainder,
             )
 
         extra = {}

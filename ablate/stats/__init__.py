@@ -6,6 +6,8 @@ no sentences: those are in ablate.text).
 - decompose: the per-budget decomposition with tests, and how many seeds a study needs
 - pooled: the share pooled over budgets
 - convergence: whether each cell's test error still moves at the end of training
+- single_seed: the seed paper's one-seed estimator for every seed, and its distribution
+- exchangeability: whether a cell's test errors trend with the seed number or finishing order
 """
 
 from ablate.stats.convergence import THRESHOLD as convergence_threshold
@@ -19,8 +21,10 @@ from ablate.stats.decompose import (
     seeds_needed,
     smallest_perm_p,
 )
+from ablate.stats.exchangeability import TREND_ORDERS, seed_trends
 from ablate.stats.pooled import pooled
 from ablate.stats.ratio import bootstrap_interval, delta_interval, fieller_interval
+from ablate.stats.single_seed import SingleSeedShares, single_seed_shares
 from ablate.stats.table import (
     GAINS,
     REQUIRED,
@@ -38,7 +42,9 @@ __all__ = [
     "REQUIRED",
     "SCALES",
     "SCALE_LABELS",
+    "SingleSeedShares",
     "StatsWarning",
+    "TREND_ORDERS",
     "arm_summary",
     "best_epoch",
     "complete_budgets",
@@ -53,7 +59,9 @@ __all__ = [
     "point_shares",
     "pooled",
     "run_changes",
+    "seed_trends",
     "seeds_needed",
+    "single_seed_shares",
     "smallest_perm_p",
     "to_scale",
     "unconverged_cells",

@@ -13,6 +13,7 @@ import math
 
 import pandas as pd
 
+from ablate.models.arms import GROUPED_ARMS, Design
 from ablate.stats.table import prepare
 
 WINDOW = 0.2  # the last 20% of a run's epochs
@@ -75,16 +76,16 @@ def unconverged_cells(conv: pd.DataFrame, budget=None) -> list[str]:
         flagged = flagged[flagged["budget"] == budget]
     labels = []
     for r in flagged.itertuples():
-        what = getattr(r, "variant", None) or r.arm + (f" C{r.design_n}" if r.design_n > 0 else "")
-        labels.append(f"budget {int(r.budget):,} {what} ({100 * r.mean_change:+.1f} pts)")
+        what = getattr(r, "variant", None) or r.arm + (f" C{r.design_n}" if r.arm in GROUPED_ARMS else "")
+        labels.append(f"{Design(r.budget).label} {what} ({100 * r.mean_change:+.1f} pts)")
     return labels
 
 
 def best_epoch(history: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """The runs table with `test_error` replaced by each run's lowest evaluated test error over
     its epochs, and `best_epoch` added. Choosing that epoch looks at the test set, so it is an
-    optimistic number (the seed paper's script kept that checkpoint); runs without history keep
-    their final error."""
+    optimistic number (the seed paper's figure was most likely read from its per-epoch test log);
+    runs without history keep their final error."""
     evaluated = history.dropna(subset=["test_error"])
     best = evaluated.loc[
         evaluated.groupby("run_key")["test_error"].idxmin(), ["run_key", "epoch", "test_error"]

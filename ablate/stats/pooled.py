@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from ablate.models.arms import GROUPED_ARMS
 from ablate.stats.ratio import delta_interval, identifiable, quantile, ratio_moments, sample_var, welch_df
 from ablate.stats.table import GAINS, Cell, cells, prepare
 
@@ -39,15 +40,21 @@ def _unpaired(groups: list[Cell], confidence: float) -> dict:
 
 
 def _ols(ok: pd.DataFrame, by_budget_trend: bool, clustered: bool):
-    """OLS test_error ~ repeat + equiv (+ C(budget)) (+ repeat:log_budget_c); seed-clustered
-    covariance when `clustered`, else HC3."""
+    """OLS y ~ repeat + equiv (+ C(budget)) (+ repeat:log_budget_c + equiv:log_budget_c);
+    seed-clustered covariance when `clustered`, else HC3.
+
+    The trend has both interactions: with the repetition one alone, a change of the equivariance
+    gain with the budget loads onto it (the G-CNN arm has repeat = 1 too), and the test of "does
+    the repetition gain change with the budget?" then rejects when only the equivariance gain
+    does. Each gain gets its own slope instead of a trend on the share, a ratio whose slope is
+    undefined where the total gain is small."""
     import statsmodels.formula.api as smf
 
     formula = "y ~ repeat + equiv"
     if ok["budget"].nunique() > 1:
         formula += " + C(budget)"
     if by_budget_trend:
-        formula += " + repeat:log_budget_c"
+        formula += " + repeat:log_budget_c + equiv:log_budget_c"
     model = smf.ols(formula, data=ok)
     if clustered:
         groups = pd.factorize(ok["seed"])[0]
@@ -74,8 +81,10 @@ def pooled(
     one-sided Welch-type tests. Paired: OLS y ~ repeat + equiv + C(budget), standard errors
     clustered by seed, t with G - 1 df (repeat = 1 for repeat and gcnn, equiv = 1 for gcnn; gains
     are -beta). `identifiable`: total gain clearly non-zero (D^2 / Var D > q^2). by_budget_trend adds
-    repeat:log(budget) (centred) to an OLS fit (HC3 when unpaired) and reports its coefficient
-    and p-value: does the repetition gain change with the budget?
+    repeat:log(budget) and equiv:log(budget) (centred) to an OLS fit (HC3 when unpaired) and
+    reports each gain's change per unit log budget with its two-sided p-value:
+    `trend_rep_per_log_budget`, `trend_se`, `trend_p` (does the repetition gain change with the
+    budget?) and `trend_eq_per_log_budget`, `trend_eq_se`, `trend_eq_p`.
     """
     prepared = prepare(runs, scale)
     designs: dict[tuple, list[Cell]] = {}
@@ -100,7 +109,7 @@ def _design(
     ok: pd.DataFrame, groups: list[Cell], paired: bool, by_budget_trend: bool, confidence: float
 ) -> dict:
     """The pooled row of one design (group order, structure) from its ok runs and cells."""
-    ok["repeat"] = ok["arm"].isin(["repeat", "gcnn"]).astype(float)
+    ok["repeat"] = ok["arm"].isin(GROUPED_ARMS).astype(float)  # the arms that repeat their weights
     ok["equiv"] = (ok["arm"] == "gcnn").astype(float)
     if by_budget_trend:
         if ok["budget"].nunique() < 2:
@@ -116,11 +125,15 @@ def _design(
         row["share_rep_lo"] = row["share_rep_hi"] = math.nan
     if by_budget_trend:
         fit, _ = _ols(ok, by_budget_trend=True, clustered=paired)
+        rep, eq = "repeat:log_budget_c", "equiv:log_budget_c"
         row.update(
             {
-                "trend_rep_per_log_budget": -fit.params["repeat:log_budget_c"],
-                "trend_se": fit.bse["repeat:log_budget_c"],
-                "trend_p": float(fit.pvalues["repeat:log_budget_c"]),
+                "trend_rep_per_log_budget": -fit.params[rep],
+                "trend_se": fit.bse[rep],
+                "trend_p": float(fit.pvalues[rep]),
+                "trend_eq_per_log_budget": -fit.params[eq],
+                "trend_eq_se": fit.bse[eq],
+                "trend_eq_p": float(fit.pvalues[eq]),
             }
         )
     return row

@@ -17,10 +17,18 @@ import numpy as np
 import pandas as pd
 
 from ablate.errors import expect_one_of
-from ablate.models.arms import ARMS
+from ablate.models.arms import (
+    ARMS,
+    DEFAULT_ARMS,
+    DEFAULT_STRUCTURE,
+    GROUPED_ARMS,
+    NO_STRUCTURE,
+    TRIVIAL_GROUP,
+    Design,
+)
 
 REQUIRED = ("arm", "budget", "seed", "test_error", "status")
-DECOMPOSED = ("plain", "repeat", "gcnn")  # the arms the gain decomposition needs
+DECOMPOSED = DEFAULT_ARMS  # the arms the gain decomposition needs
 OPTIONAL = ("augmented",)  # arms compared with the plain arm when present
 GAINS = {"total": ("plain", "gcnn"), "rep": ("plain", "repeat"), "eq": ("repeat", "gcnn")}
 SCALES = ("points", "log", "logit")
@@ -71,22 +79,22 @@ def prepare(runs: pd.DataFrame, scale: str = "points") -> pd.DataFrame:
     n_test = out["n_test"].to_numpy(dtype=float) if "n_test" in out else None
     with np.errstate(invalid="ignore"):
         out["y"] = to_scale(error, scale, n_test)
-    designed = out["arm"].isin(["repeat", "gcnn"])  # the arms that have a group order
+    # design columns: N of C_N (0 when the table does not say; arms without a group are C1) and
+    # the repeat control (the default where the table does not say; none for the other arms)
+    designed = out["arm"].isin(GROUPED_ARMS)
     orders = pd.to_numeric(out["group_order"], errors="coerce") if "group_order" in out else 0
-    out["design_n"] = np.where(designed, orders, -1).astype(int)
+    out["design_n"] = np.where(designed, orders, TRIVIAL_GROUP).astype(int)
     structures = out["repeat_structure"].fillna("").astype(str) if "repeat_structure" in out else ""
-    out["design_structure"] = np.where(out["arm"] == "repeat", structures, "")
-    out.loc[(out["arm"] == "repeat") & (out["design_structure"] == ""), "design_structure"] = "paper"
+    out["design_structure"] = np.where(out["arm"] == "repeat", structures, NO_STRUCTURE)
+    out.loc[(out["arm"] == "repeat") & (out["design_structure"] == ""), "design_structure"] = (
+        DEFAULT_STRUCTURE
+    )
     counts = out.groupby(["budget", "arm", "design_n", "design_structure", "seed"]).size()
     twice = counts[counts > 1]
     if len(twice):
         (budget, arm, order, structure, seed), k = next(iter(twice.items()))
-        design = (f", C{order}" if order > 0 else "") + (
-            f", {structure} control" if structure not in ("", "paper") else ""
-        )
-        raise ValueError(
-            f"budget {budget}{design}, arm {arm}, seed {seed}: {k} rows; expected one row per run"
-        )
+        design = Design(budget, order if arm in GROUPED_ARMS else 0, structure or DEFAULT_STRUCTURE)
+        raise ValueError(f"{design.label}, arm {arm}, seed {seed}: {k} rows; expected one row per run")
     return out
 
 
@@ -130,15 +138,15 @@ def cells(prepared: pd.DataFrame, paired: bool, min_seeds: int = 2) -> list[Cell
     out = []
     for budget in sorted(prepared["budget"].unique()):
         designs = {(n, st) for b, a, n, st in arrays if b == budget and a == "repeat"}
-        designs |= {(n, "paper") for b, a, n, _ in arrays if b == budget and a == "gcnn"} - {
-            (n, "paper") for n, _ in designs
+        designs |= {(n, DEFAULT_STRUCTURE) for b, a, n, _ in arrays if b == budget and a == "gcnn"} - {
+            (n, DEFAULT_STRUCTURE) for n, _ in designs
         }
-        for order, structure in sorted(designs or {(0, "paper")}):
+        for order, structure in sorted(designs or {(0, DEFAULT_STRUCTURE)}):
             keys = {
-                "plain": (budget, "plain", -1, ""),
+                "plain": (budget, "plain", TRIVIAL_GROUP, NO_STRUCTURE),
                 "repeat": (budget, "repeat", order, structure),
-                "gcnn": (budget, "gcnn", order, ""),
-                "augmented": (budget, "augmented", -1, ""),
+                "gcnn": (budget, "gcnn", order, NO_STRUCTURE),
+                "augmented": (budget, "augmented", TRIVIAL_GROUP, NO_STRUCTURE),
             }
             arms = [a for a in DECOMPOSED + OPTIONAL if a in DECOMPOSED or keys[a] in arrays]
             out.append(
@@ -151,11 +159,7 @@ def cells(prepared: pd.DataFrame, paired: bool, min_seeds: int = 2) -> list[Cell
 
 def _cell(budget, order: int, structure: str, parts: dict, paired: bool, min_seeds: int) -> Cell:
     """One design's Cell from its arms' (ok, seeds, errors, y) arrays, after the checks."""
-    where = (
-        f"budget {budget}"
-        + (f", C{order}" if order > 0 else "")
-        + (f", {structure} repeat" if structure != "paper" else "")
-    )
+    where = Design(budget, order, structure).label
     dropped = {arm: int((~ok).sum()) for arm, (ok, *_) in parts.items()}
     keep = {arm: ok for arm, (ok, *_) in parts.items()}
     if paired:

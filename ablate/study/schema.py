@@ -1,27 +1,22 @@
-"""Study files: the TOML schema (pydantic), loading with one-line errors, the run grid and run keys."""
+"""Study files: the TOML schema (pydantic) and loading with one-line errors naming the file and key."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ablate._compat import tomllib
-from ablate.data import AUGMENTS, PADS, SOURCES, SUBSETS
+from ablate.data.augment import AUGMENTS, PADS
+from ablate.data.sources import SOURCES, SUBSETS
 from ablate.errors import StudyError
-from ablate.models.arms import ARM_TRAINING, ARMS, DEFAULT_ARMS, arm_spec
+from ablate.models.arms import ARMS, DEFAULT_ARMS
 from ablate.models.backbone import BACKBONES
 from ablate.models.paper import GROUP_ORDERS as PRESET_GROUP_ORDERS
 from ablate.models.paper import PRESETS
 from ablate.models.repeat import MODES, STRUCTURES
-
-if TYPE_CHECKING:
-    from ablate.models import ArmSpec
 
 # The allowed values come from the modules that own each concept: one edit adds an arm or a mode.
 ArmName = Literal[ARMS]
@@ -33,15 +28,6 @@ AugmentName = Literal[AUGMENTS]
 SubsetName = Literal[SUBSETS]
 PresetName = Literal[PRESETS]
 PadName = Literal[PADS]
-RUN_KEY_VERSION = 2  # bump when the training code changes what a run key's result is (2: CPU-fast ELU)
-
-# Settings added after run keys were first made, with their defaults: a key holding its default
-# (or absent value) is left out of the run key, so adding a setting never orphans older runs.
-LATER_KEYS: dict[str, dict[str, tuple]] = {
-    "data": {"subset": ("first",), "pad": ("symmetric",)},
-    "train": {"drop_last": (False,)},
-    "model": {"repeat_structure": (None, "paper"), "preset": (None,)},
-}
 
 
 class _Section(BaseModel):
@@ -66,6 +52,7 @@ class ModelSettings(_Section):
     group_order: int | list[int] | None = None
     budgets: list[int] | None = Field(None, min_length=1)
     preset: PresetName | None = None  # the seed paper's fixed models instead of budgets
+    preset_width: float = Field(1.0, gt=0, le=4)  # a preset's widths times this (1: the paper's)
     arms: list[ArmName] = Field(default_factory=lambda: list(DEFAULT_ARMS), min_length=1)
     repeat_mode: RepeatMode = "swish"
     repeat_structure: StructureName = "paper"
@@ -83,9 +70,11 @@ class ModelSettings(_Section):
         if (self.budgets is None) == (self.preset is None):
             found = "both" if self.preset else "neither"
             raise ValueError(f"expected budgets or a preset, found {found}")
+        if self.preset is None and self.preset_width != 1.0:
+            raise ValueError(f"preset_width only with a preset, found {self.preset_width} without one")
         if self.preset:
             fixed = {
-                "arms": [a for a in self.arms if a not in ("plain", "repeat", "gcnn")],
+                "arms": [a for a in self.arms if a not in DEFAULT_ARMS],
                 "group_order": [n for n in self.group_orders if n not in PRESET_GROUP_ORDERS],
                 "repeat_structure": [s for s in self.structures if s != "paper"],
                 "repeat_mode": [] if self.repeat_mode == "swish" else [self.repeat_mode],
@@ -141,7 +130,7 @@ class ModelSettings(_Section):
 
 class TrainConfig(_Section):
     """Optimisation settings of one run (Adam; lr constant for `constant_epochs`, then x`decay`
-    per epoch); ablate.train.fit takes this."""
+    per epoch); ablate.training.loop.fit takes this."""
 
     epochs: int = Field(30, gt=0)
     batch_size: int = Field(64, ge=2)
@@ -272,100 +261,3 @@ def with_overrides(study: Study, source: str, **sections: dict) -> Study:
     for section, values in sections.items():
         data[section].update({k: v for k, v in values.items() if v is not None})
     return parse_study(data, source)
-
-
-# --------------------------------------------------------------------------------------------
-# The grid
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One cell of the grid: an arm at a budget with one seed."""
-
-    study: str
-    arm: str
-    budget: int
-    seed: int
-    run_key: str
-    model: ArmSpec
-
-
-def run_key(study: Study, model_spec, seed: int) -> str:
-    """Hash of everything that changes a run's result, and nothing else (no paths, no device).
-
-    Settings that cannot change an arm's model are left out of its key (the plain arm ignores
-    the group order, only the repeat arm uses the repeat mode), so changing them reuses runs.
-    """
-    data = study.data.model_dump(exclude={"root"})
-    train = arm_train_config(study.train, model_spec.arm).model_dump(
-        exclude={"seeds", "budget_seeds", "eval_every"}
-    )
-    model = {
-        "arm": model_spec.arm,
-        "backbone": model_spec.backbone,
-        "learnable_widths": list(model_spec.learnable_widths),
-        "physical_widths": list(model_spec.physical_widths),
-        "group_order": model_spec.group_order,
-        "repeat_mode": model_spec.repeat_mode,
-        "n_params": model_spec.n_params,
-        "repeat_structure": model_spec.repeat_structure,
-        "preset": model_spec.preset,
-    }
-    sections = {"data": data, "train": train, "model": model}
-    payload = {
-        name: {k: v for k, v in values.items() if v not in LATER_KEYS[name].get(k, ())}
-        for name, values in sections.items()
-    }
-    payload.update(version=RUN_KEY_VERSION, seed=seed)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def arm_train_config(train: TrainSettings, arm: str) -> TrainSettings:
-    """The training settings of one arm's runs: the study's, with what the arm fixes (the
-    augmented arm trains with rotation augmentation)."""
-    return train.model_copy(update=ARM_TRAINING.get(arm, {}))
-
-
-def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
-    """Budgets x group orders x repeat structures x arms x seeds, in that order, each with its
-    solved model and run key; a run shared by several cells (the plain arm across group orders)
-    appears once. An infeasible budget raises StudyError naming it (and the group order).
-    With a preset: its models x seeds, all under one nominal budget, the baseline's count.
-    """
-    from ablate.models import preset_specs, solve_triplet
-    from ablate.models.backbone import get_backbone
-
-    runs = []
-    m = study.models
-    try:  # the preset keeps the paper's 29x29 inputs, whose pooled maps are odd (inexact 90-degree turns)
-        get_backbone(m.backbone).check_input_size(study.data.pad_to or 28, exact_turns=m.preset is None)
-    except ValueError as error:
-        raise StudyError(f"{source}: data.pad_to: {error}") from None
-    if m.preset:
-        specs = preset_specs(m.preset, m.group_orders)
-        return [
-            RunSpec(study.name, spec.arm, specs[0].n_params, seed, run_key(study, spec, seed), spec)
-            for spec in specs
-            if spec.arm in m.arms
-            for seed in study.train.seeds_for(specs[0].n_params)
-        ]
-    seen: set[str] = set()
-    for budget in m.budgets:
-        for order in m.group_orders:
-            for structure in m.structures:
-                try:
-                    triplet = solve_triplet(
-                        budget, m.backbone, order, m.repeat_mode, m.tolerance, repeat_structure=structure
-                    )
-                except ValueError as error:
-                    key = "models.budgets" if len(m.group_orders) == 1 else f"models.group_order: C{order}"
-                    raise StudyError(f"{source}: {key}: {error}") from None
-                for arm in m.arms:
-                    spec = arm_spec(triplet, arm)
-                    for seed in study.train.seeds_for(budget):
-                        key = run_key(study, spec, seed)
-                        if key not in seen:  # the plain arm, and the G-CNN across structures, are shared
-                            seen.add(key)
-                            runs.append(RunSpec(study.name, arm, budget, seed, key, spec))
-    return runs

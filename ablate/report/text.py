@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ablate.models.arms import DEFAULT_STRUCTURE, GROUPED_ARMS, Design
 from ablate.stats import MIN_BOOT_SEEDS, SCALE_LABELS, largest_share
 
 
-def pct(x: float | None, digits: int = 1) -> str:
-    """A fraction as a percentage ('22.0%'), or 'n/a'."""
-    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.{digits}f}%"
+def pct(x: float | None, digits: int = 1, unit: str = "%", missing: str = "n/a") -> str:
+    """A fraction as a percentage ('22.0%'; tables: unit "" and missing "–"); `missing` for
+    None or NaN. The one percent formatter of the report."""
+    return missing if x is None or not np.isfinite(x) else f"{100 * x:.{digits}f}{unit}"
 
 
 def format_interval(lo: float, hi: float, kind: str = "bounded") -> str:
@@ -29,13 +31,6 @@ def gain_unit(scale: str) -> str:
 
 def _gain(x: float, scale: str) -> str:
     return f"{100 * x:.2f}" if scale == "points" else f"{x:.3f}"
-
-
-def design_phrase(row) -> str:
-    """', C8, matched control' for a row of a sweep or a non-default control; '' otherwise."""
-    order = int(row.get("group_order", 0) or 0)
-    structure = row.get("repeat_structure", "paper") or "paper"
-    return (f", C{order}" if order > 0 else "") + (f", {structure} control" if structure != "paper" else "")
 
 
 def _pick(pooled_row: pd.DataFrame, design: dict | None):
@@ -94,8 +89,8 @@ def headline_sentence(
     pooled = pooled_phrase(pooled_row, best)
     order = int(best.get("group_order", 0) or 0)
     group = f"C{order}" if order > 0 else group
-    structure = best.get("repeat_structure", "paper") or "paper"
-    control = f" ({structure} control)" if structure != "paper" else ""
+    structure = Design.of(best).repeat_structure
+    control = f" ({structure} control)" if structure != DEFAULT_STRUCTURE else ""
     flagged = (unconverged or {}).get(int(best["budget"]), [])
     caveat = (
         f" It rests on cells that had not converged (test error still moving over the last epochs): "
@@ -124,7 +119,7 @@ def format_summary(
     head = headline_sentence(table, group, dataset, pooled_row, unconverged)
     lines = [head, "", f"scale: {SCALE_LABELS[scale]}"]
     for _, r in table.iterrows():
-        where = f"budget {int(r['budget']):,}{design_phrase(r)}"
+        where = Design.of(r).label
         lines.append(
             f"{where}: error plain {pct(r['err_plain'])} (n={r['n_plain']}), "
             f"repeat {pct(r['err_repeat'])} (n={r['n_repeat']}), gcnn {pct(r['err_gcnn'])} (n={r['n_gcnn']})"
@@ -155,11 +150,13 @@ def format_summary(
             )
     for _, p in pooled_row.iterrows() if pooled_row is not None else []:
         how = f"{int(p['n_runs'])} runs; {p['method']}; p_total={p['p_total']:.3g}"
-        lines.append(f"{pooled_phrase(pooled_row, p.to_dict())}{design_phrase(p)} ({how})")
+        lines.append(f"{pooled_phrase(pooled_row, p.to_dict())}{Design.of(p).phrase} ({how})")
         if "trend_p" in p and np.isfinite(p["trend_p"]):
             lines.append(
-                f"  change of the repetition gain per unit log budget: "
-                f"{_gain(p['trend_rep_per_log_budget'], scale)} {gain_unit(scale)} (p={p['trend_p']:.3g})"
+                f"  change per unit log budget of the repetition gain: "
+                f"{_gain(p['trend_rep_per_log_budget'], scale)} {gain_unit(scale)} (p={p['trend_p']:.3g}); "
+                f"of the equivariance gain: {_gain(p['trend_eq_per_log_budget'], scale)} "
+                f"(p={p['trend_eq_p']:.3g})"
             )
     return "\n".join(lines)
 
@@ -169,7 +166,7 @@ def precision_lines(table: pd.DataFrame, target: float, unconverged: dict | None
     why not: not identifiable, too wide, or resting on unconverged cells (budget -> labels)."""
     lines = []
     for _, r in table.iterrows():
-        where = f"budget {int(r['budget']):,}{design_phrase(r)}"
+        where = Design.of(r).label
         flagged = (unconverged or {}).get(int(r["budget"]), [])
         if not r["identifiable"]:
             verdict = "no interval: the share is not identifiable (total gain not clearly non-zero)"
@@ -197,7 +194,7 @@ def seeds_sentence(needed: pd.DataFrame, half_width: float) -> str:
             if np.isfinite(r["half_width_now"])
             else ""
         )
-        parts.append(f"budget {int(r['budget']):,}{design_phrase(r)}: {what}" + (f" ({now})" if now else ""))
+        parts.append(f"{Design.of(r).label}: {what}" + (f" ({now})" if now else ""))
     return (
         f"With this study's spread, a delta-method interval of ±{100 * half_width:.0f} points on the "
         f"repetition share needs {'; '.join(parts)}."
@@ -216,12 +213,92 @@ def _up_to(shares: pd.DataFrame) -> str:
 
 def paper_sentence(paper) -> str:
     """The seed paper's "up to X%" computed as the paper computes it, and beside it the same
-    computation on final-epoch means over all seeds (report.PaperSummary)."""
+    computation on final-epoch means over all seeds (analysis.PaperSummary)."""
     n = int(paper.models["n"].min())
     return (
         f"Computed as the paper computes it (for each N, (baseline - cN_rep) / (baseline - cN) on "
-        f"seed {paper.paper_seed}'s best-epoch test errors, an epoch chosen on the test set as its "
-        f"script did; the largest over N): {_up_to(paper.shares_paper)} of the G-CNN's gain comes "
+        f"seed {paper.paper_seed}'s best-epoch test errors, the epoch chosen on the test set, as the "
+        f"paper's figure most likely was: its script logged test accuracy every epoch and kept no "
+        f"checkpoint; the largest over N): {_up_to(paper.shares_paper)} of the G-CNN's gain comes "
         f"from repetition. On final-epoch means over {n} seeds: {_up_to(paper.shares_final)}; the "
         "share table gives their intervals."
     )
+
+
+def _cell_label(row) -> str:
+    """'repeat at budget 20,000, C4, matched control' for a cell of stats.seed_trends."""
+    grouped = row["arm"] in GROUPED_ARMS
+    design = Design(
+        row["budget"], int(row["design_n"]) if grouped else 0, row["design_structure"] or DEFAULT_STRUCTURE
+    )
+    return f"{row['arm']} at {design.label}"
+
+
+def exchangeability_sentence(trends: dict[str, pd.DataFrame]) -> str:
+    """The report's one line on seed exchangeability: 'no trend', or the flagged cells with their
+    rho and Holm-adjusted p (and their code fingerprints when a cell's runs come from several);
+    the finishing order second. trends: stats.seed_trends by "seed" and by "finished_at"."""
+    by_seed = trends["seed"]
+    if by_seed.empty:
+        return "Seed exchangeability: not checked (no cell has 4 ok runs)."
+    alpha = float(by_seed["alpha"].iloc[0])
+    how = f"Spearman, Holm-adjusted over {len(by_seed)} cells, flagged at {100 * alpha:.0f}%"
+
+    def flagged(frame: pd.DataFrame) -> str:
+        parts = []
+        for _, r in frame[frame["flagged"]].iterrows():
+            codes = [c for c in r["code_fingerprints"] if c]
+            code = f", runs from code {' and '.join(codes)}" if len(r["code_fingerprints"]) > 1 else ""
+            parts.append(f"{_cell_label(r)} (rho {r['rho']:+.2f}, adjusted p {r['p_holm']:.2g}{code})")
+        return "; ".join(parts)
+
+    seed = flagged(by_seed)
+    line = (
+        f"Seed exchangeability ({how}): test error trends with the seed number in {seed}."
+        if seed
+        else f"Seed exchangeability ({how}): no trend of test error with the seed number."
+    )
+    order = trends.get("finished_at")
+    if order is not None and not order.empty:
+        finished = flagged(order)
+        line += (
+            f" With the order in which runs finished: {finished}."
+            if finished
+            else " None with the order in which runs finished."
+        )
+    return line
+
+
+def single_seed_lines(single: dict, table: pd.DataFrame) -> list[str]:
+    """Per budget and control, the distribution of the paper's one-seed share (best-epoch and
+    final-epoch errors; stats.single_seed_shares) beside the multi-seed share and interval."""
+    if not single:
+        return []
+    first = next(iter(single.values()))
+    lines = [
+        "One seed's share, computed as the paper computed its figure (that seed's test errors; the "
+        f"largest over N), against the multi-seed estimate; threshold {pct(first.threshold, 0)}:"
+    ]
+    for _, row in first.summary.iterrows():
+        design = Design(row["budget"], 0, row["repeat_structure"] or DEFAULT_STRUCTURE)
+        parts = []
+        for error, shares in single.items():
+            s = shares.summary
+            r = s[(s["budget"] == row["budget"]) & (s["repeat_structure"] == row["repeat_structure"])].iloc[0]
+            at = int(round(r["at_or_above"] * r["n"])) if r["n"] else 0
+            parts.append(
+                f"{error}-epoch median {pct(r['median'])}, range {pct(r['min'])} to {pct(r['max'])}, "
+                f"{at} of {int(r['n'])} seeds at or above {pct(shares.threshold, 0)}"
+            )
+        rows = table[
+            (table["budget"] == row["budget"]) & (table["repeat_structure"] == row["repeat_structure"])
+        ]
+        rows = rows[rows["identifiable"].astype(bool)]
+        multi = "multi-seed: not identifiable"
+        if len(rows):
+            best = rows.loc[rows["share_rep"].astype(float).idxmax()]
+            order = f" C{int(best['group_order'])}," if rows["group_order"].nunique() > 1 else ""
+            interval = format_interval(best["share_rep_lo_delta"], best["share_rep_hi_delta"])
+            multi = f"multi-seed{order} {pct(best['share_rep'])} (95% CI {interval})"
+        lines.append(f"  {design.label}: {'; '.join(parts)}; {multi}")
+    return lines

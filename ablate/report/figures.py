@@ -16,18 +16,11 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ablate import stats  # noqa: E402
-from ablate.models.arms import ARMS  # noqa: E402
+from ablate.models.arms import ARM_COLOURS, DEFAULT_STRUCTURE, Design  # noqa: E402
 
 if TYPE_CHECKING:
-    from ablate.report import StudyReport
+    from ablate.report.analysis import StudyReport
 
-ARM_LABELS = {
-    "plain": "plain CNN",
-    "repeat": "learnable repetition",
-    "gcnn": "G-CNN",
-    "augmented": "plain CNN + augmentation",
-}
-PALETTE = dict(zip(ARMS, sns.color_palette("colorblind", len(ARMS))))
 DPI = 200
 SHARE_METHODS = (
     ("delta", "delta method", 0.0, 3),
@@ -39,6 +32,11 @@ SHARE_METHODS = (
 def use_theme() -> None:
     """The report's seaborn look (paper context, white grid, colour-blind palette)."""
     sns.set_theme(context="paper", style="whitegrid", palette="colorblind")
+
+
+def palette(r: StudyReport) -> dict:
+    """A colour per model variant of the study, in display order (seaborn's colour-blind palette)."""
+    return dict(zip(r.variants, sns.color_palette("colorblind", len(r.variants))))
 
 
 def _axes(ax: plt.Axes | None, figsize: tuple[float, float]) -> tuple[plt.Figure, plt.Axes]:
@@ -80,10 +78,11 @@ def fig_error_vs_params(r: StudyReport, ax: plt.Axes | None = None) -> plt.Figur
     fig, ax = _axes(ax, (6, 4))
     ok = r.runs[r.runs["status"] == "ok"]
     params = ok.groupby(["budget", "variant"])["n_params"].mean()
+    colours = palette(r)
     for i, variant in enumerate(r.variants):
         jitter = 1 + 0.03 * (i - (len(r.variants) - 1) / 2)
         seeds = ok[ok["variant"] == variant]
-        colour = r.palette[variant]
+        colour = colours[variant]
         ax.scatter(
             seeds["n_params"] * jitter,
             100 * seeds["test_error"],
@@ -107,8 +106,8 @@ def _gain_bars(t: pd.DataFrame, ax: plt.Axes) -> None:
     """Grouped bars per budget: repetition, equivariance and total gain (points)."""
     pos, width = np.arange(len(t)), 0.27
     parts = [
-        ("gain_rep", "repetition (plain − repeat)", PALETTE["repeat"]),
-        ("gain_eq", "equivariance (repeat − G-CNN)", PALETTE["gcnn"]),
+        ("gain_rep", "repetition (plain − repeat)", ARM_COLOURS["repeat"]),
+        ("gain_eq", "equivariance (repeat − G-CNN)", ARM_COLOURS["gcnn"]),
         ("gain_total", "total (plain − G-CNN)", "0.35"),
     ]
     for offset, (column, label, colour) in zip((-width, 0.0, width), parts):
@@ -223,7 +222,7 @@ def fig_learning_curves(r: StudyReport, axes: Sequence[plt.Axes] | None = None) 
             y="error",
             hue="variant",
             hue_order=r.variants,
-            palette=r.palette,
+            palette=palette(r),
             style="split",
             style_order=["train", "test"],
             errorbar=("ci", 95),
@@ -246,7 +245,7 @@ def fig_physical_size(r: StudyReport, ax: plt.Axes | None = None) -> plt.Figure:
     cells = r.runs.groupby(["budget", "variant"], as_index=False)[["n_params", "macs"]].mean()
     for variant in r.variants:
         c = cells[cells["variant"] == variant].sort_values("budget")
-        ax.plot(c["n_params"], c["macs"], marker="o", color=r.palette[variant], label=variant)
+        ax.plot(c["n_params"], c["macs"], marker="o", color=palette(r)[variant], label=variant)
     title = f"Same parameters, larger network\n{r.title}"
     _decorate(ax, "learnable parameters", "multiply–accumulates per image", title, log="xy")
     return fig
@@ -267,7 +266,7 @@ def fig_invariance(r: StudyReport, axes: Sequence[plt.Axes] | None = None) -> pl
     for kind, ax in zip(kinds, axes):
         data = ok.assign(inv=100 * ok[kind])
         common = {"data": data, "x": "budget", "y": "inv", "hue": "variant", "hue_order": r.variants}
-        common.update(palette=r.palette, ax=ax)
+        common.update(palette=palette(r), ax=ax)
         sns.barplot(**common, errorbar=None, alpha=0.8)
         sns.stripplot(
             **common, dodge=True, jitter=False, size=3, legend=False, edgecolor="black", linewidth=0.3
@@ -321,6 +320,56 @@ def fig_share_vs_group_order(r: StudyReport, ax: plt.Axes | None = None) -> plt.
     return fig
 
 
+def fig_single_seed(r: StudyReport, ax: plt.Axes | None = None) -> plt.Figure:
+    """One seed's share as the paper computed it (dots: one per seed; filled best-epoch, hollow
+    final-epoch errors; the largest over N) against the multi-seed share and its delta-method
+    95% CI per N (bars), one row per budget and control; the paper's 40% as a line."""
+    fig, ax = _axes(ax, (7, 1.2 + 0.7 * len(next(iter(r.single_seed.values())).summary)))
+    first = next(iter(r.single_seed.values()))
+    designs = first.summary[["budget", "repeat_structure"]].itertuples(index=False)
+    labels = []
+    for y, (budget, structure) in enumerate(designs):
+        labels.append(Design(budget, 0, structure or DEFAULT_STRUCTURE).label)
+        for error, shares in r.single_seed.items():
+            seeds = shares.per_seed
+            mine = seeds[(seeds["budget"] == budget) & (seeds["repeat_structure"] == structure)]
+            filled = error == "best"
+            offset = 0.12 if filled else -0.12
+            ax.scatter(
+                100 * mine["share"].clip(-1, 1.5),
+                np.full(len(mine), y + offset),
+                s=14,
+                facecolors=ARM_COLOURS["repeat"] if filled else "none",
+                edgecolors=ARM_COLOURS["repeat"],
+                linewidths=0.8,
+                label=f"one seed, {error}-epoch errors" if y == 0 else None,
+            )
+        rows = r.table[(r.table["budget"] == budget) & (r.table["repeat_structure"] == structure)]
+        rows = rows[rows["identifiable"].astype(bool)]
+        for i, (_, row) in enumerate(rows.iterrows()):
+            shift = 0.06 * (i - (len(rows) - 1) / 2)
+            lo, hi = row["share_rep_lo_delta"], row["share_rep_hi_delta"]
+            share = row["share_rep"]
+            ax.errorbar(
+                100 * share, y + shift, xerr=[[100 * (share - lo)], [100 * (hi - share)]],
+                fmt="s", color="black", capsize=3, markersize=4,
+                label="many seeds: share and 95% CI (delta)" if y == 0 and i == 0 else None,
+            )  # fmt: skip
+    ax.axvline(
+        100 * first.threshold,
+        color="C3",
+        linestyle="--",
+        linewidth=1,
+        label=f"paper: {100 * first.threshold:.0f}%",
+    )
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_yticks(range(len(labels)), labels)
+    title = f"One seed, as the paper computed it, against many\n{r.title}"
+    _decorate(ax, "repetition share of the gain (%)", "", title, legend=False)
+    ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2)
+    return fig
+
+
 FIGURES = {
     "error_vs_params": fig_error_vs_params,
     "gain_decomposition": fig_gain_decomposition,
@@ -328,4 +377,5 @@ FIGURES = {
     "physical_size": fig_physical_size,
     "invariance": fig_invariance,
     "share_vs_group_order": fig_share_vs_group_order,
+    "single_seed": fig_single_seed,
 }

@@ -27,6 +27,7 @@ from ablate.models.repeat import (
     RepeatConv2d,
     copy_batch_norm,
     copy_max,
+    paper_repeat_weight,
     repeat_weight,
 )
 
@@ -87,18 +88,25 @@ class FusedConv(_Fused):
 
 
 class FusedRepeatConv(FusedConv):
-    """S RepeatConv2d: base weights (S, c_out, c_in, k, k) and scalars (S, r_out, r_in)."""
+    """S RepeatConv2d: base weights (S, c_out, c_in, k, k) and scalars (S, r_out, r_in), or with
+    the paper's remainder (S, 1, r_out * r_in) and the remainder pairs (S, 2)."""
 
-    keys = {"weight": "weight", "alpha": "alpha", "beta": "beta", "bias": "bias"}
+    keys = {a: a for a in ("weight", "alpha", "beta", "rows", "cols", "bias")}
 
     def __init__(self, convs: Sequence[RepeatConv2d]):
         nn.Module.__init__(self)
         first = convs[0]
         self.stride, self.padding, self.mode = first.stride, first.padding, first.mode
+        self.remainder = first.remainder
         self.shape = (first.r_out, first.r_in, first.out_channels, first.in_channels)
-        self._stack(convs, ("weight", "alpha", "beta", "bias"))
+        self._stack(convs, tuple(self.keys))
 
     def _weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.remainder == "paper":
+            r_out, r_in, t_out, t_in = self.shape
+            return paper_repeat_weight(
+                self.weight, self.alpha, self.beta, self.rows, self.cols, t_out, t_in
+            ), self.bias
         return repeat_weight(self.weight, self.alpha, self.beta, self.mode, *self.shape), self.bias
 
 

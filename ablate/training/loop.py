@@ -18,10 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ablate.data import Dataset, augment, rotate
-from ablate.fused import FusedSeeds
-from ablate.models import Arm, ArmSpec, build_arm
-from ablate.study import TrainConfig
+from ablate.data.augment import augment, rotate
+from ablate.data.sources import Dataset
+from ablate.models.arms import Arm
+from ablate.models.spec import ArmSpec, build_arm
+from ablate.study.schema import TrainConfig
+from ablate.training.fused import FusedSeeds
 
 
 @dataclass
@@ -35,7 +37,7 @@ class FitResult:
 
 
 class CheckpointStore(Protocol):
-    """Where a run's mid-training state lives (see ablate.results)."""
+    """Where a run's mid-training state lives (ablate.results.Checkpoint)."""
 
     def load(self) -> dict | None: ...
 

@@ -8,14 +8,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ablate import stats, text
+from ablate import stats
+from ablate.report import text
 
 if TYPE_CHECKING:
-    from ablate.report import StudyReport
+    from ablate.report.analysis import StudyReport
 
 
 def _pct(x: float, digits: int = 2) -> str:
-    return "–" if x is None or not np.isfinite(x) else f"{100 * x:.{digits}f}"
+    """A fraction as a table cell: '20.97' (the column says %), '–' when missing."""
+    return text.pct(x, digits, unit="", missing="–")
 
 
 def _p(x: float) -> str:
@@ -218,7 +220,8 @@ def write_tables(r: StudyReport, out: Path) -> list[Path]:
     ]
     tex = [f"% {r.name}: {r.title}", f"% {head}", latex_table(ARM_HEADER, arm_rows(r))]
     if r.paper is not None:
-        md += ["", "## The paper's table", "", text.paper_sentence(r.paper), ""]
+        width = f" (width x {r.paper.width:g})" if r.paper.width != 1.0 else ""
+        md += ["", f"## The paper's table{width}", "", text.paper_sentence(r.paper), ""]
         md += [markdown_table(PAPER_HEADER, paper_rows(r))]
         tex += ["", f"% {text.paper_sentence(r.paper)}", latex_table(PAPER_HEADER, paper_rows(r))]
     if r.table is not None:
@@ -236,6 +239,12 @@ def write_tables(r: StudyReport, out: Path) -> list[Path]:
             md += ["", f"Repetition share {text.pooled_phrase(r.pooled)} ({p['method']})."]
         for half_width, needed in r.seeds.items():
             md += ["", text.seeds_sentence(needed, half_width)]
+        single = text.single_seed_lines(r.single_seed, r.table)
+        if single:
+            md += ["", "## One seed against many", "", single[0], ""] + [
+                f"- {line.strip()}" for line in single[1:]
+            ]
+    md += ["", text.exchangeability_sentence(r.trends)]
     if notes:
         md += ["", "## Notes", notes.lstrip("\n")]
     paths = [out / "table.md", out / "table.tex"]

@@ -12,22 +12,22 @@ Imported only for `--executor ray` (ray is the optional extra `ablate[ray]`).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import ray
 import torch
-from tqdm import tqdm
 
-from ablate.data import Dataset
+from ablate.data.sources import Dataset
 from ablate.errors import StudyError
-from ablate.executors import Outcome, claim_group, record_group, run_groups, summary, train_group
 from ablate.results import Checkpoint, StudyResults
-from ablate.study import DataSettings, RunSpec, Study
+from ablate.study.grid import RunSpec
+from ablate.study.schema import DataSettings, Study
+from ablate.training.driver import Outputs, load_study_data, train_group
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,6 @@ _DATA: dict[str, Dataset] = {}  # one dataset per worker process, reused by its 
 
 
 def _worker_data(settings: DataSettings, fingerprint: str) -> Dataset:
-    from ablate.run import load_study_data
-
     key = settings.model_dump_json()
     if key not in _DATA:
         _DATA.clear()
@@ -72,34 +70,34 @@ def _worker_data(settings: DataSettings, fingerprint: str) -> Dataset:
     return data
 
 
-def _checkpoint_folder(study_folder: str, token: str, study: str) -> Path:
-    """The study's checkpoints/ when this node sees the driver's token in it (shared storage), else
-    a node-local folder."""
-    shared = Path(study_folder) / "checkpoints"
-    if (shared / token).exists():
-        return shared
-    return Path(tempfile.gettempdir()) / "ablate-checkpoints" / study
+def node_checkpoints(store: StudyResults, token: str, run_keys: list[str]) -> tuple[list[Checkpoint], bool]:
+    """The runs' checkpoints: the study's own when this node sees the driver's token in it
+    (shared storage), else in a node-local folder; and whether they are the study's."""
+    if store.sees_driver_token(token):
+        return [store.checkpoint(key) for key in run_keys], True
+    folder = Path(tempfile.gettempdir()) / "ablate-checkpoints" / store.dir.name
+    return [Checkpoint(folder / f"{key}.pt") for key in run_keys], False
 
 
 def train_group_task(
     study: Study,
     specs: list[RunSpec],
     fingerprint: str,
-    study_folder: str,
+    results_root: str,
     token: str,
     threads: int,
     fault: Fault | None = None,
-):
+) -> Outputs:
     """A Ray task's body: train one run group and return its (RunRow, [HistoryRow]) pairs."""
     torch.set_num_threads(threads)
     device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
-    folder = _checkpoint_folder(study_folder, token, study.name)
-    checkpoints = [Checkpoint(folder / f"{spec.run_key}.pt") for spec in specs]
+    store = StudyResults(results_root, study.name)
+    checkpoints, shared = node_checkpoints(store, token, [s.run_key for s in specs])
     if fault is not None:
         fault.strike([s.run_key for s in specs])
     data = _worker_data(study.data, fingerprint).to(device)
     outputs = train_group(specs, study, data, device, checkpoints)
-    if folder.name != "checkpoints":  # node-local: the driver cannot remove them
+    if not shared:  # node-local: the driver cannot remove them
         for checkpoint in checkpoints:
             checkpoint.remove()
     return outputs
@@ -107,6 +105,8 @@ def train_group_task(
 
 class RayExecutor:
     """Run groups as Ray tasks (`--executor ray`); see the module docstring."""
+
+    capacity = 1 << 30  # every group is submitted at once; Ray schedules them
 
     def __init__(
         self,
@@ -156,72 +156,41 @@ class RayExecutor:
             f"{per_task} per task)"
         )
 
-    def train(self, todo, study, data, store: StudyResults, force, on_epoch) -> Outcome:
-        """As LocalExecutor.train; `on_epoch` is not called (epochs run in the workers)."""
-        fingerprint, outcome = data.meta["fingerprint"], Outcome()
+    def fuse(self, study: Study) -> int:
+        return study.run.fuse_seeds or (len(study.train.all_seeds) if self.gpus else 1)
+
+    def start(self, study: Study, data: Dataset, store: StudyResults) -> None:
         if study.data.root:  # workers need not share the driver's working directory
             root = str(Path(study.data.root).expanduser().resolve())
             study = study.model_copy(update={"data": study.data.model_copy(update={"root": root})})
-        fuse = study.run.fuse_seeds or (len(study.train.all_seeds) if self.gpus else 1)
-        remote = ray.remote(train_group_task).options(
+        self.study, self.fingerprint, self.store = study, data.meta["fingerprint"], store
+        self.remote = ray.remote(train_group_task).options(
             num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.max_retries, retry_exceptions=True
         )
-        token = f".driver-{uuid.uuid4().hex}"
-        (store.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (store.dir / "checkpoints" / token).touch()
-        pending: dict = {}  # task ref -> (its runs, the ExitStack holding their claims)
+        self.token = store.put_driver_token(f".driver-{uuid.uuid4().hex}")
+        self.pending: dict = {}  # task ref -> its runs
 
-        def submit(group: list[RunSpec], wait: bool) -> list[RunSpec]:
-            claims = contextlib.ExitStack()
-            mine, busy = claim_group(store, group, claims, wait)
-            finished_now = store.finished_keys(fingerprint)
-            mine = [s for s in mine if force or s.run_key not in finished_now]
-            if not mine:
-                claims.close()
-                return busy
-            args = (study, mine, fingerprint, str(store.dir.resolve()), token, self.cpus, self.fault)
-            pending[remote.remote(*args)] = (mine, claims)
-            return busy
+    def submit(self, group: list[RunSpec], on_epoch: Callable[[dict], None] | None) -> None:
+        """As LocalExecutor.submit; `on_epoch` is not called (epochs run in the workers)."""
+        root = str(self.store.dir.parent.resolve())
+        args = (self.study, group, self.fingerprint, root, self.token, self.cpus, self.fault)
+        self.pending[self.remote.remote(*args)] = group
 
-        def collect(bar: tqdm) -> None:
-            """Record each task's runs as it returns, until none is pending."""
-            while pending:
-                [ref], _ = ray.wait(list(pending), num_returns=1)
-                group, claims = pending.pop(ref)
-                with claims:
-                    try:
-                        outputs = ray.get(ref)
-                    except ray.exceptions.RayError as error:
-                        reason = _last_line(error)
-                        outcome.failed.extend((spec, reason) for spec in group)
-                        bar.update(len(group))
-                        continue
-                    record_group(store, outputs)
-                for row, _ in outputs:
-                    outcome.diverged += row.status != "ok"
-                    tqdm.write(summary(row))
-                bar.update(len(group))
-
+    def collect(self) -> tuple[list[RunSpec], Outputs | str]:
+        [ref], _ = ray.wait(list(self.pending), num_returns=1)
+        group = self.pending.pop(ref)
         try:
-            with tqdm(total=len(todo), desc="runs") as bar:
-                waited = []
-                for group in run_groups(todo, store, fuse):
-                    waited += submit(group, wait=False)
-                collect(bar)
-                for spec in waited:  # held by another process: wait for it, train it if unfinished
-                    submit([spec], wait=True)
-                    collect(bar)
-        except KeyboardInterrupt:
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            raise
-        finally:
-            for _, claims in pending.values():
-                claims.close()
-            (store.dir / "checkpoints" / token).unlink(missing_ok=True)
-            if self.started:
-                ray.shutdown()
-        return outcome
+            return group, ray.get(ref)
+        except ray.exceptions.RayError as error:
+            return group, _last_line(error)
+
+    def stop(self) -> None:
+        for ref in getattr(self, "pending", {}):
+            ray.cancel(ref, force=True)
+        if hasattr(self, "token"):
+            self.store.remove_driver_token(self.token)
+        if self.started:
+            ray.shutdown()
 
 
 def _last_line(error: Exception) -> str:

@@ -1,0 +1,1 @@
+"""Study files: the TOML schema (`schema`) and the run grid with its run keys (`grid`)."""

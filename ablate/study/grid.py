@@ -1,0 +1,111 @@
+"""The run grid of a study and the run key: a hash of everything that changes a run's result."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, fields
+
+from ablate.errors import StudyError
+from ablate.models.arms import ARM_TRAINING, NO_STRUCTURE, arm_spec
+from ablate.models.backbone import get_backbone
+from ablate.models.budget import preset_specs, solve_triplet
+from ablate.models.spec import ArmSpec
+from ablate.study.schema import Study, TrainSettings
+
+RUN_KEY_VERSION = 2  # bump when the training code changes what a run key's result is (2: CPU-fast ELU)
+
+# Settings added after run keys were first made, with their defaults: a key holding its default
+# (or absent value) is left out of the run key, so adding a setting never orphans older runs.
+LATER_KEYS: dict[str, dict[str, tuple]] = {
+    "data": {"subset": ("first",), "pad": ("symmetric",)},
+    "train": {"drop_last": (False,)},
+    "model": {"repeat_structure": (None, NO_STRUCTURE, "paper"), "preset": (None,), "preset_width": (1.0,)},
+}
+# ArmSpec fields that do not change a run's result (none yet): every other field is hashed, so a
+# field added to ArmSpec enters the run key unless it is named here or in LATER_KEYS["model"].
+NOT_IN_RUN_KEY: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the grid: an arm at a budget with one seed."""
+
+    study: str
+    arm: str
+    budget: int
+    seed: int
+    run_key: str
+    model: ArmSpec
+
+
+def run_key(study: Study, model_spec: ArmSpec, seed: int) -> str:
+    """Hash of everything that changes a run's result, and nothing else (no paths, no device).
+
+    Settings that cannot change an arm's model are left out of its key (the plain arm ignores
+    the group order, only the repeat arm uses the repeat mode), so changing them reuses runs.
+    """
+    data = study.data.model_dump(exclude={"root"})
+    train = arm_train_config(study.train, model_spec.arm).model_dump(
+        exclude={"seeds", "budget_seeds", "eval_every"}
+    )
+    model = {
+        f.name: getattr(model_spec, f.name) for f in fields(ArmSpec) if f.name not in NOT_IN_RUN_KEY
+    }  # tuples hash as the lists they were before
+    sections = {"data": data, "train": train, "model": model}
+    payload = {
+        name: {k: v for k, v in values.items() if v not in LATER_KEYS[name].get(k, ())}
+        for name, values in sections.items()
+    }
+    payload.update(version=RUN_KEY_VERSION, seed=seed)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def arm_train_config(train: TrainSettings, arm: str) -> TrainSettings:
+    """The training settings of one arm's runs: the study's, with what the arm fixes (the
+    augmented arm trains with rotation augmentation)."""
+    return train.model_copy(update=ARM_TRAINING.get(arm, {}))
+
+
+def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
+    """Budgets x group orders x repeat structures x arms x seeds, in that order, each with its
+    solved model and run key; a run shared by several cells (the plain arm across group orders)
+    appears once. An infeasible budget raises StudyError naming it (and the group order).
+    With a preset: its models x seeds, all under one nominal budget, the baseline's count.
+    """
+    runs = []
+    m = study.models
+    # symmetric padding keeps every pooled map even (exact 90-degree turns); the seed paper's
+    # right-bottom 29x29 inputs give odd maps, so turns are inexact there (the report says so)
+    try:
+        exact = study.data.pad == "symmetric"
+        get_backbone(m.backbone).check_input_size(study.data.pad_to or 28, exact_turns=exact)
+    except ValueError as error:
+        raise StudyError(f"{source}: data.pad_to: {error}") from None
+    if m.preset:
+        specs = preset_specs(m.preset, m.group_orders, width=m.preset_width)
+        return [
+            RunSpec(study.name, spec.arm, specs[0].n_params, seed, run_key(study, spec, seed), spec)
+            for spec in specs
+            if spec.arm in m.arms
+            for seed in study.train.seeds_for(specs[0].n_params)
+        ]
+    seen: set[str] = set()
+    for budget in m.budgets:
+        for order in m.group_orders:
+            for structure in m.structures:
+                try:
+                    triplet = solve_triplet(
+                        budget, m.backbone, order, m.repeat_mode, m.tolerance, repeat_structure=structure
+                    )
+                except ValueError as error:
+                    key = "models.budgets" if len(m.group_orders) == 1 else f"models.group_order: C{order}"
+                    raise StudyError(f"{source}: {key}: {error}") from None
+                for arm in m.arms:
+                    spec = arm_spec(triplet, arm)
+                    for seed in study.train.seeds_for(budget):
+                        key = run_key(study, spec, seed)
+                        if key not in seen:  # the plain arm, and the G-CNN across structures, are shared
+                            seen.add(key)
+                            runs.append(RunSpec(study.name, arm, budget, seed, key, spec))
+    return runs

@@ -1,0 +1,86 @@
+"""The house rules: the import layers (import-linter), small modules, the top level's contents,
+committed run keys that recompute unchanged, and committed reports that the code rebuilds."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ablate.report.analysis import analyse
+from ablate.report.tables import write_tables
+from ablate.results import StudyResults
+from ablate.study.grid import expand_grid
+from ablate.study.schema import with_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "ablate"
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+COMMITTED = sorted(p.parent.name for p in (ROOT / "results").glob("*/runs.csv"))
+
+
+def _lint_imports(tree: Path) -> subprocess.CompletedProcess:
+    """lint-imports on the package in `tree` (its pyproject.toml's contract)."""
+    env = {"PYTHONPATH": str(tree), "PATH": str(Path(sys.executable).parent), "HOME": str(tree)}
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"], cwd=tree, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_an_upward_import_breaks_the_layers_contract(tmp_path):
+    shutil.copytree(PACKAGE, tmp_path / "ablate", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    kept = _lint_imports(tmp_path)
+    assert kept.returncode == 0 and "1 kept, 0 broken" in kept.stdout, kept.stdout[-2000:]
+    augment = tmp_path / "ablate" / "data" / "augment.py"  # data sits below the report
+    augment.write_text(
+        augment.read_text() + "\n\ndef _upward():\n    from ablate.report import text  # noqa\n"
+    )
+    broken = _lint_imports(tmp_path)
+    assert broken.returncode != 0 and "ablate.data.augment -> ablate.report" in broken.stdout
+
+
+def test_no_module_is_over_400_lines_and_the_top_level_holds_only_the_allowed():
+    sizes = {p.relative_to(ROOT): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    assert {p: n for p, n in sizes.items() if n > 400} == {}
+    top = {p.name for p in PACKAGE.iterdir() if p.name != "__pycache__"}
+    assert top == {
+        "__init__.py", "_compat.py", "errors.py", "results.py", "run.py", "bench.py",
+        "study", "data", "models", "training", "stats", "report",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_committed_run_keys_recompute_unchanged(name):
+    store = StudyResults(ROOT / "results", name)
+    runs, study = store.runs(), store.saved_study()
+    # the seeds that ran (a study file may list fewer than its cells hold): each budget's own list
+    seeds = {str(b): sorted(int(s) for s in group["seed"].unique()) for b, group in runs.groupby("budget")}
+    everyone = sorted(int(s) for s in runs["seed"].unique())
+    ran = with_overrides(study, "test", train={"seeds": everyone, "budget_seeds": seeds})
+    recomputed = {(s.arm, s.budget, s.seed, s.model.group_order, s.run_key) for s in expand_grid(ran)}
+    committed = set(
+        runs[["arm", "budget", "seed", "group_order", "run_key"]].itertuples(index=False, name=None)
+    )
+    assert committed <= recomputed  # every committed run's key is what the code computes now
+    assert {s.run_key for s in expand_grid(study)} <= set(runs["run_key"])  # and the study file's grid ran
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_committed_tables_are_what_the_report_writes(name, tmp_path):
+    report = analyse(ROOT / "results" / name)
+    write_tables(report, tmp_path)
+    for table in ("table.md", "table.tex"):
+        assert (tmp_path / table).read_text() == (ROOT / "paper_figs" / name / table).read_text(), table
+
+
+def test_committed_runs_read_with_one_spelling_of_not_applicable():
+    for name in COMMITTED:
+        runs = StudyResults(ROOT / "results", name).runs()
+        plain = runs[runs["arm"].isin(["plain", "augmented"])]
+        assert (plain["group_order"] == 1).all() and (plain["repeat_structure"] == "").all(), name
+        repeat = runs[runs["arm"] == "repeat"]
+        assert repeat["repeat_structure"].isin(["paper", "matched"]).all(), name
+        assert not pd.isna(runs["model_name"]).any(), name
