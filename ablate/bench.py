@@ -14,44 +14,62 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 
+import pandas as pd
 import torch
 
 from ablate.errors import AblateError, StudyError, expect_one_of
 from ablate.models.arms import ARMS, arm_spec
 from ablate.models.budget import solve_triplet
 from ablate.models.spec import count_macs
+from ablate.study.schema import load_study
+from ablate.training.cost import study_cost
+from ablate.training.driver import load_study_data
 from ablate.training.loop import RunGroup, build_model, resolve_device, train_step
 
 BATCH = 64
 
 
-def _timed(step: Callable[[], object], device: torch.device, seconds: float) -> float:
-    """Seconds per call of `step`, after warm-up, over about `seconds` of calls."""
+REPEATS = 5  # each figure is the median of this many timings, shown with their min-max
+
+
+def _timed(step: Callable[[], object], device: torch.device, seconds: float, repeats: int) -> list[float]:
+    """Seconds per call of `step`, after warm-up, once per repetition (each over about `seconds`
+    of calls): `repeats` values."""
     for _ in range(3):
         step()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds or calls < 3:
-        step()
-        calls += 1
-    sync()
-    return (time.perf_counter() - start) / calls
+    times = []
+    for _ in range(repeats):
+        sync()
+        calls, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds or calls < 3:
+            step()
+            calls += 1
+        sync()
+        times.append((time.perf_counter() - start) / calls)
+    return times
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 1.0) -> float:
-    """Measured GFLOP/s of a 2048 x 2048 matrix product in `dtype` on `device`."""
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """{"median", "min", "max"} of repeated measurements."""
+    return {"median": float(statistics.median(values)), "min": float(min(values)), "max": float(max(values))}
+
+
+def matmul_peak(
+    device: torch.device, dtype: torch.dtype, seconds: float = 1.0, repeats: int = REPEATS
+) -> dict:
+    """Measured GFLOP/s of a 2048 x 2048 matrix product in `dtype` on `device` (spread)."""
     a = torch.randn(2048, 2048, device=device, dtype=dtype)
-    per_call = _timed(lambda: a @ a, device, seconds)
-    return 2 * 2048**3 / per_call / 1e9
+    return spread([2 * 2048**3 / t / 1e9 for t in _timed(lambda: a @ a, device, seconds, repeats)])
 
 
-def step_throughput(spec, seeds: int, device: torch.device, bf16: bool, seconds: float) -> float:
-    """Images per second (all runs together) of train_step on S = `seeds` runs of `spec`."""
+def step_throughput(spec, seeds: int, device: torch.device, bf16: bool, seconds: float, repeats: int) -> dict:
+    """Images per second (all runs together; spread) of train_step on S = `seeds` runs of `spec`."""
     models = [build_model(spec, s, device) for s in range(seeds)]
     group = RunGroup(models)
     optimizer = torch.optim.Adam(group.net.parameters(), lr=1e-3, weight_decay=1e-7)
@@ -60,15 +78,12 @@ def step_throughput(spec, seeds: int, device: torch.device, bf16: bool, seconds:
     alive = torch.ones(seeds, dtype=torch.bool, device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     group.net.train()
-    return (
-        BATCH
-        * seeds
-        / _timed(lambda: train_step(group, optimizer, x, y, alive, 1.0, autocast), device, seconds)
-    )
+    times = _timed(lambda: train_step(group, optimizer, x, y, alive, 1.0, autocast), device, seconds, repeats)
+    return spread([BATCH * seeds / t for t in times])
 
 
-def dataloader_throughput(spec, device: torch.device, seconds: float) -> float:
-    """Images per second of a RepeatNet-style loop: PIL digits -> torchvision ToTensor in a
+def dataloader_throughput(spec, device: torch.device, seconds: float, repeats: int) -> dict:
+    """Images per second (spread) of a RepeatNet-style loop: PIL digits -> torchvision ToTensor in a
     DataLoader (batch 64) -> the model, cross-entropy, backward, clipping, Adam."""
     import numpy as np
     import torch.nn.functional as F
@@ -107,24 +122,30 @@ def dataloader_throughput(spec, device: torch.device, seconds: float) -> float:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
 
-    return BATCH / _timed(step, device, seconds)
+    return spread([BATCH / t for t in _timed(step, device, seconds, repeats)])
 
 
-def bench(budget: int, arms: Sequence[str], seeds: int, device: torch.device, seconds: float = 2.0) -> dict:
-    """All the numbers of the table, as a dict (the --json content)."""
-    peak32 = matmul_peak(device, torch.float32)
-    peak16 = matmul_peak(device, torch.bfloat16)
+def bench(
+    budget: int,
+    arms: Sequence[str],
+    seeds: int,
+    device: torch.device,
+    seconds: float = 1.0,
+    repeats: int = REPEATS,
+) -> dict:
+    """All the numbers of the table, as a dict (the --json content): each throughput and peak a
+    spread (median, min, max over `repeats` timings of about `seconds` each); ratios of medians."""
+    peak32 = matmul_peak(device, torch.float32, seconds, repeats)
+    peak16 = matmul_peak(device, torch.bfloat16, seconds, repeats)
     triplet = solve_triplet(budget)
     rows = []
     for arm in arms:
         spec = arm_spec(triplet, arm)
-        flops = 6 * count_macs(
-            build_model(spec, 0, device)
-        )  # per image: 2 x (forward + backward ~ 2 forwards)
-        alone = step_throughput(spec, 1, device, False, seconds)
-        fused = step_throughput(spec, seeds, device, False, seconds) if seeds > 1 else alone
-        bf16 = step_throughput(spec, 1, device, True, seconds)
-        reference = dataloader_throughput(spec, device, seconds)
+        flops = 6 * count_macs(build_model(spec, 0, device))  # per image: forward + backward (~2 forwards)
+        alone = step_throughput(spec, 1, device, False, seconds, repeats)
+        fused = step_throughput(spec, seeds, device, False, seconds, repeats) if seeds > 1 else alone
+        bf16 = step_throughput(spec, 1, device, True, seconds, repeats)
+        reference = dataloader_throughput(spec, device, seconds, repeats)
         rows.append(
             {
                 "arm": arm,
@@ -132,14 +153,14 @@ def bench(budget: int, arms: Sequence[str], seeds: int, device: torch.device, se
                 "physical_widths": "-".join(map(str, spec.physical_widths)),
                 "img_s": alone,
                 "img_s_fused": fused,
-                "speedup_fused": fused / alone,
-                "gflop_s": alone * flops / 1e9,
-                "peak_fraction": alone * flops / 1e9 / peak32,
+                "speedup_fused": fused["median"] / alone["median"],
+                "gflop_s": alone["median"] * flops / 1e9,
+                "peak_fraction": alone["median"] * flops / 1e9 / peak32["median"],
                 "img_s_bf16": bf16,
-                "speedup_bf16": bf16 / alone,
-                "bf16_peak_fraction": bf16 * flops / 1e9 / peak16,
+                "speedup_bf16": bf16["median"] / alone["median"],
+                "bf16_peak_fraction": bf16["median"] * flops / 1e9 / peak16["median"],
                 "img_s_dataloader": reference,
-                "speedup_vs_dataloader": alone / reference,
+                "speedup_vs_dataloader": alone["median"] / reference["median"],
             }
         )
     return {
@@ -149,6 +170,7 @@ def bench(budget: int, arms: Sequence[str], seeds: int, device: torch.device, se
         "budget": budget,
         "seeds": seeds,
         "batch": BATCH,
+        "repeats": repeats,
         "matmul_peak_gflop_s": {"fp32": peak32, "bf16": peak16},
         "arms": rows,
     }
@@ -175,14 +197,19 @@ def profile_table(spec, device: torch.device, steps: int = 10, rows: int = 10) -
     return prof.key_averages().table(sort_by=key, row_limit=rows)
 
 
+def _cell(x: dict) -> str:
+    """'1,234 (1,100–1,300)': a median and its min-max."""
+    return f"{x['median']:,.0f} ({x['min']:,.0f}–{x['max']:,.0f})"
+
+
 def format_table(result: dict) -> str:
-    """The Markdown table docs/speed.md shows."""
+    """The Markdown table docs/speed.md shows: medians of `repeats` timings with their min-max."""
     s = result["seeds"]
     peak = result["matmul_peak_gflop_s"]
     lines = [
         f"budget {result['budget']:,}, batch {result['batch']}, {result['device_name']} "
-        f"({result['threads']} threads); matmul peak fp32 {peak['fp32']:.0f} GFLOP/s, "
-        f"bf16 {peak['bf16']:.0f} GFLOP/s",
+        f"({result['threads']} threads); matmul peak fp32 {_cell(peak['fp32'])} GFLOP/s, "
+        f"bf16 {_cell(peak['bf16'])} GFLOP/s; median (min–max) of {result['repeats']} timings",
         "",
         f"| arm | params | img/s | img/s fused ×{s} | speed-up | GFLOP/s | of fp32 peak | img/s bf16 | "
         "bf16 speed-up | img/s DataLoader | this loop vs DataLoader |",
@@ -190,12 +217,65 @@ def format_table(result: dict) -> str:
     ]
     for r in result["arms"]:
         lines.append(
-            f"| {r['arm']} | {r['params']:,} | {r['img_s']:,.0f} | {r['img_s_fused']:,.0f} | "
+            f"| {r['arm']} | {r['params']:,} | {_cell(r['img_s'])} | {_cell(r['img_s_fused'])} | "
             f"{r['speedup_fused']:.2f}× | {r['gflop_s']:.1f} | {100 * r['peak_fraction']:.0f}% | "
-            f"{r['img_s_bf16']:,.0f} | {r['speedup_bf16']:.2f}× | {r['img_s_dataloader']:,.0f} | "
+            f"{_cell(r['img_s_bf16'])} | {r['speedup_bf16']:.2f}× | {_cell(r['img_s_dataloader'])} | "
             f"{r['speedup_vs_dataloader']:.2f}× |"
         )
     return "\n".join(lines)
+
+
+def format_cost(cost: pd.DataFrame, study: str, epochs: int, jobs: int) -> str:
+    """The --study table: where one run's time goes, per cell, and the study's estimated total."""
+    lines = [
+        f"study {study}: one epoch of every cell timed; estimates for {epochs} epochs",
+        "",
+        "| budget | model | params | runs | build s | steps s/epoch | eval s | final passes s | s/run "
+        "| s/cell |",
+        "|" + " --- |" * 10,
+    ]
+    for r in cost.itertuples():
+        lines.append(
+            f"| {int(r.budget):,} | {r.model} | {int(r.params):,} | {r.runs} | {r.build:.2f} | "
+            f"{r.steps:.2f} | {r.eval:.2f} | {r.final:.2f} | {r.run_s:.0f} | {r.cell_s:.0f} |"
+        )
+    total = float(cost["cell_s"].sum())
+    share = {k: float((cost[k] * cost["runs"]).sum()) for k in ("build", "final")}
+    steps = float((cost["steps"] * epochs * cost["runs"]).sum())
+    lines += [
+        "",
+        f"estimated {total / 60:.1f} minutes for {int(cost['runs'].sum())} runs one at a time"
+        + (
+            f", about {total / 60 / jobs:.1f} with --jobs {jobs} (if the runs share the cores well)"
+            if jobs > 1
+            else ""
+        )
+        + f"; training steps {100 * steps / total:.0f}%, evaluations "
+        f"{100 * (total - steps - share['build'] - share['final']) / total:.0f}%, per-run overhead (build, "
+        f"MACs) {100 * share['build'] / total:.1f}%, final invariance passes "
+        f"{100 * share['final'] / total:.1f}%",
+    ]
+    return "\n".join(lines)
+
+
+def study_main(args: argparse.Namespace) -> int:
+    """--study STUDY.toml: the study's cost, cell by cell."""
+    try:
+        if args.jobs < 1:
+            raise StudyError(f"--jobs: expected a whole number >= 1, found {args.jobs}")
+        study = load_study(args.study)
+        device = resolve_device(args.device if args.device != "auto" else study.run.device)
+        if study.run.threads:
+            torch.set_num_threads(study.run.threads)
+        data = load_study_data(study.data)
+        cost = study_cost(study, data, device)
+    except AblateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_cost(cost, study.name, study.train.epochs, args.jobs))
+    if args.json:
+        cost.to_json(args.json, orient="records", indent=2)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -207,11 +287,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms (default: all)")
     parser.add_argument("--seeds", type=int, default=5, help="runs fused into one network (default 5)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement (default 2)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="seconds per timing (default 1)")
+    parser.add_argument(
+        "--repeats", type=int, default=REPEATS, help=f"timings per figure (default {REPEATS})"
+    )
+    parser.add_argument(
+        "--study", help="instead: time one epoch of every cell of this study file and estimate its cost"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="with --study: runs at a time for the estimate")
     parser.add_argument("--json", help="also write the numbers to this file")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top operators per arm")
     args = parser.parse_args(argv)
+    if args.study:
+        return study_main(args)
     try:
+        if args.repeats < 1 or args.seconds <= 0:
+            raise StudyError(
+                f"--repeats and --seconds: expected positive numbers, found {args.repeats}, {args.seconds}"
+            )
         arms = [a.strip() for a in args.arms.split(",") if a.strip()]
         for arm in arms:
             expect_one_of("--arms", arm, ARMS, StudyError)
@@ -223,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise StudyError(f"--device: expected an available CUDA device, found none ({args.device})")
         try:
-            result = bench(args.budget, arms, args.seeds, device, args.seconds)
+            result = bench(args.budget, arms, args.seeds, device, args.seconds, args.repeats)
         except ValueError as error:
             raise StudyError(f"--budget: {error}") from None
     except AblateError as error:

@@ -17,6 +17,7 @@ from ablate.results import StudyResults
 from ablate.study.grid import RunSpec, expand_grid
 from ablate.study.schema import Study, load_study, with_overrides
 from ablate.training.driver import Executor, LocalExecutor, load_study_data, run_study
+from ablate.training.pool import PoolExecutor, default_jobs
 
 
 def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, fingerprint: str | None) -> str:
@@ -92,7 +93,7 @@ def _int_list(flag: str, text: str | None) -> list[int] | None:
 EXECUTORS = ("local", "ray")
 
 
-def make_executor(args: argparse.Namespace) -> Executor:
+def make_executor(args: argparse.Namespace, study: Study) -> Executor:
     """The executor the command line asks for; Ray is imported only for --executor ray."""
     ray_flags = {"--address": args.address, "--gpus-per-task": args.gpus_per_task}
     ray_flags["--cpus-per-task"] = args.cpus_per_task
@@ -100,7 +101,10 @@ def make_executor(args: argparse.Namespace) -> Executor:
         given = [flag for flag, value in ray_flags.items() if value is not None]
         if given:
             raise StudyError(f"{given[0]}: only with --executor ray, found --executor local")
-        return LocalExecutor()
+        jobs = args.jobs if args.jobs is not None else (study.run.jobs or default_jobs(study))
+        return LocalExecutor() if jobs == 1 else PoolExecutor(jobs)
+    if args.jobs is not None:
+        raise StudyError("--jobs: only with --executor local, found --executor ray (use --cpus-per-task)")
     from ablate.training.ray import RayExecutor  # only here: Ray is an optional extra
 
     return RayExecutor(
@@ -121,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results", help="results root (overrides [run].results)")
     parser.add_argument("--dry-run", action="store_true", help="print the grid and its status, train nothing")
     parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
+    parser.add_argument("--jobs", type=int, help="runs at a time on the CPU (overrides [run].jobs)")
     ray = parser.add_argument_group(
         "executor", "where run groups train (docs/training.md: several GPUs or machines)"
     )
@@ -142,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.dry_run:
             return dry_run(study, args.study)
-        executor = make_executor(args)
+        executor = make_executor(args, study)
         return run_study(study, force=args.force, source=args.study, executor=executor)
     except AblateError as error:
         print(f"error: {error}", file=sys.stderr)

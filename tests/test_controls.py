@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ablate.models.budget import build_triplet
-from ablate.models.repeat import CopyBatchNorm, CopyMax
+from ablate.models.copies import CopyBatchNorm, CopyMax, copy_batch_norm, copy_max
 from ablate.models.spec import count_params
 from ablate.results import StudyResults
 from ablate.run import main
@@ -137,3 +137,25 @@ def test_controls_study_end_to_end_with_augmentation_and_any_angle_invariance(tm
     assert main([str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "augmented" in out and "matched" in out and "C2/C4" in out
+
+
+def test_copy_norm_and_max_take_the_reshape_path_with_the_general_paths_values():
+    torch.manual_seed(0)
+    x = torch.randn(8, 12, 5, 5) * 3 + 1  # 12 channels = 3 copies of 4 base channels
+    fast = CopyBatchNorm(12, 4)
+    with torch.no_grad():
+        fast.weight.copy_(torch.rand(4) + 0.5)
+        fast.bias.copy_(torch.randn(4))
+    general = CopyBatchNorm(12, 4)
+    general.load_state_dict(fast.state_dict())
+    for training in (True, False):
+        fast.train(training)
+        general.train(training)
+        args = (general.groups, general.weight, general.bias, general.running_mean, general.running_var)
+        expected = copy_batch_norm(x, *args, training, general.momentum, general.eps)
+        assert torch.allclose(fast(x), expected, atol=1e-5)
+        assert torch.allclose(fast.running_mean, general.running_mean, atol=1e-6)
+        assert torch.allclose(fast.running_var, general.running_var, atol=1e-6)
+    assert torch.equal(CopyMax(12, 4)(x), copy_max(x, CopyMax(12, 4).groups, 4))
+    odd = CopyBatchNorm(10, 4)  # 10 is not a whole number of copies: the general path
+    assert odd(torch.randn(4, 10, 3, 3)).shape == (4, 10, 3, 3)

@@ -11,6 +11,7 @@ from torch import nn
 
 from ablate.errors import expect_one_of
 from ablate.models.backbone import Backbone, mlp_head_params
+from ablate.models.copies import CopyBatchNorm, CopyMax
 from ablate.models.plain import ConvNet
 
 MODES = ("swish", "scale", "tile")
@@ -209,87 +210,6 @@ class RepeatConv2d(nn.Module):
             f"base=({self.base_out}, {self.base_in}), repeats=({self.r_out}, {self.r_in}), "
             f"mode={self.mode}, remainder={self.remainder}, padding={self.padding}"
         )
-
-
-def copy_groups(channels: int, base: int) -> torch.Tensor:
-    """(channels,) base channel of each physical channel: channel i * base + o is copy i of base o."""
-    return torch.arange(channels) % base
-
-
-def copy_batch_norm(
-    x: torch.Tensor,
-    groups: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    running_mean: torch.Tensor,
-    running_var: torch.Tensor,
-    training: bool,
-    momentum: float,
-    eps: float,
-) -> torch.Tensor:
-    """Batch norm of (N, T, H, W) whose statistics, scale and shift are per group of channels:
-    channel t belongs to group groups[t]; weight, bias and the running stats are (G,)."""
-    if training:
-        counts = torch.bincount(groups, minlength=weight.numel()).to(x.dtype) * (x.shape[0] * x[0, 0].numel())
-        mean = torch.zeros_like(weight).index_add(0, groups, x.sum(dim=(0, 2, 3))) / counts
-        centred = x - mean[groups].view(1, -1, 1, 1)
-        var = torch.zeros_like(weight).index_add(0, groups, centred.pow(2).sum(dim=(0, 2, 3))) / counts
-        with torch.no_grad():
-            running_mean.lerp_(mean, momentum)
-            running_var.lerp_(var * counts / (counts - 1), momentum)
-    else:
-        var = running_var
-        centred = x - running_mean[groups].view(1, -1, 1, 1)
-    scale = (weight * torch.rsqrt(var + eps))[groups]
-    return centred * scale.view(1, -1, 1, 1) + bias[groups].view(1, -1, 1, 1)
-
-
-def copy_max(x: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
-    """(N, T, H, W) -> (N, G, H, W): the max over each group's channels (escnn GroupPooling's role)."""
-    index = groups.view(1, -1, 1, 1).expand_as(x)
-    out = x.new_full((x.shape[0], n_groups, *x.shape[2:]), -torch.inf)
-    return out.scatter_reduce(1, index, x, reduce="amax", include_self=True)
-
-
-class CopyBatchNorm(nn.Module):
-    """BatchNorm over T physical channels with one scale and shift per base channel, shared by its
-    copies, and statistics over the copies together (as escnn's InnerBatchNorm treats a field)."""
-
-    def __init__(self, channels: int, base: int, eps: float = 1e-5, momentum: float = 0.1):
-        super().__init__()
-        self.eps, self.momentum = eps, momentum
-        self.weight = nn.Parameter(torch.ones(base))
-        self.bias = nn.Parameter(torch.zeros(base))
-        self.register_buffer("running_mean", torch.zeros(base))
-        self.register_buffer("running_var", torch.ones(base))
-        self.register_buffer("groups", copy_groups(channels, base), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, T, H, W) -> (N, T, H, W)."""
-        return copy_batch_norm(
-            x, self.groups, self.weight, self.bias, self.running_mean, self.running_var,
-            self.training, self.momentum, self.eps,
-        )  # fmt: skip
-
-    @torch.no_grad()
-    def to_batch_norm(self) -> nn.BatchNorm2d:
-        """The eval-mode equivalent on the T physical channels."""
-        norm = nn.BatchNorm2d(len(self.groups), eps=self.eps).to(self.weight.device).eval()
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            getattr(norm, name).copy_(getattr(self, name)[self.groups])
-        return norm
-
-
-class CopyMax(nn.Module):
-    """(N, T, H, W) -> (N, base, H, W): the max over each base channel's copies."""
-
-    def __init__(self, channels: int, base: int):
-        super().__init__()
-        self.base = base
-        self.register_buffer("groups", copy_groups(channels, base), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return copy_max(x, self.groups, self.base)
 
 
 class RepeatCNN(ConvNet):

@@ -14,8 +14,10 @@ from pathlib import Path
 from ablate.errors import AblateError, ResultsError
 from ablate.report import text
 from ablate.report.analysis import HALF_WIDTHS, StudyReport, analyse
+from ablate.report.bridge import COLUMNS as BRIDGE_COLUMNS
+from ablate.report.bridge import analyse_bridge, bridge_rows, bridge_sentence, fig_bridge
 from ablate.report.figures import FIGURES, save, use_theme
-from ablate.report.tables import headline_text, write_tables
+from ablate.report.tables import headline_text, markdown_table, write_tables
 from ablate.results import study_dirs
 
 
@@ -30,6 +32,25 @@ def build_report(r: StudyReport, out_root: Path, formats: Sequence[str]) -> list
             continue
         paths += save(make(r), out, name, formats)
     return paths + write_tables(r, out)
+
+
+def write_bridge(root: Path, out_root: Path, formats: Sequence[str]) -> list[Path]:
+    """The bridge study's report (ablate.report.bridge) into out_root/bridge/, and its summary."""
+    r = analyse_bridge(root)
+    out = out_root / "bridge"
+    out.mkdir(parents=True, exist_ok=True)
+    use_theme()
+    paths = save(fig_bridge(r), out, "bridge", formats) if not r.rows.empty else []
+    md = ["# bridge: from the paper's 40% to the answer, one factor at a time", "", bridge_sentence(r), ""]
+    md += [markdown_table(BRIDGE_COLUMNS, bridge_rows(r))]
+    if r.notes:
+        md += ["", "## Notes", *[f"- {n}" for n in r.notes]]
+    (out / "table.md").write_text("\n".join(md) + "\n")
+    print(f"== bridge\n{bridge_sentence(r)}")
+    for note in r.notes:
+        print(f"note: {note}")
+    print(f"wrote {len(paths) + 1} files to {out}\n")
+    return [*paths, out / "table.md"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,6 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--format: expected a comma-separated list of png, pdf, svg, found {args.format!r}"
             )
         root = Path(args.results)
+        bridge = args.study == "bridge" or (not args.study and (root / "bridge").is_dir())
+        if bridge:
+            write_bridge(root, Path(args.out), formats)
+            if args.study == "bridge":
+                return 0
         if args.study:
             directories = [root / args.study]
             if not (root / args.study / "runs.csv").exists():

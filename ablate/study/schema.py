@@ -182,7 +182,8 @@ class TrainSettings(TrainConfig):
 class RunSettings(_Section):
     device: str = "auto"
     results: str = "results"
-    threads: int | None = Field(None, gt=0)
+    threads: int | None = Field(None, gt=0)  # torch threads per run (default: cores / jobs)
+    jobs: int | None = Field(None, gt=0)  # runs at a time on the CPU (--jobs; default from the machine)
     # seeds of one cell trained as one grouped network; default: all of them on CUDA, 1 on the
     # CPU (measured by `python -m ablate.bench`: grouped convolutions do not pay off there)
     fuse_seeds: int | None = Field(None, gt=0)

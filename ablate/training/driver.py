@@ -108,7 +108,7 @@ def _run_row(
         train_seconds=round(result.train_seconds, 3),
         device=str(device),
         status=result.status,
-        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         ablate_version=version("ablate"),
         torch_version=torch.__version__,
         escnn_version=version("escnn"),

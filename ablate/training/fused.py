@@ -20,16 +20,9 @@ from escnn import nn as enn
 from torch import nn
 
 from ablate.models.activation import ELU
+from ablate.models.copies import CopyBatchNorm, CopyMax, copy_batch_norm, copy_max
 from ablate.models.gcnn import FieldELU
-from ablate.models.repeat import (
-    CopyBatchNorm,
-    CopyMax,
-    RepeatConv2d,
-    copy_batch_norm,
-    copy_max,
-    paper_repeat_weight,
-    repeat_weight,
-)
+from ablate.models.repeat import RepeatConv2d, paper_repeat_weight, repeat_weight
 
 
 class _Fused(nn.Module):

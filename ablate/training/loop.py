@@ -31,7 +31,7 @@ class FitResult:
     status: str  # "ok" or "diverged"
     test_error: float  # fraction in [0, 1]; NaN when diverged
     invariance_error: float  # fraction of test digits whose class changes under a 90-degree turn
-    train_seconds: float
+    train_seconds: float  # its epochs' training (its share of a fused group's) and its evaluations
     history: list[dict] = field(default_factory=list)
     invariance_error_any: float = math.nan  # ... under a turn by a uniform random angle
 
@@ -333,11 +333,12 @@ def fit_group(
                 results[s] = FitResult("diverged", math.nan, math.nan, p["elapsed"] + seconds, p["history"])
                 alive[s] = False
                 continue
+            own = time.perf_counter()
             if evaluated:
                 scores = evaluate(group.models[s], data, invariance=last)
                 row["test_error"] = scores["test_error"]
-            row["seconds"] = seconds
-            p["epoch"], p["elapsed"] = epoch + 1, p["elapsed"] + seconds
+            row["seconds"] = seconds + time.perf_counter() - own  # its share of the step, and its evaluation
+            p["epoch"], p["elapsed"] = epoch + 1, p["elapsed"] + row["seconds"]
             p["history"].append(row)
             if last:
                 results[s] = FitResult(

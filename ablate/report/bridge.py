@@ -1,0 +1,235 @@
+"""The bridge study: from the paper's "up to 40%" to this package's answer, one factor at a time.
+
+Each step changes one thing from the step before (docs/bridge.md): A the answer study's
+budget-matched triplet at 20,000 parameters; B + the paper's augmentation; C the paper's own
+models, width-scaled, C4; D + C8 and C16, "up to" taken over N; E the paper's estimator (one
+seed, best-epoch errors, largest over N) on the runs of C and D. `analyse_bridge` reads the
+steps' results folders and computes every number once; `bridge_table`, `bridge_sentence` and
+`fig_bridge` show them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ablate import stats
+from ablate.models.arms import DEFAULT_STRUCTURE
+from ablate.report.figures import _axes, _decorate
+from ablate.report.text import format_interval, pct
+from ablate.results import StudyResults
+
+THRESHOLD = 0.40  # the paper's figure
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step: its letter, what it changes, and the results folders (under the results root) and
+    budget its runs come from (None: every budget)."""
+
+    key: str
+    change: str
+    folders: tuple[str, ...]
+    budget: int | None = None
+
+
+STEPS = (
+    Step("A", "budget-matched triplet at 20,000 parameters, C4, no augmentation", ("answer",), 20_000),
+    Step("B", "+ the paper's augmentation for every arm (29x29 inputs)", ("bridge/bridge-b",)),
+    Step("C", "the paper's own models, width x 0.25, C4, its training script", ("bridge/bridge-c",)),
+    Step("D", '+ C8 and C16; "up to" = the largest share over N', ("bridge/bridge-c", "bridge/bridge-d")),
+)
+
+
+@dataclass
+class BridgeReport:
+    """rows: one per step and design (A and B: both repeat controls; D: each N), with the
+    decomposition's columns (stats.decompose) plus step, change, models (names and parameters),
+    n (fewest seeds of an arm) and `up_to` (D's largest share over N). single: step E, the paper's
+    estimator on C and D's runs with all three N, by "best" and "final" errors. missing: steps
+    with no runs yet."""
+
+    rows: pd.DataFrame
+    single: dict[str, stats.SingleSeedShares] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _read(root: Path, step: Step) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The step's runs and history, from its folders (a run in two folders counted once)."""
+    runs, history = [], []
+    for folder in step.folders:
+        store = StudyResults(root / Path(folder).parent, Path(folder).name)
+        runs.append(store.runs())
+        history.append(store.history())
+    runs = pd.concat([r for r in runs if len(r)] or [runs[0]], ignore_index=True).drop_duplicates("run_key")
+    history = pd.concat([h for h in history if len(h)] or [history[0]], ignore_index=True)
+    history = history.drop_duplicates(["run_key", "epoch"])
+    if step.budget is not None:
+        runs = runs[runs["budget"] == step.budget]
+    return runs[runs["status"] == "ok"], history[history["run_key"].isin(runs["run_key"])]
+
+
+def _models(runs: pd.DataFrame, row: pd.Series) -> str:
+    """'plain 19,694 · repeat 19,794 · gcnn 20,108' for one design (preset names where set)."""
+    parts = []
+    for arm in ("plain", "repeat", "gcnn"):
+        mine = runs[runs["arm"] == arm]
+        if arm != "plain":
+            mine = mine[mine["group_order"] == row["group_order"]]
+        if arm == "repeat":
+            mine = mine[mine["repeat_structure"].replace("", DEFAULT_STRUCTURE) == row["repeat_structure"]]
+        if len(mine):
+            name = mine["model_name"].iloc[0] or arm
+            parts.append(f"{name} {int(mine['n_params'].iloc[0]):,}")
+    return " · ".join(parts)
+
+
+def analyse_bridge(root: Path) -> BridgeReport:
+    """Every number of the bridge report, from the steps' results under `root`."""
+    rows, missing, notes = [], [], []
+    for step in STEPS:
+        runs, _ = _read(root, step)
+        if runs.empty:
+            missing.append(step.key)
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", stats.StatsWarning)
+            table = stats.decompose(runs, n_boot=0, n_perm=0)
+        notes += [
+            f"step {step.key}: {w.message}" for w in caught if issubclass(w.category, stats.StatsWarning)
+        ]
+        table = table.assign(step=step.key, change=step.change)
+        table["models"] = [_models(runs, row) for _, row in table.iterrows()]
+        table["n"] = table[["n_plain", "n_repeat", "n_gcnn"]].min(axis=1)
+        table["up_to"] = False
+        shown = table[table["identifiable"].astype(bool)]
+        if step.key == "D" and len(shown):
+            table["up_to"] = table.index == shown["share_rep"].astype(float).idxmax()
+            notes.append(
+                f"step D: the largest of {len(shown)} shares over N is biased upward (a maximum of "
+                "noisy estimates); each N's share is shown"
+            )
+        rows.append(table)
+    single = {}
+    paper_runs, paper_history = _read(root, STEPS[3])
+    models = paper_runs.groupby("seed")["model_name"].nunique()  # seeds with every model of C and D
+    chosen = paper_runs[paper_runs["seed"].isin(models[models == paper_runs["model_name"].nunique()].index)]
+    if len(chosen):
+        single = {e: stats.single_seed_shares(chosen, paper_history, e, THRESHOLD) for e in ("best", "final")}
+    else:
+        missing.append("E")
+    frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    return BridgeReport(frame, single, missing, notes)
+
+
+COLUMNS = [
+    "step", "what changes", "models (learnable parameters)", "n seeds", "error % plain / repeat / G-CNN",
+    "gain total / rep / eq (pts)", "repetition share", "95% CI delta", "95% CI Fieller",
+]  # fmt: skip
+
+
+def bridge_rows(r: BridgeReport) -> list[list[str]]:
+    """The step table's cells, one row per step and design; then step E's."""
+    out = []
+    for _, t in r.rows.iterrows():
+        design = f"C{int(t['group_order'])}" + (
+            f", {t['repeat_structure']} control" if t["step"] in "AB" else ""
+        )
+        errors = " / ".join(pct(t[f"err_{a}"], 2, unit="") for a in ("plain", "repeat", "gcnn"))
+        gains = " / ".join(f"{100 * t[f'gain_{g}']:.2f}" for g in ("total", "rep", "eq"))
+        if t["identifiable"]:
+            share = pct(t["share_rep"]) + (" (up to)" if t["up_to"] else "")
+            delta = format_interval(t["share_rep_lo_delta"], t["share_rep_hi_delta"])
+            fieller = format_interval(t["share_rep_lo_fieller"], t["share_rep_hi_fieller"], t["fieller_kind"])
+        else:
+            share, delta, fieller = "not identifiable", "–", "–"
+        step = f"{t['step']} ({design})"
+        out.append([step, t["change"], t["models"], str(int(t["n"])), errors, gains, share, delta, fieller])
+    for error, shares in r.single.items():
+        s = shares.summary.iloc[0] if len(shares.summary) else None
+        if s is None:
+            continue
+        reached = int(round(s["at_or_above"] * s["n"]))
+        out.append(
+            [
+                f"E ({error} epoch)",
+                f"the paper's estimator: one seed's {error}-epoch errors, the largest share over N",
+                "as C and D",
+                str(int(s["n"])),
+                "–",
+                "–",
+                f"median {pct(s['median'])}",
+                f"range {pct(s['min'])} to {pct(s['max'])}",
+                f"{reached} of {int(s['n'])} seeds at or above {pct(THRESHOLD, 0)}",
+            ]
+        )
+    return out
+
+
+def bridge_sentence(r: BridgeReport) -> str:
+    """The bridge's headline: the share at each step, and how often one seed reaches 40%."""
+    if r.rows.empty:
+        return "The bridge study has no finished step yet."
+    parts = []
+    for key in ("A", "B", "C", "D"):
+        rows = r.rows[(r.rows["step"] == key) & r.rows["identifiable"].astype(bool)]
+        if key == "D":
+            rows = rows[rows["up_to"]]
+        if rows.empty:
+            continue
+        each = ", ".join(
+            f"{pct(t['share_rep'])} ({format_interval(t['share_rep_lo_delta'], t['share_rep_hi_delta'])}"
+            + (f", {t['repeat_structure']} control)" if key in "AB" else f", C{int(t['group_order'])})")
+            for _, t in rows.iterrows()
+        )
+        parts.append(f"{key} {each}")
+    line = (
+        "Repetition share of the G-CNN's gain, step by step (95% CI, delta method): " + "; ".join(parts) + "."
+    )
+    best = r.single.get("best")
+    if best is not None and len(best.summary):
+        s = best.summary.iloc[0]
+        reached = int(round(s["at_or_above"] * s["n"]))
+        line += (
+            f" E, the paper's estimator (one seed's best-epoch errors, the largest over N): median "
+            f"{pct(s['median'])}, {reached} of {int(s['n'])} seeds at or above {pct(THRESHOLD, 0)}."
+        )
+    if r.missing:
+        line += f" Not run yet: step{'s' if len(r.missing) > 1 else ''} {', '.join(r.missing)}."
+    return line
+
+
+def fig_bridge(r: BridgeReport, ax=None):
+    """The repetition share with its 95% CI at each step A -> D on one axis, step E's one-seed
+    estimates as dots, and the paper's 40% as a line."""
+    fig, ax = _axes(ax, (7, 4.5))
+    labels, y = [], 0
+    for _, t in r.rows.iterrows():
+        design = f"C{int(t['group_order'])}" + (f", {t['repeat_structure']}" if t["step"] in "AB" else "")
+        labels.append(f"{t['step']}: {design}" + (" (up to)" if t["up_to"] else ""))
+        if t["identifiable"]:
+            lo, hi, share = t["share_rep_lo_delta"], t["share_rep_hi_delta"], t["share_rep"]
+            ax.errorbar(100 * share, y, xerr=[[100 * (share - lo)], [100 * (hi - share)]], fmt="s",
+                        color="black" if not t["up_to"] else "C3", capsize=3)  # fmt: skip
+        y += 1
+    for error, shares in r.single.items():
+        values = shares.per_seed["share"].to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        face = "C1" if error == "best" else "none"
+        ax.scatter(100 * np.clip(values, -1, 1.5), np.full(len(values), y), s=16, facecolors=face,
+                   edgecolors="C1", label=f"E: one seed, {error}-epoch")  # fmt: skip
+        labels.append(f"E: one seed ({error} epoch)")
+        y += 1
+    ax.axvline(100 * THRESHOLD, color="C3", linestyle="--", linewidth=1, label="the paper: up to 40%")
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    _decorate(
+        ax, "repetition share of the G-CNN's gain (%)", "", "From the paper's 40% to the answer, step by step"
+    )
+    return fig

@@ -1,0 +1,70 @@
+"""What a study will cost before it runs: one epoch of every cell, timed where the time goes.
+
+For each cell of a study's grid (one model; its first seed), on the study's own data and
+training settings: building the model and counting it (per-run overhead), one epoch of training
+steps, one evaluation of the test set (every `eval_every` epochs) and the final evaluation with
+the invariance passes. From those, the seconds of one run and of the cell's runs, and of the
+study run `jobs` at a time.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import torch
+
+from ablate.data.sources import Dataset
+from ablate.models.spec import count_macs
+from ablate.study.grid import RunSpec, arm_train_config, expand_grid
+from ablate.study.schema import Study
+from ablate.training.loop import build_model, evaluate, fit_group
+
+
+def time_cell(spec: RunSpec, study: Study, data: Dataset, device: torch.device) -> dict:
+    """Seconds of one run's parts for the cell of `spec`: build (model, MACs), steps (one epoch
+    of training), eval (one test-set evaluation), final (the last evaluation's invariance passes)."""
+    start = time.perf_counter()
+    model = build_model(spec.model, spec.seed, device)
+    count_macs(model, data.x_test.shape[-1])
+    build = time.perf_counter() - start
+    config = arm_train_config(study.train, spec.arm).model_copy(update={"epochs": 1, "eval_every": 1})
+    start = time.perf_counter()
+    fit_group([model], data, config, [spec.seed])  # one epoch and the final evaluation
+    epoch = time.perf_counter() - start
+    start = time.perf_counter()
+    evaluate(model, data)
+    eval_s = time.perf_counter() - start
+    start = time.perf_counter()
+    evaluate(model, data, invariance=True)
+    final = time.perf_counter() - start
+    return {
+        "build": build,
+        "steps": max(epoch - final, 0.0),
+        "eval": eval_s,
+        "final": max(final - eval_s, 0.0),
+    }
+
+
+def study_cost(study: Study, data: Dataset, device: torch.device) -> pd.DataFrame:
+    """One row per cell: budget, model (arm and N, or the preset's name), params, runs, the
+    seconds of time_cell, and `run_s` / `cell_s`, the estimated seconds of one run and of all the
+    cell's runs (build + epochs x steps + evaluations + final passes)."""
+    cells: dict[tuple, list[RunSpec]] = {}
+    for spec in expand_grid(study):
+        cells.setdefault((spec.budget, spec.model), []).append(spec)
+    epochs, every = study.train.epochs, study.train.eval_every
+    evaluations = len({e for e in range(1, epochs + 1) if e % every == 0 or e == epochs})
+    rows = []
+    data = data.to(device)
+    for (budget, model), specs in cells.items():
+        parts = time_cell(specs[0], study, data, device)
+        run_s = parts["build"] + epochs * parts["steps"] + evaluations * parts["eval"] + parts["final"]
+        name = model.model_name or model.arm + (f" C{model.group_order}" if model.group_order > 1 else "")
+        if model.repeat_structure and model.repeat_structure != "paper":
+            name += f" ({model.repeat_structure})"
+        rows.append(
+            {"budget": budget, "model": name, "params": model.n_params, "runs": len(specs), **parts}
+            | {"run_s": run_s, "cell_s": run_s * len(specs)}
+        )
+    return pd.DataFrame(rows)
