@@ -69,6 +69,9 @@ class RunRow:
     # added in wave 3
     preset_width: float = 1.0  # a preset's width multiplier
     code_fingerprint: str = ""  # version + hash of the package's source files; "" before 0.2.0
+    group: str = "C"  # C_N or D_N: the G-CNN's group, and the transformations of invariance_error
+    channels: int = 1  # input channels
+    classes: int = 10  # classes
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,8 @@ def _legacy(frame: pd.DataFrame, row_type: type) -> pd.DataFrame:
             frame[f.name] = f.default
         elif f.type == "str":
             frame[f.name] = frame[f.name].fillna("")
+        elif f.default is not MISSING:  # a later column left empty: its default
+            frame[f.name] = frame[f.name].fillna(f.default)
     if "repeat_structure" in added:
         frame.loc[frame["arm"] == "repeat", "repeat_structure"] = DEFAULT_STRUCTURE
     return frame

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ablate.data.sources import data_shape
 from ablate.errors import AblateError, StudyError
 from ablate.models.arms import ARMS
 from ablate.models.spec import build_arm, count_macs
@@ -26,7 +27,8 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
     on data with `fingerprint`, or on any data when it is None)."""
     done = store.finished_keys(fingerprint)
     m = study.models
-    size = study.data.pad_to or 28
+    d = study.data
+    _, size, _ = data_shape(d.source, d.path, d.size, d.test_split, d.pad_to, d.root)
     cells: dict[tuple, list[RunSpec]] = {}
     for spec in grid:
         cells.setdefault((spec.budget, spec.model), []).append(spec)
@@ -35,9 +37,10 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
         what += f", width x {m.preset_width:g}"
     t = study.train
     precision = {True: "bf16", False: "fp32", "cuda": "bf16 on CUDA, fp32 on the CPU"}[t.bf16]
+    groups = "/".join(f"{m.group}{n}" for n in m.group_orders)
     lines = [
         f"study {study.name}: {len(grid)} runs in {len(cells)} cells ({what}, "
-        f"{len(m.arms)} arms, C{'/C'.join(map(str, m.group_orders))}, {'/'.join(m.structures)} repeat "
+        f"{len(m.arms)} arms, {groups}, {size}x{size} inputs, {'/'.join(m.structures)} repeat "
         f"structure, {len(t.all_seeds)} seeds) -> {store.dir}",
         f"training: {t.epochs} epochs, batch {t.batch_size}, {precision}"
         f"{', last partial batch dropped' if t.drop_last else ''}, augment {t.augment}, lr {t.lr:g}",
@@ -51,7 +54,7 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
         lines.append(
             f"{budget:>8} {model_spec.model_name or '-':>9} {model_spec.arm:>9} {model_spec.group_order:>2} "
             f"{model_spec.repeat_structure or '-':>9} {model_spec.n_params:>8} "
-            f"{count_macs(build_arm(model_spec), size):>13,}  "
+            f"{count_macs(build_arm(model_spec), size, model_spec.channels):>13,}  "
             f"{n_done:>4} {partial:>7} {len(specs) - n_done - partial:>7}  {widths}"
         )
     return "\n".join(lines)

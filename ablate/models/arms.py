@@ -68,11 +68,17 @@ class Design:
     budget: float
     group_order: int = 0
     repeat_structure: str = DEFAULT_STRUCTURE
+    group: str = "C"  # C_N or D_N
+
+    @property
+    def group_label(self) -> str:
+        """'C8' or 'D4'."""
+        return f"{self.group}{self.group_order}"
 
     @property
     def phrase(self) -> str:
         """', C8, matched control'; the default control and an unknown N are left out."""
-        order = f", C{self.group_order}" if self.group_order > 0 else ""
+        order = f", {self.group_label}" if self.group_order > 0 else ""
         control = f", {self.repeat_structure} control" if self.repeat_structure != DEFAULT_STRUCTURE else ""
         return order + control
 
@@ -85,7 +91,7 @@ class Design:
         """'20,000 C4 matched': the budget, and N and the control where a study varies them."""
         return (
             f"{int(self.budget):,}"
-            + (f" C{self.group_order}" if orders else "")
+            + (f" {self.group_label}" if orders else "")
             + (f" {self.repeat_structure}" if structures else "")
         )
 
@@ -97,6 +103,7 @@ class Design:
             row.get("budget"),
             int(row.get("group_order", 0) or 0),
             row.get("repeat_structure", DEFAULT_STRUCTURE) or DEFAULT_STRUCTURE,
+            row.get("group", "C") or "C",
         )
 
 

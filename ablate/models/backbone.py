@@ -55,22 +55,35 @@ class Backbone:
             sizes.append((conv_size, size))
         return sizes
 
-    def check_input_size(self, size: int = 28, exact_turns: bool = True) -> None:
-        """Raise ValueError unless every map is positive, the head fits and (exact_turns) every
-        pooled map is even, so 90-degree turns commute with pooling."""
+    def fits(self, size: int, exact_turns: bool = True) -> str | None:
+        """Why inputs of size x size do not fit (None when they do): every map must stay positive,
+        the conv head must fit, and (exact_turns) every pooled map must be even, so 90-degree turns
+        and mirrors commute with pooling."""
         for index, (conv_size, _) in enumerate(self.feature_sizes(size)):
             layer = self.layers[index]
             if conv_size < 1 or (exact_turns and layer.pool_after and conv_size % 2):
-                raise ValueError(
-                    f"backbone {self.name}: layer {index + 1} gives a {conv_size}x{conv_size} "
-                    f"map on {size}x{size} inputs; expected a positive size, even when pooled"
+                return (
+                    f"layer {index + 1} gives a {conv_size}x{conv_size} map, expected a positive size, even "
+                    "when pooled"
                 )
         last = self.feature_sizes(size)[-1][1]
         if self.head == "conv" and last < self.head_kernel:
-            raise ValueError(
-                f"backbone {self.name}: head kernel {self.head_kernel} needs a map of at "
-                f"least that size, found {last}x{last}"
-            )
+            return f"head kernel {self.head_kernel} needs a map of at least that size, found {last}x{last}"
+        return None
+
+    def check_input_size(self, size: int = 28, exact_turns: bool = True) -> None:
+        """ValueError naming the nearest sizes that fit unless size x size inputs do (see fits)."""
+        why = self.fits(size, exact_turns)
+        if why is None:
+            return
+        near = sorted((s for s in range(max(1, size - 16), size + 17) if self.fits(s, exact_turns) is None),
+                      key=lambda s: (abs(s - size), s))[:4]  # fmt: skip
+        hint = (
+            f"; sizes that fit near it: {', '.join(map(str, sorted(near)))} (set [data] size or pad_to)"
+            if near
+            else ""
+        )
+        raise ValueError(f"backbone {self.name} on {size}x{size} inputs: {why}{hint}")
 
 
 def activation(name: str) -> nn.Module:
@@ -123,7 +136,31 @@ Z2CNN = Backbone(
 BACKBONES = {b.name: b for b in (REPEATNET, Z2CNN)}
 
 
-def get_backbone(name: str) -> Backbone:
-    """The preset called `name`; ValueError naming the known presets otherwise."""
+def get_backbone(name: str | Backbone) -> Backbone:
+    """The backbone itself (one from a study file's [models.backbone] table), or the built-in
+    called `name`; ValueError naming the built-ins otherwise."""
+    if isinstance(name, Backbone):
+        return name
     expect_one_of("backbone", name, BACKBONES)
     return BACKBONES[name]
+
+
+def backbone_from_table(
+    kernels: list[int],
+    widths: list[int],
+    pool_after: list[bool] | None = None,
+    paddings: list[int] | None = None,
+    head: str = "mlp",
+    hidden: int = 64,
+    head_kernel: int = 0,
+    activation: str = "elu",
+    name: str = "custom",
+) -> Backbone:
+    """A Backbone from a study file's [models.backbone] table: per layer a kernel, a relative
+    width and whether a 2x2 max-pool follows (paddings default to kernel // 2, "same")."""
+    pool_after = pool_after or [False] * len(kernels)
+    paddings = paddings if paddings is not None else [k // 2 for k in kernels]
+    layers = tuple(
+        ConvLayer(k, p, w, bool(pool)) for k, p, w, pool in zip(kernels, paddings, widths, pool_after)
+    )
+    return Backbone(name, layers, head, hidden, head_kernel, activation)

@@ -11,8 +11,8 @@ import numpy as np
 from ablate.errors import expect_one_of
 from ablate.models import paper
 from ablate.models.arms import DEFAULT_STRUCTURE, NO_STRUCTURE, TRIVIAL_GROUP
-from ablate.models.backbone import get_backbone
-from ablate.models.gcnn import gcnn_params
+from ablate.models.backbone import Backbone, get_backbone
+from ablate.models.gcnn import gcnn_params, group_size
 from ablate.models.plain import plain_params
 from ablate.models.repeat import MODES, STRUCTURES, repeat_params
 from ablate.models.spec import Arm, ArmSpec, build_arm, count_params
@@ -76,14 +76,18 @@ def solve_widths(
 
 def solve_triplet(
     budget: int,
-    backbone: str = "repeatnet",
+    backbone: str | Backbone = "repeatnet",
     group_order: int = 4,
     repeat_mode: str = "swish",
     tolerance: float = 0.02,
     classes: int = 10,
     repeat_structure: str = "paper",
+    channels: int = 1,
+    group: str = "C",
 ) -> dict[str, ArmSpec]:
-    """Widths of the three arms at `budget` (no model is built; escnn counts come from its layers).
+    """Widths of the three arms at `budget` (no model is built; escnn counts come from its layers)
+    for images of `channels` channels and `classes` classes; the G-CNN on C_N or D_N (`group`),
+    the repeat arm at its physical widths (|G| per field: N, or 2N for D_N).
     The `augmented` arm is the plain arm's model (see ablate.models.arms.arm_spec)."""
     spec = get_backbone(backbone)
     expect_one_of("repeat_mode", repeat_mode, MODES)
@@ -92,22 +96,29 @@ def solve_triplet(
         raise ValueError(f"budget: expected a positive integer, found {budget}")
     relative = spec.relative_widths
     plain_w, plain_n = solve_widths(
-        lambda w: plain_params(spec, w, classes), relative, budget, tolerance, arm="plain"
+        lambda w: plain_params(spec, w, classes, channels), relative, budget, tolerance, arm="plain"
     )
     fields, gcnn_n = solve_widths(
-        lambda w: gcnn_params(spec, w, group_order, classes), relative, budget, tolerance, arm="gcnn"
+        lambda w: gcnn_params(spec, w, group_order, classes, channels, group),
+        relative,
+        budget,
+        tolerance,
+        arm="gcnn",
     )
-    physical = [group_order * f for f in fields]
+    physical = [group_size(group, group_order) * f for f in fields]
     base, repeat_n = solve_widths(
-        lambda w: repeat_params(spec, physical, w, repeat_mode, classes, repeat_structure),
+        lambda w: repeat_params(spec, physical, w, repeat_mode, classes, repeat_structure, channels=channels),
         relative,
         budget,
         tolerance,
         upper=physical,
         arm="repeat",
     )
+    common = {"group": group, "channels": channels, "classes": classes}
     return {
-        "plain": ArmSpec("plain", backbone, tuple(plain_w), tuple(plain_w), TRIVIAL_GROUP, None, plain_n),
+        "plain": ArmSpec(
+            "plain", backbone, tuple(plain_w), tuple(plain_w), TRIVIAL_GROUP, None, plain_n, **common
+        ),
         "repeat": ArmSpec(
             "repeat",
             backbone,
@@ -117,8 +128,11 @@ def solve_triplet(
             repeat_mode,
             repeat_n,
             repeat_structure,
+            **common,
+        ),  # fmt: skip
+        "gcnn": ArmSpec(
+            "gcnn", backbone, tuple(fields), tuple(physical), group_order, None, gcnn_n, **common
         ),
-        "gcnn": ArmSpec("gcnn", backbone, tuple(fields), tuple(physical), group_order, None, gcnn_n),
     }
 
 
@@ -166,4 +180,4 @@ def build_triplet(budget: int, **settings) -> dict[str, Arm]:
     physical widths equal the G-CNN's physical channels (group_order * fields).
     """
     specs = solve_triplet(budget, **settings)
-    return {arm: build_arm(spec, settings.get("classes", 10)) for arm, spec in specs.items()}
+    return {arm: build_arm(spec) for arm, spec in specs.items()}

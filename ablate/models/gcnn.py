@@ -11,6 +11,7 @@ from escnn import gspaces
 from escnn import nn as enn
 from torch import nn
 
+from ablate.errors import expect_one_of
 from ablate.models.activation import ELU, elu
 from ablate.models.arms import NO_STRUCTURE
 from ablate.models.backbone import Backbone, mlp_head, mlp_head_params
@@ -38,16 +39,30 @@ def _activation(name: str, field_type: enn.FieldType) -> enn.EquivariantModule:
     return FieldELU(field_type) if name == "elu" else enn.ReLU(field_type, inplace=True)
 
 
-class GCNN(nn.Module):
-    """C_N G-CNN: per layer R2Conv -> InnerBatchNorm -> activation [-> PointwiseMaxPool], then
-    GroupPooling (invariant fields) and the backbone's head.
+GROUPS = ("C", "D")  # [models].group: rotations C_N, or rotations and reflections D_N
 
-    fields: regular fields per layer (physical channels = group_order * fields).
+
+def gspace(group: str, order: int):
+    """escnn's gspace of C_N (rot2dOnR2) or D_N (flipRot2dOnR2, reflections about the vertical axis)."""
+    expect_one_of("group", group, GROUPS)
+    return gspaces.rot2dOnR2(N=order) if group == "C" else gspaces.flipRot2dOnR2(N=order)
+
+
+def group_size(group: str, order: int) -> int:
+    """|G|: the channels of one regular field (N for C_N, 2N for D_N)."""
+    return order if group == "C" else 2 * order
+
+
+class GCNN(nn.Module):
+    """C_N or D_N G-CNN: per layer R2Conv -> InnerBatchNorm -> activation [-> PointwiseMaxPool],
+    then GroupPooling (invariant fields) and the backbone's head.
+
+    fields: regular fields per layer (physical channels = |G| * fields; |G| = N, or 2N for D_N).
     r2conv_options: extra R2Conv arguments per layer index (sigma, rings, frequencies_cutoff of
     the steerable basis; escnn's defaults otherwise). pool_space_first: average over space before
     GroupPooling (the seed paper's order) instead of after it.
-    Input (N, 1, H, W) -> (N, classes) logits, invariant to 90-degree turns when N % 4 == 0
-    (and every pooled map is even).
+    Input (N, channels, H, W) -> (N, classes) logits, invariant to 90-degree turns when N % 4 == 0
+    (and every pooled map is even), and to the horizontal mirror for D_N.
     """
 
     arm = "gcnn"
@@ -62,15 +77,17 @@ class GCNN(nn.Module):
         classes: int = 10,
         r2conv_options: Callable[[int], dict] | None = None,
         pool_space_first: bool = False,
+        channels: int = 1,
+        group: str = "C",
     ):
         super().__init__()
         if group_order < 2:
             raise ValueError(f"group_order: expected an integer >= 2, found {group_order}")
-        self.backbone, self.group_order = backbone, group_order
+        self.backbone, self.group_order, self.group = backbone, group_order, group
         self.learnable_widths = [int(f) for f in fields]
-        self.physical_widths = [group_order * f for f in self.learnable_widths]
-        self.gspace = gspaces.rot2dOnR2(N=group_order)
-        self.in_type = enn.FieldType(self.gspace, [self.gspace.trivial_repr])
+        self.physical_widths = [group_size(group, group_order) * f for f in self.learnable_widths]
+        self.gspace = gspace(group, group_order)
+        self.in_type = enn.FieldType(self.gspace, [self.gspace.trivial_repr] * channels)
         regular = self.gspace.regular_repr
         modules: list[enn.EquivariantModule] = []
         field_in = self.in_type
@@ -113,24 +130,31 @@ class GCNN(nn.Module):
 
 
 @cache
-def _conv_params(group_order: int, in_trivial: bool, kernel: int, bias: bool) -> int:
+def _conv_params(group_order: int, in_trivial: bool, kernel: int, bias: bool, group: str = "C") -> int:
     """Learnable parameters of one R2Conv from one field (trivial or regular) to one regular field."""
-    gspace = gspaces.rot2dOnR2(N=group_order)
-    field_in = enn.FieldType(gspace, [gspace.trivial_repr if in_trivial else gspace.regular_repr])
+    space = gspace(group, group_order)
+    field_in = enn.FieldType(space, [space.trivial_repr if in_trivial else space.regular_repr])
     conv = enn.R2Conv(
-        field_in, enn.FieldType(gspace, [gspace.regular_repr]), kernel, bias=bias, initialize=False
+        field_in, enn.FieldType(space, [space.regular_repr]), kernel, bias=bias, initialize=False
     )
     return sum(p.numel() for p in conv.parameters() if p.requires_grad)
 
 
-def gcnn_params(backbone: Backbone, fields: Sequence[int], group_order: int = 4, classes: int = 10) -> int:
+def gcnn_params(
+    backbone: Backbone,
+    fields: Sequence[int],
+    group_order: int = 4,
+    classes: int = 10,
+    channels: int = 1,
+    group: str = "C",
+) -> int:
     """Learnable parameters of GCNN(...) from escnn's per-field-pair counts (bilinear in fields)."""
-    total, f_in, trivial = 0, 1, True
+    total, f_in, trivial = 0, channels, True
     for layer, f_out in zip(backbone.layers, fields):
-        total += f_in * f_out * _conv_params(group_order, trivial, layer.kernel, False) + 2 * f_out
+        total += f_in * f_out * _conv_params(group_order, trivial, layer.kernel, False, group) + 2 * f_out
         f_in, trivial = f_out, False
     if backbone.head == "mlp":
         return total + mlp_head_params(f_in, backbone.hidden, classes)
-    per_pair = _conv_params(group_order, False, backbone.head_kernel, False)
-    bias = _conv_params(group_order, False, backbone.head_kernel, True) - per_pair
+    per_pair = _conv_params(group_order, False, backbone.head_kernel, False, group)
+    bias = _conv_params(group_order, False, backbone.head_kernel, True, group) - per_pair
     return total + f_in * classes * per_pair + classes * bias

@@ -86,18 +86,25 @@ class PlainCNN(ConvNet):
     repeat_mode = None
     repeat_structure = NO_STRUCTURE
 
-    def __init__(self, backbone: Backbone, widths: Sequence[int], classes: int = 10, arm: str = "plain"):
+    def __init__(
+        self,
+        backbone: Backbone,
+        widths: Sequence[int],
+        classes: int = 10,
+        arm: str = "plain",
+        channels: int = 1,
+    ):
         def conv(index, c_in, c_out, kernel, padding, bias):
             return nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=bias)
 
-        super().__init__(backbone, widths, conv, classes)
+        super().__init__(backbone, widths, conv, classes, in_channels=channels)
         self.arm = arm
         self.learnable_widths = list(self.physical_widths)
 
 
-def plain_params(backbone: Backbone, widths: Sequence[int], classes: int = 10) -> int:
+def plain_params(backbone: Backbone, widths: Sequence[int], classes: int = 10, channels: int = 1) -> int:
     """Learnable parameters of PlainCNN(backbone, widths) without building it."""
-    total, c_in = 0, 1
+    total, c_in = 0, channels
     for layer, width in zip(backbone.layers, widths):
         total += c_in * width * layer.kernel**2 + 2 * width
         c_in = width

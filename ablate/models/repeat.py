@@ -235,9 +235,10 @@ class RepeatCNN(ConvNet):
         structure: str = "paper",
         conv_bias: bool = False,
         remainder: str = "crop",
+        channels: int = 1,
     ):
         expect_one_of("repeat_structure", structure, STRUCTURES)
-        bases = [1, *base_widths, classes]
+        bases = [channels, *base_widths, classes]
 
         def conv(index, c_in, c_out, kernel, padding, bias):
             return RepeatConv2d(
@@ -259,7 +260,7 @@ class RepeatCNN(ConvNet):
                 "pre_head": CopyMax(physical_widths[-1], base_widths[-1]),
                 "head_channels": base_widths[-1],
             }
-        super().__init__(backbone, physical_widths, conv, classes, conv_bias=conv_bias, **extra)
+        super().__init__(backbone, physical_widths, conv, classes, channels, conv_bias=conv_bias, **extra)
         self.learnable_widths = [int(b) for b in base_widths]
         self.repeat_mode = mode
         self.group_order = group_order
@@ -289,11 +290,12 @@ def repeat_params(
     classes: int = 10,
     structure: str = "paper",
     conv_bias: bool = False,
+    channels: int = 1,
 ) -> int:
     """Learnable parameters of RepeatCNN(...) without building it."""
     per_block = SCALARS_PER_BLOCK[mode]
     matched = structure == "matched"
-    total, t_in, c_in = 0, 1, 1
+    total, t_in, c_in = 0, channels, channels
     for layer, t_out, c_out in zip(backbone.layers, physical_widths, base_widths):
         blocks = math.ceil(t_out / c_out) * math.ceil(t_in / c_in)
         total += c_out * c_in * layer.kernel**2 + per_block * blocks + 2 * (c_out if matched else t_out)

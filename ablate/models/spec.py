@@ -28,7 +28,7 @@ class ArmSpec:
     """Integer widths that define one arm's model at a budget."""
 
     arm: str
-    backbone: str
+    backbone: str | Backbone  # a built-in's name, or a study file's [models.backbone]
     learnable_widths: tuple[int, ...]  # plain channels / repeat base channels / G-CNN fields
     physical_widths: tuple[int, ...]
     group_order: int
@@ -37,6 +37,9 @@ class ArmSpec:
     repeat_structure: str = NO_STRUCTURE  # the repeat arm's "paper" or "matched"; "" for the others
     preset: str | None = None  # a fixed model set (ablate.models.paper) instead of a solved budget
     preset_width: float = 1.0  # the preset's width multiplier ([models] preset_width)
+    group: str = "C"  # C_N or D_N ([models] group); every arm carries it (invariance_error's transformations)
+    channels: int = 1  # input channels (from the data)
+    classes: int = 10  # classes (from the data's labels)
 
     @property
     def model_name(self) -> str:
@@ -44,14 +47,15 @@ class ArmSpec:
         return paper.model_name(self.arm, self.group_order) if self.preset else ""
 
 
-def build_arm(spec: ArmSpec, classes: int = 10) -> Arm:
+def build_arm(spec: ArmSpec) -> Arm:
     """The model an ArmSpec describes; checks that its built count equals the solved count."""
     expect_one_of("arm", spec.arm, ARMS)
     backbone: Backbone = get_backbone(spec.backbone)
+    classes, channels = spec.classes, spec.channels
     if spec.preset:
         model = paper.build_paper_model(spec.arm, spec.group_order, classes, spec.preset_width)
     elif not ARM_INFO[spec.arm].grouped:
-        model = PlainCNN(backbone, spec.learnable_widths, classes, arm=spec.arm)
+        model = PlainCNN(backbone, spec.learnable_widths, classes, arm=spec.arm, channels=channels)
     elif spec.arm == "repeat":
         model = RepeatCNN(
             backbone,
@@ -61,22 +65,25 @@ def build_arm(spec: ArmSpec, classes: int = 10) -> Arm:
             classes,
             group_order=spec.group_order,
             structure=spec.repeat_structure,
+            channels=channels,
         )
     else:
-        model = GCNN(backbone, spec.learnable_widths, spec.group_order, classes)
+        model = GCNN(
+            backbone, spec.learnable_widths, spec.group_order, classes, channels=channels, group=spec.group
+        )
     built = count_params(model)
     if built != spec.n_params:
         raise RuntimeError(f"{spec.arm}: solver predicted {spec.n_params} parameters, model has {built}")
     return model
 
 
-def count_macs(model: Arm, image_size: int = 28) -> int:
-    """Multiply-accumulates of one forward pass on one (1, 1, size, size) image (convs and linears),
-    counted on the model's plain-torch export."""
+def count_macs(model: Arm, image_size: int = 28, channels: int = 1) -> int:
+    """Multiply-accumulates of one forward pass on one (1, channels, size, size) image (convs and
+    linears), counted on the model's plain-torch export."""
     net = model.export()
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        net(torch.zeros(1, 1, image_size, image_size, device=next(net.parameters()).device))
+        net(torch.zeros(1, channels, image_size, image_size, device=next(net.parameters()).device))
     return counter.get_total_flops() // 2
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from ablate import stats
-from ablate.errors import ResultsError
+from ablate.data.sources import data_shape
+from ablate.errors import DataError, ResultsError
 from ablate.models.arms import ARM_LABELS, ARMS, GROUPED_ARMS, Design
 from ablate.models.paper import PAPER_ORDER, PAPER_SEED
 from ablate.report.provenance import code_notes, data_notes, what_ran_notes
@@ -100,6 +101,7 @@ class StudyReport:
     paper: PaperSummary | None = None  # a preset study's models, in the paper's shape
     trends: dict[str, pd.DataFrame] = field(default_factory=dict)  # stats.seed_trends by seed / finished_at
     single_seed: dict[str, stats.SingleSeedShares] = field(default_factory=dict)  # by "best" / "final"
+    group: str = "C"  # C_N or D_N
 
     @property
     def unconverged(self) -> dict[int, list[str]]:
@@ -120,7 +122,8 @@ class StudyReport:
 
     @property
     def group_label(self) -> str:
-        return "C" + "/C".join(map(str, self.group_orders))
+        """'C4', 'C2/C4/C8' or 'D4': the G-CNNs' groups."""
+        return "/".join(f"{self.group}{n}" for n in self.group_orders)
 
     @property
     def title(self) -> str:
@@ -168,18 +171,34 @@ def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyRep
             except ValueError as error:
                 notes.append(f"no pooled estimate: {error}")
         notes += sorted({str(w.message) for w in caught if issubclass(w.category, stats.StatsWarning)})
+        group = str(runs["group"].iloc[0])
+        for frame in (table, table_log, pooled_row, *seeds.values()):
+            if frame is not None:
+                frame["group"] = group  # C_N or D_N: every label of a design says which
         for frame in (table, table_log):
             frame["design"] = _design_labels(frame)
     orders = runs.loc[runs["arm"].isin(GROUPED_ARMS), "group_order"]
     group_orders = sorted({int(n) for n in orders}) or [4]
     source = str(runs["dataset"].iloc[0]) if "dataset" in runs else "unknown data"
     dataset = DATASET_LABELS.get(source, source)
+    size, channels = _input_shape(saved, runs)
+    shape = f"{size}x{size}" if size else "size unknown"
+    if saved is not None and saved.data.path:
+        dataset = f"{Path(saved.data.path).name} ({shape}, {channels} channel{'s' if channels > 1 else ''})"
+    elif size != 28:
+        dataset += f" ({shape})"
+    group = str(runs["group"].iloc[0])
+    if group == "D":
+        exact = "exact symmetries of the D_N G-CNN when every pooled map is even"
+        notes.append(
+            f"invariance_error counts the test images whose class changes under a 90-degree turn or "
+            f"the horizontal mirror ({shape} inputs; {exact})"
+        )
     paper = None
     if runs.get("model_name", pd.Series(dtype=str)).fillna("").ne("").any():
         paper = _paper_summary(runs, history)
         notes += _paper_notes(paper)
-    size = (saved.data.pad_to if saved is not None else None) or 28
-    if size % 2:
+    if size and size % 2:
         notes.append(
             f"inputs are {size}x{size}: pooled maps are odd, so 90-degree turns are inexact after "
             "pooling and the G-CNNs' invariance_error is not zero; it is measured anyway"
@@ -209,8 +228,21 @@ def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyRep
         }
     return StudyReport(
         directory.name, runs, history, dataset, group_orders, summary, table, pooled_row, notes,
-        table_log, seeds, variants, conv, paper, trends, single,
+        table_log, seeds, variants, conv, paper, trends, single, group,
     )  # fmt: skip
+
+
+def _input_shape(saved, runs: pd.DataFrame) -> tuple[int | None, int]:
+    """(image size, channels) the study's runs saw: from its data (28x28 grey for the built-in
+    sources; a user's files are read when they are here, else the size is None unless set)."""
+    channels = int(runs["channels"].iloc[0])
+    if saved is None:
+        return 28, channels
+    d = saved.data
+    try:
+        return data_shape(d.source, d.path, d.size, d.test_split, d.pad_to, d.root)[1], channels
+    except DataError:
+        return d.size or d.pad_to, channels
 
 
 def _with_variants(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -222,7 +254,7 @@ def _with_variants(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     def label(row) -> str:
         text = ARM_LABELS[row["arm"]]
         if orders and row["arm"] in GROUPED_ARMS:
-            text += f" C{int(row['group_order'])}"
+            text += f" {row['group']}{int(row['group_order'])}"
         if several and row["arm"] == "repeat":
             text += f" ({row['repeat_structure']})"
         return text

@@ -87,8 +87,8 @@ def headline_sentence(
     if k == 1 and k_all == 1:
         selection = "the one budget"
     pooled = pooled_phrase(pooled_row, best)
-    order = int(best.get("group_order", 0) or 0)
-    group = f"C{order}" if order > 0 else group
+    design = Design.of(best)
+    group = design.group_label if design.group_order > 0 else group
     structure = Design.of(best).repeat_structure
     control = f" ({structure} control)" if structure != DEFAULT_STRUCTURE else ""
     flagged = (unconverged or {}).get(int(best["budget"]), [])

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields, is_dataclass
 
-from ablate.errors import StudyError
+from ablate.data.sources import data_shape
+from ablate.errors import DataError, StudyError
 from ablate.models.arms import ARM_TRAINING, NO_STRUCTURE, arm_spec
 from ablate.models.backbone import get_backbone
 from ablate.models.budget import preset_specs, solve_triplet
@@ -18,9 +19,16 @@ RUN_KEY_VERSION = 2  # bump when the training code changes what a run key's resu
 # Settings added after run keys were first made, with their defaults: a key holding its default
 # (or absent value) is left out of the run key, so adding a setting never orphans older runs.
 LATER_KEYS: dict[str, dict[str, tuple]] = {
-    "data": {"subset": ("first",), "pad": ("symmetric",)},
+    "data": {"subset": ("first",), "pad": ("symmetric",), "size": (None,), "test_split": ("test",)},
     "train": {"drop_last": (False,)},
-    "model": {"repeat_structure": (None, NO_STRUCTURE, "paper"), "preset": (None,), "preset_width": (1.0,)},
+    "model": {
+        "repeat_structure": (None, NO_STRUCTURE, "paper"),
+        "preset": (None,),
+        "preset_width": (1.0,),
+        "group": ("C",),
+        "channels": (1,),
+        "classes": (10,),
+    },
 }
 # ArmSpec fields that do not change a run's result (none yet): every other field is hashed, so a
 # field added to ArmSpec enters the run key unless it is named here or in LATER_KEYS["model"].
@@ -39,18 +47,23 @@ class RunSpec:
     model: ArmSpec
 
 
+def _plain(value):
+    """A value as JSON can hash it: a custom Backbone as its fields."""
+    return asdict(value) if is_dataclass(value) else value
+
+
 def run_key(study: Study, model_spec: ArmSpec, seed: int) -> str:
     """Hash of everything that changes a run's result, and nothing else (no paths, no device).
 
     Settings that cannot change an arm's model are left out of its key (the plain arm ignores
     the group order, only the repeat arm uses the repeat mode), so changing them reuses runs.
     """
-    data = study.data.model_dump(exclude={"root"})
+    data = study.data.model_dump(exclude={"root", "path"})  # where the files are is no part of a result
     train = arm_train_config(study.train, model_spec.arm).model_dump(
         exclude={"seeds", "budget_seeds", "eval_every"}
     )
     model = {
-        f.name: getattr(model_spec, f.name) for f in fields(ArmSpec) if f.name not in NOT_IN_RUN_KEY
+        f.name: _plain(getattr(model_spec, f.name)) for f in fields(ArmSpec) if f.name not in NOT_IN_RUN_KEY
     }  # tuples hash as the lists they were before
     sections = {"data": data, "train": train, "model": model}
     payload = {
@@ -75,15 +88,22 @@ def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
     """
     runs = []
     m = study.models
-    # symmetric padding keeps every pooled map even (exact 90-degree turns); the seed paper's
-    # right-bottom 29x29 inputs give odd maps, so turns are inexact there (the report says so)
+    d = study.data
     try:
-        exact = study.data.pad == "symmetric"
-        get_backbone(m.backbone).check_input_size(study.data.pad_to or 28, exact_turns=exact)
+        channels, size, classes = data_shape(d.source, d.path, d.size, d.test_split, d.pad_to, d.root)
+    except DataError as error:
+        raise StudyError(f"{source}: data: {error}") from None
+    # symmetric padding keeps every pooled map even (exact 90-degree turns and mirrors); the seed
+    # paper's right-bottom 29x29 inputs give odd maps, so they are inexact there (the report says so)
+    try:
+        get_backbone(m.backbone_spec).check_input_size(size, exact_turns=d.pad == "symmetric")
     except ValueError as error:
-        raise StudyError(f"{source}: data.pad_to: {error}") from None
+        key = "data.pad_to" if d.pad_to else ("data.size" if d.size else "data")
+        raise StudyError(f"{source}: {key}: {error}") from None
     if m.preset:
-        specs = preset_specs(m.preset, m.group_orders, width=m.preset_width)
+        if channels != 1:
+            raise StudyError(f"{source}: models.preset: expected grey images (1 channel), found {channels}")
+        specs = preset_specs(m.preset, m.group_orders, classes, width=m.preset_width)
         return [
             RunSpec(study.name, spec.arm, specs[0].n_params, seed, run_key(study, spec, seed), spec)
             for spec in specs
@@ -96,10 +116,15 @@ def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
             for structure in m.structures:
                 try:
                     triplet = solve_triplet(
-                        budget, m.backbone, order, m.repeat_mode, m.tolerance, repeat_structure=structure
-                    )
+                        budget, m.backbone_spec, order, m.repeat_mode, m.tolerance, classes, structure,
+                        channels, m.group,
+                    )  # fmt: skip
                 except ValueError as error:
-                    key = "models.budgets" if len(m.group_orders) == 1 else f"models.group_order: C{order}"
+                    key = (
+                        "models.budgets"
+                        if len(m.group_orders) == 1
+                        else f"models.group_order: {m.group}{order}"
+                    )
                     raise StudyError(f"{source}: {key}: {error}") from None
                 for arm in m.arms:
                     spec = arm_spec(triplet, arm)

@@ -10,10 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ablate._compat import tomllib
 from ablate.data.augment import AUGMENTS, PADS
-from ablate.data.sources import SOURCES, SUBSETS
+from ablate.data.files import SPLITS
+from ablate.data.sources import FILE_SOURCES, SOURCES, SUBSETS
 from ablate.errors import StudyError
 from ablate.models.arms import ARMS, DEFAULT_ARMS
-from ablate.models.backbone import BACKBONES
+from ablate.models.backbone import BACKBONES, Backbone, backbone_from_table
+from ablate.models.gcnn import GROUPS
 from ablate.models.paper import GROUP_ORDERS as PRESET_GROUP_ORDERS
 from ablate.models.paper import PRESETS
 from ablate.models.repeat import MODES, STRUCTURES
@@ -28,6 +30,8 @@ AugmentName = Literal[AUGMENTS]
 SubsetName = Literal[SUBSETS]
 PresetName = Literal[PRESETS]
 PadName = Literal[PADS]
+SplitName = Literal[SPLITS]
+GroupName = Literal[GROUPS]
 
 
 class _Section(BaseModel):
@@ -44,10 +48,58 @@ class DataSettings(_Section):
     test_rotations: int = Field(1, gt=0)
     subset: SubsetName = "first"  # how limit_train / limit_test pick digits
     pad: PadName = "symmetric"  # where pad_to adds its zeros ("right-bottom": the seed paper's 29x29)
+    path: str | None = None  # the npz file or image folder of source "npz" / "folder"
+    size: int | None = Field(None, gt=0)  # resize a user's images to size x size (antialiased)
+    test_split: SplitName = "test"  # "val": measure the test error on x_val / y_val (or root/val)
+
+    @model_validator(mode="after")
+    def _files(self) -> DataSettings:
+        if (self.source in FILE_SOURCES) != (self.path is not None):
+            raise ValueError(
+                f"expected path = FILE for the npz and folder sources, and only for them, found path "
+                f"{self.path!r} with source {self.source!r}"
+            )
+        if self.source not in FILE_SOURCES and (self.size is not None or self.test_split != "test"):
+            raise ValueError(
+                f"expected size and test_split only with the npz and folder sources, found {self.source!r}"
+            )
+        return self
+
+
+class BackboneTable(_Section):
+    """[models.backbone] as a table: the declarative shape of the built-in backbones, from which
+    all three arms are built and solved to the budget (paddings default to kernel // 2)."""
+
+    name: str = "custom"
+    kernels: list[int] = Field(min_length=1)
+    widths: list[int] = Field(min_length=1)
+    pool_after: list[bool] | None = None
+    paddings: list[int] | None = None
+    head: Literal["mlp", "conv"] = "mlp"
+    hidden: int = Field(64, gt=0)
+    head_kernel: int = Field(0, ge=0)
+    activation: Literal["elu", "relu"] = "elu"
+
+    @model_validator(mode="after")
+    def _layers(self) -> BackboneTable:
+        n = len(self.kernels)
+        lengths = {"widths": self.widths, "pool_after": self.pool_after, "paddings": self.paddings}
+        for key, values in lengths.items():
+            if values is not None and len(values) != n:
+                raise ValueError(f"expected one {key} entry per layer ({n}, as kernels), found {len(values)}")
+        if any(k < 1 for k in self.kernels) or any(w < 1 for w in self.widths):
+            raise ValueError(f"expected positive kernels and widths, found {self.kernels}, {self.widths}")
+        if self.head == "conv" and self.head_kernel < 1:
+            raise ValueError("expected head_kernel >= 1 for the conv head, found 0")
+        return self
+
+    def backbone(self) -> Backbone:
+        return backbone_from_table(**self.model_dump())
 
 
 class ModelSettings(_Section):
-    backbone: BackboneName = "repeatnet"
+    backbone: BackboneName | BackboneTable = "repeatnet"  # a built-in's name, or a [models.backbone] table
+    group: GroupName = "C"  # C_N (rotations) or D_N (rotations and reflections) for the G-CNN
     # N of C_N, or a list for a sweep (the plain arm is shared); default 4, or a preset's own orders
     group_order: int | list[int] | None = None
     budgets: list[int] | None = Field(None, min_length=1)
@@ -79,6 +131,7 @@ class ModelSettings(_Section):
                 "repeat_structure": [s for s in self.structures if s != "paper"],
                 "repeat_mode": [] if self.repeat_mode == "swish" else [self.repeat_mode],
                 "backbone": [] if self.backbone == "repeatnet" else [self.backbone],
+                "group": [] if self.group == "C" else [self.group],
             }
             for key, bad in fixed.items():
                 if bad:
@@ -87,6 +140,25 @@ class ModelSettings(_Section):
                         f"the paper repeat structure; swish mode; the repeatnet backbone), found {bad}"
                     )
         return self
+
+    @field_validator("backbone", mode="before")
+    @classmethod
+    def _backbone_table(cls, value):
+        """A [models.backbone] table is checked as one, so its errors name its keys."""
+        if not isinstance(value, dict):
+            return value
+        try:
+            return BackboneTable.model_validate(value)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(map(str, first["loc"]))
+            message = first["msg"].removeprefix("Value error, ")
+            raise ValueError(f"{where}: {message}" if where else message) from None
+
+    @property
+    def backbone_spec(self) -> str | Backbone:
+        """A built-in backbone's name, or the Backbone of a [models.backbone] table."""
+        return self.backbone.backbone() if isinstance(self.backbone, BackboneTable) else self.backbone
 
     @property
     def structures(self) -> list[str]:

@@ -26,7 +26,7 @@ def time_cell(spec: RunSpec, study: Study, data: Dataset, device: torch.device) 
     of training), eval (one test-set evaluation), final (the last evaluation's invariance passes)."""
     start = time.perf_counter()
     model = build_model(spec.model, spec.seed, device)
-    count_macs(model, data.x_test.shape[-1])
+    count_macs(model, data.x_test.shape[-1], data.x_test.shape[1])
     build = time.perf_counter() - start
     config = arm_train_config(study.train, spec.arm).model_copy(update={"epochs": 1, "eval_every": 1})
     start = time.perf_counter()

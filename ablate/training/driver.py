@@ -49,7 +49,18 @@ def load_study_data(settings: DataSettings) -> Dataset:
         test_rotations=settings.test_rotations,
         subset=settings.subset,
         pad=settings.pad,
+        path=settings.path,
+        size=settings.size,
+        test_split=settings.test_split,
     )
+
+
+def absolute_data_paths(study: Study) -> Study:
+    """The study with [data] root and path made absolute, for workers in other directories."""
+    update = {
+        k: str(Path(v).expanduser().resolve()) for k in ("root", "path") if (v := getattr(study.data, k))
+    }
+    return study.model_copy(update={"data": study.data.model_copy(update=update)}) if update else study
 
 
 def spec_columns(spec: ArmSpec) -> dict:
@@ -60,6 +71,7 @@ def spec_columns(spec: ArmSpec) -> dict:
         if f.name in NOT_IN_RUNS:
             continue
         value = getattr(spec, f.name)
+        value = getattr(value, "name", value)  # a [models.backbone] table's Backbone: its name
         columns[f.name] = "-".join(map(str, value)) if isinstance(value, tuple) else value
         columns[f.name] = "" if columns[f.name] is None else columns[f.name]
     return {**columns, "model_name": spec.model_name}
@@ -95,7 +107,7 @@ def _run_row(
     return RunRow(
         **_ident(spec),
         **spec_columns(spec.model),
-        macs=count_macs(model, data.x_test.shape[-1]),
+        macs=count_macs(model, data.x_test.shape[-1], data.x_test.shape[1]),
         dataset=data.meta["source"],
         n_train=data.meta["n_train"],
         n_test=data.meta["n_test"],
@@ -131,7 +143,8 @@ def train_group(
     runs.csv row and history. Writes nothing but the checkpoints: the driver records."""
     models = [build_model(spec.model, spec.seed, device) for spec in specs]
     config = arm_train_config(study.train, specs[0].arm)
-    results = fit_group(models, data, config, [s.seed for s in specs], checkpoints, on_epoch)
+    mirror = specs[0].model.group == "D"  # D_N: the invariance check includes the mirror
+    results = fit_group(models, data, config, [s.seed for s in specs], checkpoints, on_epoch, mirror=mirror)
     return [
         (
             _run_row(spec, model, result, data, device, fused=len(specs), bf16=uses_bf16(config, device)),

@@ -84,9 +84,10 @@ def invariance_angles(n: int) -> torch.Tensor:
     return torch.rand(n, generator=torch.Generator().manual_seed(0)) * 360.0
 
 
-def evaluate(model: Arm, data: Dataset, invariance: bool = False) -> dict[str, float]:
-    """Test error, and optionally the invariance errors under a 90-degree turn and under a turn by
-    a random angle (invariance_angles) (fractions).
+def evaluate(model: Arm, data: Dataset, invariance: bool = False, mirror: bool = False) -> dict[str, float]:
+    """Test error, and optionally the invariance errors (fractions of test images whose class
+    changes): under the group's exact transformations (a 90-degree turn; with `mirror`, for D_N,
+    or the horizontal mirror) and under a turn by a random angle (invariance_angles).
 
     Runs the model's plain-torch export (eval mode); the model itself is left as it was.
     """
@@ -94,8 +95,10 @@ def evaluate(model: Arm, data: Dataset, invariance: bool = False) -> dict[str, f
     preds = _predict(net, data.x_test)
     out = {"test_error": float((preds != data.y_test).float().mean())}
     if invariance:
-        turned = _predict(net, torch.rot90(data.x_test, 1, dims=(2, 3)))
-        out["invariance_error"] = float((turned != preds).float().mean())
+        changed = _predict(net, torch.rot90(data.x_test, 1, dims=(2, 3))) != preds
+        if mirror:
+            changed |= _predict(net, data.x_test.flip(-1)) != preds
+        out["invariance_error"] = float(changed.float().mean())
         turned = _predict(
             net, rotate(data.x_test, invariance_angles(len(data.x_test)).to(data.x_test.device))
         )
@@ -115,7 +118,7 @@ class RunGroup:
         self.keys = [name for name, _ in models[0].named_parameters()]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, S, H, W), channel s for run s -> (B, S, classes) logits."""
+        """x: (B, S C, H, W), channels s C ... (s + 1) C - 1 for run s -> (B, S, classes) logits."""
         return self.net(x).unsqueeze(1) if self.seeds == 1 else self.net(x)
 
     def clip_grad_norm_(self, max_norm: float) -> None:
@@ -252,6 +255,7 @@ def fit_group(
     checkpoints: Sequence[CheckpointStore | None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     lr_scale: Sequence[float] | None = None,
+    mirror: bool = False,
 ) -> list[FitResult]:
     """Train S runs of one cell (models built with build_model from their seeds) together.
 
@@ -261,7 +265,8 @@ def fit_group(
     epoch loss is not finite is recorded "diverged" and left out from then on). Every epoch each
     run's checkpoint is saved in the unfused form, so a group resumes after a kill, fused or not.
     on_epoch gets each run's history row (with "run": its index). lr_scale: a test hook that
-    scales each run's parameter updates.
+    scales each run's parameter updates. mirror: the final invariance check includes the
+    horizontal mirror (D_N studies).
     """
     device = data.x_train.device
     count = len(models)
@@ -302,9 +307,11 @@ def fit_group(
             b = index.shape[1]
             if b < 2 or (config.drop_last and b < config.batch_size):  # BatchNorm needs 2 images
                 continue
-            x, y = data.x_train[index.reshape(-1)], data.y_train[index]  # (S * b, 1, H, W), (S, b)
+            x, y = data.x_train[index.reshape(-1)], data.y_train[index]  # (S * b, C, H, W), (S, b)
             x = augment(x, config.augment, [s.augment for s in streams])
-            x = x.reshape(count, b, *x.shape[2:]).transpose(0, 1).contiguous()  # (b, S, H, W)
+            x = (
+                x.reshape(count, b, *x.shape[1:]).transpose(0, 1).reshape(b, -1, *x.shape[2:])
+            )  # (b, S C, H, W)
             losses, logits = train_step(group, optimizer, x, y, alive, config.grad_clip, autocast, scale)
             loss_sum += losses.detach() * b
             wrong += (logits.argmax(dim=-1) != y.T).sum(dim=0)
@@ -335,7 +342,7 @@ def fit_group(
                 continue
             own = time.perf_counter()
             if evaluated:
-                scores = evaluate(group.models[s], data, invariance=last)
+                scores = evaluate(group.models[s], data, invariance=last, mirror=mirror)
                 row["test_error"] = scores["test_error"]
             row["seconds"] = seconds + time.perf_counter() - own  # its share of the step, and its evaluation
             p["epoch"], p["elapsed"] = epoch + 1, p["elapsed"] + row["seconds"]

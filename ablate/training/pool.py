@@ -25,7 +25,7 @@ from ablate.errors import StudyError
 from ablate.results import StudyResults
 from ablate.study.grid import RunSpec
 from ablate.study.schema import Study
-from ablate.training.driver import Outputs, load_study_data, train_group
+from ablate.training.driver import Outputs, absolute_data_paths, load_study_data, train_group
 from ablate.training.loop import resolve_device
 
 _WORKER: dict = {}  # this worker process's study, data and results store
@@ -105,9 +105,7 @@ class PoolExecutor:
 
     def start(self, study: Study, data: Dataset, store: StudyResults) -> None:
         root = str(store.dir.parent.resolve())
-        if study.data.root:  # workers need not share the driver's working directory
-            resolved = os.path.abspath(os.path.expanduser(study.data.root))
-            study = study.model_copy(update={"data": study.data.model_copy(update={"root": resolved})})
+        study = absolute_data_paths(study)  # workers need not share the driver's working directory
         self.pool = ProcessPoolExecutor(
             max_workers=self.capacity,
             mp_context=multiprocessing.get_context("spawn"),

@@ -27,7 +27,7 @@ from ablate.errors import StudyError
 from ablate.results import Checkpoint, StudyResults
 from ablate.study.grid import RunSpec
 from ablate.study.schema import DataSettings, Study
-from ablate.training.driver import Outputs, load_study_data, train_group
+from ablate.training.driver import Outputs, absolute_data_paths, load_study_data, train_group
 
 
 @dataclass(frozen=True)
@@ -160,9 +160,7 @@ class RayExecutor:
         return study.run.fuse_seeds or (len(study.train.all_seeds) if self.gpus else 1)
 
     def start(self, study: Study, data: Dataset, store: StudyResults) -> None:
-        if study.data.root:  # workers need not share the driver's working directory
-            root = str(Path(study.data.root).expanduser().resolve())
-            study = study.model_copy(update={"data": study.data.model_copy(update={"root": root})})
+        study = absolute_data_paths(study)  # workers need not share the driver's working directory
         self.study, self.fingerprint, self.store = study, data.meta["fingerprint"], store
         self.remote = ray.remote(train_group_task).options(
             num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.max_retries, retry_exceptions=True
