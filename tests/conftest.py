@@ -1,9 +1,16 @@
 """Shared fixtures: tiny study files on the embedded data."""
 
+import os
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = """
 name = "{name}"
@@ -51,3 +58,23 @@ def tiny_study(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture
+def driver_with_a_finished_run():
+    """Start `python -m ablate.run STUDY ARGS...` in a subprocess and return it once the study's
+    runs.csv (`runs_path`) holds a row, still running (asserted)."""
+
+    def start(study: Path, runs_path: Path, *args: str, timeout: float = 300) -> subprocess.Popen:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        command = [sys.executable, "-m", "ablate.run", str(study), *args]
+        driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        deadline = time.time() + timeout
+        while time.time() < deadline and driver.poll() is None:
+            if runs_path.exists() and len(pd.read_csv(runs_path)) >= 1:
+                break
+            time.sleep(0.05)
+        assert driver.poll() is None, "the study finished before it could be interrupted"
+        return driver
+
+    return start

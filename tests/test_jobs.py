@@ -5,7 +5,6 @@ and a default chosen from the machine."""
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -50,18 +49,12 @@ def _alive(pid: int) -> bool:
         return stat.read().split(")")[-1].split()[0] != "Z"
 
 
-def test_kill_9_mid_study_leaves_no_worker_and_a_rerun_finishes_without_duplicates(tiny_study, tmp_path):
+def test_kill_9_mid_study_leaves_no_worker_and_a_rerun_finishes_without_duplicates(
+    tiny_study, tmp_path, driver_with_a_finished_run
+):
     path = tiny_study("killed", epochs=3, budgets=TWO_BUDGETS)
     store = StudyResults(tmp_path / "results", "killed")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "ablate.run", str(path), "--jobs", "2"]
-    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 300
-    while time.time() < deadline and driver.poll() is None:
-        if store.runs_path.exists() and len(pd.read_csv(store.runs_path)) >= 1:
-            break
-        time.sleep(0.05)
-    assert driver.poll() is None, "the study finished before it could be interrupted"
+    driver = driver_with_a_finished_run(path, store.runs_path, "--jobs", "2")
     workers = _children(driver.pid)
     assert workers, "expected worker processes"
     driver.send_signal(signal.SIGKILL)

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -83,18 +82,12 @@ def test_a_task_that_always_fails_is_reported_and_the_rest_finish(local_ray, tmp
     assert len(runs) == 3 and doomed.run_key not in set(runs["run_key"])
 
 
-def test_driver_killed_mid_study_and_rerun_finishes_without_duplicates(local_ray, tmp_path, tiny_study):
+def test_driver_killed_mid_study_and_rerun_finishes_without_duplicates(
+    local_ray, tmp_path, tiny_study, driver_with_a_finished_run
+):
     path = tiny_study("killed", epochs=2, budgets=TWO_BUDGETS)
     store = StudyResults(tmp_path / "results", "killed")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "ablate.run", str(path), "--executor", "ray", "--cpus-per-task", "1"]
-    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 240
-    while time.time() < deadline and driver.poll() is None:
-        if store.runs_path.exists() and len(pd.read_csv(store.runs_path)) >= 1:
-            break
-        time.sleep(0.05)
-    assert driver.poll() is None, "the study finished before it could be interrupted"
+    driver = driver_with_a_finished_run(path, store.runs_path, "--executor", "ray", "--cpus-per-task", "1")
     driver.send_signal(signal.SIGKILL)
     driver.wait(timeout=60)
     done = len(pd.read_csv(store.runs_path))
