@@ -10,7 +10,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ablate.data.sources import data_shape
 from ablate.errors import AblateError, StudyError
 from ablate.models.arms import ARMS
 from ablate.models.spec import build_arm, count_macs
@@ -27,8 +26,7 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
     on data with `fingerprint`, or on any data when it is None)."""
     done = store.finished_keys(fingerprint)
     m = study.models
-    d = study.data
-    _, size, _ = data_shape(d.source, d.path, d.size, d.test_split, d.pad_to, d.root)
+    _, size, _ = study.data.shape()
     cells: dict[tuple, list[RunSpec]] = {}
     for spec in grid:
         cells.setdefault((spec.budget, spec.model), []).append(spec)

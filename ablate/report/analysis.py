@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 
 from ablate import stats
-from ablate.data.sources import data_shape
 from ablate.errors import DataError, ResultsError
 from ablate.models.arms import ARM_LABELS, ARMS, GROUPED_ARMS, Design
 from ablate.models.paper import PAPER_ORDER, PAPER_SEED
@@ -147,6 +146,7 @@ def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyRep
     diverged = int((runs["status"] != "ok").sum())
     if diverged:
         notes.append(f"{diverged} runs did not finish ok (diverged) and are left out of the statistics")
+    group = str(runs["group"].iloc[0])  # C_N or D_N: one group per study
     runs, variants = _with_variants(runs)
     history = history.merge(runs[["run_key", "variant"]], on="run_key", how="inner")
     summary = stats.arm_summary(runs, by="variant")
@@ -171,7 +171,6 @@ def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyRep
             except ValueError as error:
                 notes.append(f"no pooled estimate: {error}")
         notes += sorted({str(w.message) for w in caught if issubclass(w.category, stats.StatsWarning)})
-        group = str(runs["group"].iloc[0])
         for frame in (table, table_log, pooled_row, *seeds.values()):
             if frame is not None:
                 frame["group"] = group  # C_N or D_N: every label of a design says which
@@ -187,7 +186,6 @@ def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyRep
         dataset = f"{Path(saved.data.path).name} ({shape}, {channels} channel{'s' if channels > 1 else ''})"
     elif size != 28:
         dataset += f" ({shape})"
-    group = str(runs["group"].iloc[0])
     if group == "D":
         exact = "exact symmetries of the D_N G-CNN when every pooled map is even"
         notes.append(
@@ -238,11 +236,10 @@ def _input_shape(saved, runs: pd.DataFrame) -> tuple[int | None, int]:
     channels = int(runs["channels"].iloc[0])
     if saved is None:
         return 28, channels
-    d = saved.data
     try:
-        return data_shape(d.source, d.path, d.size, d.test_split, d.pad_to, d.root)[1], channels
+        return saved.data.shape()[1], channels
     except DataError:
-        return d.size or d.pad_to, channels
+        return saved.data.size or saved.data.pad_to, channels
 
 
 def _with_variants(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

@@ -6,7 +6,6 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, fields, is_dataclass
 
-from ablate.data.sources import data_shape
 from ablate.errors import DataError, StudyError
 from ablate.models.arms import ARM_TRAINING, NO_STRUCTURE, arm_spec
 from ablate.models.backbone import get_backbone
@@ -90,7 +89,7 @@ def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
     m = study.models
     d = study.data
     try:
-        channels, size, classes = data_shape(d.source, d.path, d.size, d.test_split, d.pad_to, d.root)
+        channels, size, classes = d.shape()
     except DataError as error:
         raise StudyError(f"{source}: data: {error}") from None
     # symmetric padding keeps every pooled map even (exact 90-degree turns and mirrors); the seed

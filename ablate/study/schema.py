@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ablate._compat import tomllib
 from ablate.data.augment import AUGMENTS, PADS
 from ablate.data.files import SPLITS
-from ablate.data.sources import FILE_SOURCES, SOURCES, SUBSETS
+from ablate.data.sources import FILE_SOURCES, SOURCES, SUBSETS, data_shape
 from ablate.errors import StudyError
 from ablate.models.arms import ARMS, DEFAULT_ARMS
 from ablate.models.backbone import BACKBONES, Backbone, backbone_from_table
@@ -51,6 +51,10 @@ class DataSettings(_Section):
     path: str | None = None  # the npz file or image folder of source "npz" / "folder"
     size: int | None = Field(None, gt=0)  # resize a user's images to size x size (antialiased)
     test_split: SplitName = "test"  # "val": measure the test error on x_val / y_val (or root/val)
+
+    def shape(self) -> tuple[int, int, int]:
+        """(channels, image size, classes) of this data (ablate.data.sources.data_shape)."""
+        return data_shape(self.source, self.path, self.size, self.test_split, self.pad_to, self.root)
 
     @model_validator(mode="after")
     def _files(self) -> DataSettings:
