@@ -84,6 +84,12 @@ def test_the_bridge_gives_each_steps_share_and_the_one_seed_distribution(bridge_
     # best epoch: the repeat arms' errors 1 point lower, so each seed's share rises by 0.1
     assert best.summary.iloc[0]["median"] == pytest.approx(final.summary.iloc[0]["median"] + 0.1, abs=0.02)
     assert final.summary.iloc[0]["median"] == pytest.approx(0.30, abs=0.03)
+    # the repeat arms' error rises 1 point over the last epoch: flagged, by model name where set
+    c4 = r.rows[(r.rows["step"] == "C")].iloc[0]
+    assert c4["unconverged"] == "c4_rep +1.0 pts"
+    assert any(n.startswith("step C (C4): not converged") for n in r.notes)
+    assert any(n == "step A (C4, paper control): 6 of the 24 planned seeds per arm" for n in r.notes)
+    assert (r.rows["pilot"] >= 2).all()  # seeds_needed from seeds 0-2 of each step
     sentence = bridge_sentence(r)
     assert sentence.startswith("Repetition share of the G-CNN's gain, step by step")
     assert all(f"{key} " in sentence for key in "ABCD") and "E, the paper's estimator" in sentence
@@ -104,12 +110,18 @@ def test_the_bridge_report_writes_its_table_and_figure_and_says_what_is_missing(
     ):
         assert f"| {step} |" in table, step
     assert "| E (best epoch) |" in table and "| E (final epoch) |" in table
+    assert "| no: c4_rep +1.0 pts |" in table and "| 6 (pilot: " in table
     assert "baseline 20,000 · c4_rep 20,000 · c4 20,000" in table
     assert (out / "bridge" / "bridge.png").exists()
     assert "== bridge" in capsys.readouterr().out
     for folder in ("bridge-c", "bridge-d"):
         for name in ("runs.csv", "history.csv"):
             (bridge_root / "bridge" / folder / name).unlink()
+    b = bridge_root / "bridge" / "bridge-b" / "runs.csv"  # step B still training: no repeat seed yet
+    runs = pd.read_csv(b, keep_default_na=False)
+    runs[runs["arm"] != "repeat"].to_csv(b, index=False)
     r = analyse_bridge(bridge_root)
-    assert r.missing == ["C", "D", "E"] and "Not run yet: steps C, D, E." in bridge_sentence(r)
+    assert r.missing == ["B", "C", "D", "E"] and "Not finished yet: steps B, C, D, E." in bridge_sentence(r)
+    assert any(n.startswith("step B: not shown") and "arm repeat" in n for n in r.notes), r.notes
+    assert set(r.rows["step"]) == {"A"}
     assert not pd.isna(r.rows["share_rep"]).any()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ablate.report.__main__ import write_bridge
 from ablate.report.analysis import analyse
 from ablate.report.tables import write_tables
 from ablate.results import StudyResults
@@ -18,7 +19,8 @@ from ablate.study.schema import with_overrides
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ablate"
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
-COMMITTED = sorted(p.parent.name for p in (ROOT / "results").glob("*/runs.csv"))
+COMMITTED = sorted(p.parent.name for p in (ROOT / "results").glob("*/runs.csv"))  # a report each
+BRIDGE = sorted(f"bridge/{p.parent.name}" for p in (ROOT / "results" / "bridge").glob("*/runs.csv"))
 
 
 def _lint_imports(tree: Path) -> subprocess.CompletedProcess:
@@ -52,9 +54,9 @@ def test_no_module_is_over_400_lines_and_the_top_level_holds_only_the_allowed():
     }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", COMMITTED)
+@pytest.mark.parametrize("name", COMMITTED + BRIDGE)
 def test_committed_run_keys_recompute_unchanged(name):
-    store = StudyResults(ROOT / "results", name)
+    store = StudyResults(ROOT / "results" / Path(name).parent, Path(name).name)
     runs, study = store.runs(), store.saved_study()
     # the seeds that ran (a study file may list fewer than its cells hold): each budget's own list
     seeds = {str(b): sorted(int(s) for s in group["seed"].unique()) for b, group in runs.groupby("budget")}
@@ -76,9 +78,16 @@ def test_committed_tables_are_what_the_report_writes(name, tmp_path):
         assert (tmp_path / table).read_text() == (ROOT / "paper_figs" / name / table).read_text(), table
 
 
+def test_committed_bridge_report_is_what_the_report_writes(tmp_path):
+    assert BRIDGE == ["bridge/bridge-b", "bridge/bridge-c", "bridge/bridge-d"]
+    write_bridge(ROOT / "results", tmp_path, formats=())
+    committed = ROOT / "paper_figs" / "bridge" / "table.md"
+    assert (tmp_path / "bridge" / "table.md").read_text() == committed.read_text()
+
+
 def test_committed_runs_read_with_one_spelling_of_not_applicable():
-    for name in COMMITTED:
-        runs = StudyResults(ROOT / "results", name).runs()
+    for name in COMMITTED + BRIDGE:
+        runs = StudyResults(ROOT / "results" / Path(name).parent, Path(name).name).runs()
         plain = runs[runs["arm"].isin(["plain", "augmented"])]
         assert (plain["group_order"] == 1).all() and (plain["repeat_structure"] == "").all(), name
         repeat = runs[runs["arm"] == "repeat"]

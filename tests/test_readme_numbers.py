@@ -1,13 +1,15 @@
-"""The README's opening result is what the committed answer study's report says: its headline
-sentence and precision lines, recomputed from results/answer/ and found in the README and in
-paper_figs/answer/table.md."""
+"""The README's results are what the committed reports say: the bridge study's headline and step
+table (recomputed from results/answer/ and results/bridge/, found in the README and in
+paper_figs/bridge/table.md), and the answer study's headline sentence and precision lines."""
 
 import re
 from pathlib import Path
 
 from ablate.report import text
 from ablate.report.analysis import HALF_WIDTHS, analyse
-from ablate.report.tables import headline_text
+from ablate.report.bridge import COLUMNS as BRIDGE_COLUMNS
+from ablate.report.bridge import analyse_bridge, bridge_rows, bridge_sentence
+from ablate.report.tables import headline_text, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,3 +31,16 @@ def test_readme_headline_and_precision_are_the_committed_reports():
         assert flat(line) in readme, line
     pooled = [text.pooled_phrase(report.pooled, row.to_dict()) for _, row in report.pooled.iterrows()]
     assert pooled and all(flat(p) in readme for p in pooled)
+
+
+def test_readme_bridge_headline_and_step_table_are_the_committed_reports():
+    r = analyse_bridge(ROOT / "results")
+    readme = (ROOT / "README.md").read_text()
+    committed = (ROOT / "paper_figs" / "bridge" / "table.md").read_text()
+    sentence = bridge_sentence(r)
+    assert sentence.startswith("Repetition share of the G-CNN's gain, step by step")
+    assert flat(sentence) in flat(committed) and flat(sentence) in flat(readme)
+    table = markdown_table(BRIDGE_COLUMNS, bridge_rows(r))
+    assert table in committed
+    rows = table.splitlines()[2:]  # the README's step table: the committed rows, verbatim
+    assert len(rows) >= 6 and all(row in readme for row in rows)

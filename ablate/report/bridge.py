@@ -28,20 +28,21 @@ THRESHOLD = 0.40  # the paper's figure
 
 @dataclass(frozen=True)
 class Step:
-    """A step: its letter, what it changes, and the results folders (under the results root) and
-    budget its runs come from (None: every budget)."""
+    """A step: its letter, what it changes, the seeds per arm it plans (docs/bridge.md), and the
+    results folders (under the results root) and budget its runs come from (None: every budget)."""
 
     key: str
     change: str
+    seeds: int
     folders: tuple[str, ...]
     budget: int | None = None
 
 
 STEPS = (
-    Step("A", "budget-matched triplet at 20,000 parameters, C4, no augmentation", ("answer",), 20_000),
-    Step("B", "+ the paper's augmentation for every arm (29x29 inputs)", ("bridge/bridge-b",)),
-    Step("C", "the paper's own models, width x 0.25, C4, its training script", ("bridge/bridge-c",)),
-    Step("D", '+ C8 and C16; "up to" = the largest share over N', ("bridge/bridge-c", "bridge/bridge-d")),
+    Step("A", "budget-matched triplet at 20,000 parameters, C4, no augmentation", 24, ("answer",), 20_000),
+    Step("B", "+ the paper's augmentation for every arm (29x29 inputs)", 12, ("bridge/bridge-b",)),
+    Step("C", "the paper's own models, width x 0.25, C4, its training script", 10, ("bridge/bridge-c",)),
+    Step("D", '+ C8 and C16; "up to" = the largest share over N', 5, ("bridge/bridge-c", "bridge/bridge-d")),
 )
 
 
@@ -49,9 +50,12 @@ STEPS = (
 class BridgeReport:
     """rows: one per step and design (A and B: both repeat controls; D: each N), with the
     decomposition's columns (stats.decompose) plus step, change, models (names and parameters),
-    n (fewest seeds of an arm) and `up_to` (D's largest share over N). single: step E, the paper's
-    estimator on C and D's runs with all three N, by "best" and "final" errors. missing: steps
-    with no runs yet."""
+    n (fewest seeds of an arm), `pilot` (the seeds stats.seeds_needed asks for from the first 3,
+    for a +-10-point interval; -1 when it cannot say), `up_to` (D's largest share over N) and
+    `unconverged` (the design's cells whose test error moved by more than
+    stats.convergence_threshold over the last stats.convergence_window of epochs; '' when none).
+    single: step E, the paper's estimator on C and D's runs with all three N, by "best" and
+    "final" errors. missing: steps not finished (no runs, or an arm with fewer than 2 seeds)."""
 
     rows: pd.DataFrame
     single: dict[str, stats.SingleSeedShares] = field(default_factory=dict)
@@ -89,23 +93,80 @@ def _models(runs: pd.DataFrame, row: pd.Series) -> str:
     return " · ".join(parts)
 
 
+def _unconverged(runs: pd.DataFrame, conv: pd.DataFrame, row: pd.Series) -> str:
+    """'c4_rep +0.8 pts; baseline -0.6 pts' for the design's flagged cells ('' when none)."""
+    mine = conv[conv["unconverged"]]
+    n, structure = int(row["group_order"]), row["repeat_structure"]
+    mine = mine[
+        (mine["arm"] == "plain")
+        | ((mine["arm"] == "gcnn") & (mine["design_n"] == n))
+        | ((mine["arm"] == "repeat") & (mine["design_n"] == n) & (mine["design_structure"] == structure))
+    ]
+    labels = []
+    for c in mine.itertuples():
+        arm = runs[(runs["arm"] == c.arm) & (runs["group_order"] == (c.design_n if c.arm != "plain" else 1))]
+        name = (arm["model_name"].iloc[0] if len(arm) else "") or (
+            c.arm + (f" C{c.design_n}" if c.arm != "plain" else "")
+        )
+        labels.append(f"{name} {100 * c.mean_change:+.1f} pts")
+    return "; ".join(labels)
+
+
+PILOT_SEEDS = 3
+PILOT_HALF_WIDTH = 0.10  # the seeds for a +-10-point delta interval of the share
+
+
+def _pilot(runs: pd.DataFrame, table: pd.DataFrame) -> list[int]:
+    """Per design, the seeds per arm that stats.seeds_needed asks for from the step's first
+    PILOT_SEEDS seeds (-1: not computable, e.g. no gain)."""
+    pilot = runs[runs["seed"] < PILOT_SEEDS]
+    try:
+        needed = stats.seeds_needed(pilot, PILOT_HALF_WIDTH)
+    except ValueError:
+        return [-1] * len(table)
+    by_design = {(int(r.group_order), r.repeat_structure): int(r.seeds_needed) for r in needed.itertuples()}
+    return [by_design.get((int(t.group_order), t.repeat_structure), -1) for t in table.itertuples()]
+
+
 def analyse_bridge(root: Path) -> BridgeReport:
     """Every number of the bridge report, from the steps' results under `root`."""
     rows, missing, notes = [], [], []
     for step in STEPS:
-        runs, _ = _read(root, step)
+        runs, history = _read(root, step)
         if runs.empty:
             missing.append(step.key)
             continue
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", stats.StatsWarning)
-            table = stats.decompose(runs, n_boot=0, n_perm=0)
+            try:
+                table = stats.decompose(runs, n_boot=0, n_perm=0)
+            except ValueError as error:  # a step still training: an arm with fewer than 2 seeds
+                missing.append(step.key)
+                notes.append(f"step {step.key}: not shown, {error}")
+                continue
         notes += [
             f"step {step.key}: {w.message}" for w in caught if issubclass(w.category, stats.StatsWarning)
         ]
         table = table.assign(step=step.key, change=step.change)
         table["models"] = [_models(runs, row) for _, row in table.iterrows()]
         table["n"] = table[["n_plain", "n_repeat", "n_gcnn"]].min(axis=1)
+        table["pilot"] = _pilot(runs, table)
+        conv = stats.convergence(history, runs)
+        table["unconverged"] = [_unconverged(runs, conv, row) for _, row in table.iterrows()]
+        for _, t in table.iterrows():
+            design = f"C{int(t['group_order'])}" + (
+                f", {t['repeat_structure']} control" if step.key in "AB" else ""
+            )
+            if t["n"] < step.seeds:
+                notes.append(
+                    f"step {step.key} ({design}): {int(t['n'])} of the {step.seeds} planned seeds per arm"
+                )
+            if t["unconverged"]:
+                notes.append(
+                    f"step {step.key} ({design}): not converged — test error moved by more than "
+                    f"{100 * stats.convergence_threshold:.1f} points over the last "
+                    f"{100 * stats.convergence_window:.0f}% of epochs ({t['unconverged']})"
+                )
         table["up_to"] = False
         shown = table[table["identifiable"].astype(bool)]
         if step.key == "D" and len(shown):
@@ -128,8 +189,9 @@ def analyse_bridge(root: Path) -> BridgeReport:
 
 
 COLUMNS = [
-    "step", "what changes", "models (learnable parameters)", "n seeds", "error % plain / repeat / G-CNN",
-    "gain total / rep / eq (pts)", "repetition share", "95% CI delta", "95% CI Fieller",
+    "step", "what changes", "models (learnable parameters)", "seeds (3-seed pilot asks)",
+    "error % plain / repeat / G-CNN", "gain total / rep / eq (pts)", "repetition share",
+    "95% CI delta", "95% CI Fieller", "converged",
 ]  # fmt: skip
 
 
@@ -149,7 +211,22 @@ def bridge_rows(r: BridgeReport) -> list[list[str]]:
         else:
             share, delta, fieller = "not identifiable", "–", "–"
         step = f"{t['step']} ({design})"
-        out.append([step, t["change"], t["models"], str(int(t["n"])), errors, gains, share, delta, fieller])
+        seeds = f"{int(t['n'])}" + (f" (pilot: {int(t['pilot'])})" if t["pilot"] > 0 else "")
+        converged = f"no: {t['unconverged']}" if t["unconverged"] else "yes"
+        out.append(
+            [
+                step,
+                t["change"],
+                t["models"],
+                seeds,
+                errors,
+                gains,
+                share,
+                delta,
+                fieller,
+                converged,
+            ]
+        )
     for error, shares in r.single.items():
         s = shares.summary.iloc[0] if len(shares.summary) else None
         if s is None:
@@ -166,6 +243,7 @@ def bridge_rows(r: BridgeReport) -> list[list[str]]:
                 f"median {pct(s['median'])}",
                 f"range {pct(s['min'])} to {pct(s['max'])}",
                 f"{reached} of {int(s['n'])} seeds at or above {pct(THRESHOLD, 0)}",
+                "–",
             ]
         )
     return out
@@ -200,7 +278,7 @@ def bridge_sentence(r: BridgeReport) -> str:
             f"{pct(s['median'])}, {reached} of {int(s['n'])} seeds at or above {pct(THRESHOLD, 0)}."
         )
     if r.missing:
-        line += f" Not run yet: step{'s' if len(r.missing) > 1 else ''} {', '.join(r.missing)}."
+        line += f" Not finished yet: step{'s' if len(r.missing) > 1 else ''} {', '.join(r.missing)}."
     return line
 
 

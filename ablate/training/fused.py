@@ -263,6 +263,8 @@ def _fuse_layer(modules: Sequence[nn.Module]) -> _Fused | nn.Module:
     if isinstance(first, enn.GroupPooling):
         (size,) = {r.size for r in first.in_type.representations}
         return GroupMax(size)
+    if isinstance(first, enn.PointwiseAdaptiveAvgPool2D):  # per channel, as on plain tensors
+        return nn.AdaptiveAvgPool2d(first.output_size)
     if isinstance(first, (nn.AdaptiveAvgPool2d, nn.Flatten)):
         return first.__class__(*([first.output_size] if isinstance(first, nn.AdaptiveAvgPool2d) else []))
     raise TypeError(f"FusedSeeds: no fused form of {type(first).__name__}")
