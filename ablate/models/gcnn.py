@@ -121,12 +121,13 @@ class GCNN(nn.Module):
         return self.head(self.features(enn.GeometricTensor(x, self.in_type)).tensor)
 
     def export(self) -> nn.Sequential:
-        """Plain-torch copy for fast evaluation (eval mode; same outputs as this model in eval)."""
+        """Plain-torch copy for fast evaluation (eval mode; same outputs as this model in eval), on
+        this model's device (escnn builds some exported layers, e.g. InnerBatchNorm's, on the CPU)."""
         was_training = self.training
         self.eval()
         exported = nn.Sequential(self.features.export(), copy.deepcopy(self.head)).eval()
         self.train(was_training)
-        return exported
+        return exported.to(next(self.parameters()).device)
 
 
 @cache
