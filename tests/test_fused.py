@@ -1,5 +1,7 @@
 """Fused seeds: a group of S runs trained as one grouped network equals S unfused runs."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -8,6 +10,7 @@ import torch.nn.functional as F
 from ablate.data.sources import load_dataset
 from ablate.models.budget import solve_triplet
 from ablate.results import StudyResults
+from ablate.study.grid import expand_grid
 from ablate.study.schema import TrainConfig, load_study, with_overrides
 from ablate.training.driver import run_study
 from ablate.training.fused import FusedSeeds
@@ -151,3 +154,19 @@ def test_a_fused_checkpoint_resumes_unfused(tiny_study):
     runs = pd.read_csv(StudyResults(base.run.results, "mixed").runs_path)
     assert len(runs) == 2 and (runs["status"] == "ok").all() and (runs["fused"] == 1).all()
     assert (runs["epochs"] == 2).all()
+
+
+@pytest.mark.parametrize("arm", ["plain", "repeat", "gcnn"])
+def test_the_paper_presets_models_fuse(arm):
+    """The bridge's width-scaled paper models (studies/bridge_c.toml) train fused on a GPU: their
+    G-CNN ends in escnn's PointwiseAdaptiveAvgPool2D. In train mode (per-seed batch statistics) the
+    fused network gives each seed's own outputs."""
+    study = load_study(Path(__file__).resolve().parents[1] / "studies" / "bridge_c.toml")
+    spec = next(r.model for r in expand_grid(study) if r.arm == arm)
+    models = [build_model(spec, s, CPU) for s in SEEDS[:2]]
+    fused = FusedSeeds(models)
+    x = torch.rand(6, 2, 29, 29)
+    with torch.no_grad():
+        out = fused(x)
+        for s, model in enumerate(models):
+            assert relative_gap(out[:, s], model(x[:, s : s + 1])) <= 1e-5, (arm, s)

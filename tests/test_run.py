@@ -15,7 +15,7 @@ from ablate.run import main
 from ablate.study.grid import expand_grid
 from ablate.study.schema import TrainConfig, load_study
 from ablate.training.driver import run_study
-from ablate.training.loop import build_model, fit
+from ablate.training.loop import build_model, exact_fp32, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -192,6 +192,18 @@ def test_bf16_on_the_cpu_trains_is_recorded_and_keyed(tiny_study):
     runs = pd.read_csv(StudyResults(half.run.results, "half").runs_path)
     assert runs.loc[0, "precision"] == "bf16" and runs.loc[0, "status"] == "ok"
     assert runs.loc[0, "invariance_error"] <= 0.02  # bf16 rounding may flip a near-tie, rarely
+
+
+def test_fp32_training_on_cuda_turns_tf32_off_and_leaves_the_cpu_alone():
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        exact_fp32(torch.device("cpu"))
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        exact_fp32(torch.device("cuda"))  # sets torch's flags only: runs without a GPU
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; the CPU path is tested above")

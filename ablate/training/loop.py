@@ -247,6 +247,14 @@ def train_step(
     return losses, logits
 
 
+def exact_fp32(device: torch.device) -> None:
+    """fp32 means fp32 on CUDA too: no TF32 in convolutions (cuDNN's default) or matrix products
+    (bf16 autocast, where a study asks for it, is unaffected). Process-wide, as torch's flags are."""
+    if device.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def fit_group(
     models: Sequence[Arm],
     data: Dataset,
@@ -269,6 +277,7 @@ def fit_group(
     horizontal mirror (D_N studies).
     """
     device = data.x_train.device
+    exact_fp32(device)
     count = len(models)
     checkpoints = list(checkpoints) if checkpoints is not None else [None] * count
     streams = [_Streams.of(seed, device) for seed in seeds]
