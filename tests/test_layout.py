@@ -61,7 +61,8 @@ def test_committed_run_keys_recompute_unchanged(name):
     # the seeds that ran (a study file may list fewer than its cells hold): each budget's own list
     seeds = {str(b): sorted(int(s) for s in group["seed"].unique()) for b, group in runs.groupby("budget")}
     everyone = sorted(int(s) for s in runs["seed"].unique())
-    ran = with_overrides(study, "test", train={"seeds": everyone, "budget_seeds": seeds})
+    per_budget = {"budget_seeds": seeds} if study.models.budgets else {}  # a preset has no budgets
+    ran = with_overrides(study, "test", train={"seeds": everyone, **per_budget})
     recomputed = {(s.arm, s.budget, s.seed, s.model.group_order, s.run_key) for s in expand_grid(ran)}
     committed = set(
         runs[["arm", "budget", "seed", "group_order", "run_key"]].itertuples(index=False, name=None)
