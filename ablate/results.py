@@ -121,8 +121,10 @@ def _read_csv(path: Path, row_type: type) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame(columns=columns)
     try:
-        # text columns stay text: a run key or fingerprint of only digits must not turn into a number
-        frame = pd.read_csv(path, dtype={f.name: str for f in fields(row_type) if f.type == "str"})
+        # text columns stay text: a run key or fingerprint of only digits must not turn into a number;
+        # floats parse exactly (pandas' fast parser can be one ulp off, and each record rewrites)
+        text = {f.name: str for f in fields(row_type) if f.type == "str"}
+        frame = pd.read_csv(path, dtype=text, float_precision="round_trip")
     except Exception as error:
         raise ResultsError(
             f"{path}: expected a CSV written by ablate, found unreadable content "

@@ -4,6 +4,7 @@ import dataclasses
 
 import pandas as pd
 import pytest
+import torch
 
 from ablate.models.spec import ArmSpec
 from ablate.results import HISTORY_COLUMNS, RUN_COLUMNS, HistoryRow, RunRow, StudyResults, read_runs
@@ -72,6 +73,22 @@ def test_record_writes_every_column_once_and_refuses_a_second_copy(tmp_path):
     assert list(pd.read_csv(store.history_path).columns) == HISTORY_COLUMNS
     assert store.record(run_row(test_error=0.5), history, replace=True)
     assert read_runs(store.runs_path)["test_error"].tolist() == [0.5]
+
+
+def test_a_recorded_float_survives_later_records_bit_for_bit(tmp_path):
+    """Each record rewrites the CSVs: a value read back and written again must be the same double
+    (pandas' default fast parser is off by one ulp for some, e.g. a float32 error as a double)."""
+    store = StudyResults(tmp_path, "s")
+    error = float(torch.tensor(0.2596666812896729, dtype=torch.float32))  # 0.25966668128967285
+    history = [
+        HistoryRow(**IDENT, epoch=1, train_loss=1.0, train_error=0.5, test_error=error, lr=1e-3, seconds=1.0)
+    ]
+    assert store.record(run_row(test_error=error), history)
+    other = IDENT | {"run_key": "k2", "seed": 1}
+    later = [dataclasses.replace(history[0], run_key="k2", seed=1)]
+    assert store.record(run_row(**other), later)
+    assert store.runs()["test_error"].iloc[0] == error and store.history()["test_error"].iloc[0] == error
+    assert repr(error) in store.runs_path.read_text()
 
 
 def test_saved_study_is_parsed_like_a_study_file(tmp_path):
