@@ -42,7 +42,7 @@ STEPS = (
     Step("A", "budget-matched triplet at 20,000 parameters, C4, no augmentation", 24, ("answer",), 20_000),
     Step("B", "+ the paper's augmentation for every arm (29x29 inputs)", 20, ("bridge/bridge-b",)),
     Step("C", "the paper's own models, width x 0.25, C4, its training script", 10, ("bridge/bridge-c",)),
-    Step("D", '+ C8 and C16; "up to" = the largest share over N', 5, ("bridge/bridge-c", "bridge/bridge-d")),
+    Step("D", '+ C8 and C16; "up to" = the largest share over N', 10, ("bridge/bridge-c", "bridge/bridge-d")),
 )
 
 
