@@ -50,7 +50,8 @@ STEPS = (
 class BridgeReport:
     """rows: one per step and design (A and B: both repeat controls; D: each N), with the
     decomposition's columns (stats.decompose) plus step, change, models (names and parameters),
-    n (fewest seeds of an arm), `pilot` (the seeds stats.seeds_needed asks for from the first 3,
+    design ('C4, matched control' where a step has both controls, else 'C4'), n (fewest seeds of
+    an arm), `pilot` (the seeds stats.seeds_needed asks for from the first 3,
     for a +-10-point interval; -1 when it cannot say), `up_to` (D's largest share over N) and
     `unconverged` (the design's cells whose test error moved by more than
     stats.convergence_threshold over the last stats.convergence_window of epochs; '' when none).
@@ -130,9 +131,9 @@ def _pilot(runs: pd.DataFrame, table: pd.DataFrame) -> list[int]:
 
 def analyse_bridge(root: Path) -> BridgeReport:
     """Every number of the bridge report, from the steps' results under `root`."""
-    rows, missing, notes = [], [], []
+    rows, missing, notes, read = [], [], [], {}
     for step in STEPS:
-        runs, history = _read(root, step)
+        runs, history = read[step.key] = _read(root, step)
         if runs.empty:
             missing.append(step.key)
             continue
@@ -147,23 +148,24 @@ def analyse_bridge(root: Path) -> BridgeReport:
         notes += [
             f"step {step.key}: {w.message}" for w in caught if issubclass(w.category, stats.StatsWarning)
         ]
+        controls = table["repeat_structure"].nunique() > 1  # A and B: both repeat controls, named
         table = table.assign(step=step.key, change=step.change)
+        table["design"] = [
+            f"C{int(t.group_order)}" + (f", {t.repeat_structure} control" if controls else "")
+            for t in table.itertuples()
+        ]
         table["models"] = [_models(runs, row) for _, row in table.iterrows()]
         table["n"] = table[["n_plain", "n_repeat", "n_gcnn"]].min(axis=1)
         table["pilot"] = _pilot(runs, table)
         conv = stats.convergence(history, runs)
         table["unconverged"] = [_unconverged(runs, conv, row) for _, row in table.iterrows()]
         for _, t in table.iterrows():
-            design = f"C{int(t['group_order'])}" + (
-                f", {t['repeat_structure']} control" if step.key in "AB" else ""
-            )
+            where = f"step {step.key} ({t['design']})"
             if t["n"] < step.seeds:
-                notes.append(
-                    f"step {step.key} ({design}): {int(t['n'])} of the {step.seeds} planned seeds per arm"
-                )
+                notes.append(f"{where}: {int(t['n'])} of the {step.seeds} planned seeds per arm")
             if t["unconverged"]:
                 notes.append(
-                    f"step {step.key} ({design}): not converged — test error moved by more than "
+                    f"{where}: not converged — test error moved by more than "
                     f"{100 * stats.convergence_threshold:.1f} points over the last "
                     f"{100 * stats.convergence_window:.0f}% of epochs ({t['unconverged']})"
                 )
@@ -177,7 +179,7 @@ def analyse_bridge(root: Path) -> BridgeReport:
             )
         rows.append(table)
     single = {}
-    paper_runs, paper_history = _read(root, STEPS[3])
+    paper_runs, paper_history = read["D"]  # C's and D's runs: every N
     models = paper_runs.groupby("seed")["model_name"].nunique()  # seeds with every model of C and D
     chosen = paper_runs[paper_runs["seed"].isin(models[models == paper_runs["model_name"].nunique()].index)]
     if len(chosen):
@@ -199,9 +201,6 @@ def bridge_rows(r: BridgeReport) -> list[list[str]]:
     """The step table's cells, one row per step and design; then step E's."""
     out = []
     for _, t in r.rows.iterrows():
-        design = f"C{int(t['group_order'])}" + (
-            f", {t['repeat_structure']} control" if t["step"] in "AB" else ""
-        )
         errors = " / ".join(pct(t[f"err_{a}"], 2, unit="") for a in ("plain", "repeat", "gcnn"))
         gains = " / ".join(f"{100 * t[f'gain_{g}']:.2f}" for g in ("total", "rep", "eq"))
         if t["identifiable"]:
@@ -210,7 +209,7 @@ def bridge_rows(r: BridgeReport) -> list[list[str]]:
             fieller = format_interval(t["share_rep_lo_fieller"], t["share_rep_hi_fieller"], t["fieller_kind"])
         else:
             share, delta, fieller = "not identifiable", "–", "–"
-        step = f"{t['step']} ({design})"
+        step = f"{t['step']} ({t['design']})"
         seeds = f"{int(t['n'])}" + (f" (pilot: {int(t['pilot'])})" if t["pilot"] > 0 else "")
         converged = f"no: {t['unconverged']}" if t["unconverged"] else "yes"
         out.append(
@@ -261,8 +260,8 @@ def bridge_sentence(r: BridgeReport) -> str:
         if rows.empty:
             continue
         each = ", ".join(
-            f"{pct(t['share_rep'])} ({format_interval(t['share_rep_lo_delta'], t['share_rep_hi_delta'])}"
-            + (f", {t['repeat_structure']} control)" if key in "AB" else f", C{int(t['group_order'])})")
+            f"{pct(t['share_rep'])} ({format_interval(t['share_rep_lo_delta'], t['share_rep_hi_delta'])}, "
+            f"{t['design']})"
             for _, t in rows.iterrows()
         )
         parts.append(f"{key} {each}")
@@ -288,8 +287,7 @@ def fig_bridge(r: BridgeReport, ax=None):
     fig, ax = _axes(ax, (7, 4.5))
     labels, y = [], 0
     for _, t in r.rows.iterrows():
-        design = f"C{int(t['group_order'])}" + (f", {t['repeat_structure']}" if t["step"] in "AB" else "")
-        labels.append(f"{t['step']}: {design}" + (" (up to)" if t["up_to"] else ""))
+        labels.append(f"{t['step']}: {t['design']}" + (" (up to)" if t["up_to"] else ""))
         if t["identifiable"]:
             lo, hi, share = t["share_rep_lo_delta"], t["share_rep_hi_delta"], t["share_rep"]
             ax.errorbar(100 * share, y, xerr=[[100 * (share - lo)], [100 * (hi - share)]], fmt="s",
