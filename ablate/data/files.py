@@ -185,7 +185,9 @@ def read_folder(root: Path, test_split: str, size: int | None, cache_root: Path)
             f"{root / test_split}: expected the classes of {root / 'train'}, found {', '.join(unknown)}"
         )
     names = sorted(train)
-    files = [p for c in names for p in train[c]] + [p for c in names for p in test.get(c, [])]
+    train_files = [p for c in names for p in train[c]]
+    test_files = [p for c in names for p in test.get(c, [])]
+    files = train_files + test_files
     stamps = _stamps(files, root)
     key = hashlib.sha256(f"{root.resolve()}|{test_split}|{size}".encode()).hexdigest()[:16]
     cache = cache_root / "folders" / f"{key}.npz"
@@ -196,8 +198,7 @@ def read_folder(root: Path, test_split: str, size: int | None, cache_root: Path)
         print(f"ablate: cache {cache} is out of date ({root} changed); rebuilding it")
     y_tr = np.array([i for i, c in enumerate(names) for _ in train[c]], dtype=np.int64)
     y_te = np.array([i for i, c in enumerate(names) for _ in test.get(c, [])], dtype=np.int64)
-    x_tr = _decode([p for c in names for p in train[c]], size)
-    x_te = _decode([p for c in names for p in test.get(c, [])], size)
+    x_tr, x_te = _decode(train_files, size), _decode(test_files, size)
     digest = hashlib.md5()
     for path in files:
         digest.update(f"{path.relative_to(root)}\0{md5_file(path)}\0".encode())

@@ -171,6 +171,19 @@ def _load_files(source: str, path: Path, size: int | None, test_split: str, cach
     return x_tr, torch.as_tensor(y_tr), x_te, torch.as_tensor(y_te), meta
 
 
+def file_settings_problem(source: str, path, size: int | None, test_split: str) -> str | None:
+    """What is wrong with [data] path / size / test_split for this source (None when nothing): a
+    path for the file sources and only for them; size and test_split only with them."""
+    if (source in FILE_SOURCES) != (path is not None):
+        return (
+            f"expected path = FILE for the npz and folder sources, and only for them, found path "
+            f"{path!r} with source {source!r}"
+        )
+    if source not in FILE_SOURCES and (size is not None or test_split != "test"):
+        return f"expected size and test_split only with the npz and folder sources, found {source!r}"
+    return None
+
+
 @functools.cache
 def data_shape(
     source: str,
@@ -279,12 +292,9 @@ def load_dataset(
     expect_one_of("subset", subset, SUBSETS, DataError)
     expect_one_of("pad", pad, PADS, DataError)
     expect_one_of("test_split", test_split, SPLITS, DataError)
-    if (source in FILE_SOURCES) != (path is not None):
-        raise DataError(
-            f"path: expected [data] path for the npz and folder sources only, found {path!r} with {source}"
-        )
-    if source not in FILE_SOURCES and (size is not None or test_split != "test"):
-        raise DataError(f"size and test_split: expected only with the npz and folder sources, found {source}")
+    problem = file_settings_problem(source, path, size, test_split)
+    if problem:
+        raise DataError(f"data: {problem}")
     if test_rotations < 1 or (source != "embedded" and test_rotations != 1):
         raise DataError(
             f"test_rotations: expected 1 (or any integer >= 1 for the embedded source), "

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ablate._compat import tomllib
 from ablate.data.augment import AUGMENTS, PADS
 from ablate.data.files import SPLITS
-from ablate.data.sources import FILE_SOURCES, SOURCES, SUBSETS, data_shape
+from ablate.data.sources import SOURCES, SUBSETS, data_shape, file_settings_problem
 from ablate.errors import StudyError
 from ablate.models.arms import ARMS, DEFAULT_ARMS
 from ablate.models.backbone import BACKBONES, Backbone, backbone_from_table
@@ -58,15 +58,9 @@ class DataSettings(_Section):
 
     @model_validator(mode="after")
     def _files(self) -> DataSettings:
-        if (self.source in FILE_SOURCES) != (self.path is not None):
-            raise ValueError(
-                f"expected path = FILE for the npz and folder sources, and only for them, found path "
-                f"{self.path!r} with source {self.source!r}"
-            )
-        if self.source not in FILE_SOURCES and (self.size is not None or self.test_split != "test"):
-            raise ValueError(
-                f"expected size and test_split only with the npz and folder sources, found {self.source!r}"
-            )
+        problem = file_settings_problem(self.source, self.path, self.size, self.test_split)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
