@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from ablate.errors import AblateError, StudyError
-from ablate.models.arms import ARMS
+from ablate.models.arms import ARMS, NOT_APPLICABLE, Group
 from ablate.models.spec import build_arm, count_macs
 from ablate.results import StudyResults
-from ablate.study.grid import RunSpec, expand_grid
+from ablate.study.grid import RunSpec, expand_grid, study_shape
 from ablate.study.schema import Study, load_study, with_overrides
 from ablate.training.driver import Executor, LocalExecutor, load_study_data, run_study
 from ablate.training.pool import PoolExecutor, default_jobs
@@ -26,7 +26,7 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
     on data with `fingerprint`, or on any data when it is None)."""
     done = store.finished_keys(fingerprint)
     m = study.models
-    _, size, _ = study.data.shape()
+    _, size, _ = study_shape(study)
     cells: dict[tuple, list[RunSpec]] = {}
     for spec in grid:
         cells.setdefault((spec.budget, spec.model), []).append(spec)
@@ -35,7 +35,7 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
         what += f", width x {m.preset_width:g}"
     t = study.train
     precision = {True: "bf16", False: "fp32", "cuda": "bf16 on CUDA, fp32 on the CPU"}[t.bf16]
-    groups = "/".join(f"{m.group}{n}" for n in m.group_orders)
+    groups = Group.labels(m.group, m.group_orders)
     lines = [
         f"study {study.name}: {len(grid)} runs in {len(cells)} cells ({what}, "
         f"{len(m.arms)} arms, {groups}, {size}x{size} inputs, {'/'.join(m.structures)} repeat "
@@ -49,9 +49,10 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
         n_done = sum(s.run_key in done for s in specs)
         partial = sum(s.run_key not in done and store.checkpoint(s.run_key).path.exists() for s in specs)
         widths = "-".join(map(str, model_spec.physical_widths))
+        name = model_spec.model_name or NOT_APPLICABLE
         lines.append(
-            f"{budget:>8} {model_spec.model_name or '-':>9} {model_spec.arm:>9} {model_spec.group_order:>2} "
-            f"{model_spec.repeat_structure or '-':>9} {model_spec.n_params:>8} "
+            f"{budget:>8} {name:>9} {model_spec.arm:>9} {model_spec.group_order:>2} "
+            f"{model_spec.repeat_structure or NOT_APPLICABLE:>9} {model_spec.n_params:>8} "
             f"{count_macs(build_arm(model_spec), size, model_spec.channels):>13,}  "
             f"{n_done:>4} {partial:>7} {len(specs) - n_done - partial:>7}  {widths}"
         )

@@ -5,7 +5,6 @@ import pandas as pd
 import pytest
 import torch
 
-from ablate.models.budget import build_triplet
 from ablate.models.copies import CopyBatchNorm, CopyMax, copy_batch_norm, copy_max
 from ablate.models.spec import count_params
 from ablate.results import StudyResults
@@ -13,6 +12,7 @@ from ablate.run import main
 from ablate.stats import decompose, pooled
 from ablate.study.grid import expand_grid
 from ablate.study.schema import load_study, parse_study
+from tests.triplets import build_triplet
 
 
 @pytest.mark.parametrize("backbone", ["repeatnet", "z2cnn"])

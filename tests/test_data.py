@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ablate.data.augment import pad_images, random_rotate, rotate
+from ablate.data.augment import augment, pad_images, rotate
 from ablate.data.mnist_rot import parse_amat
 from ablate.data.sources import Dataset, load_dataset
 from ablate.errors import DataError
@@ -153,10 +153,10 @@ def test_rotate_by_90_matches_rot90():
 def test_rotation_preserves_ink_and_augmentation_is_batched_and_seeded():
     x = load_dataset("embedded", seed=0, limit_train=64).x_train
     gen = torch.Generator().manual_seed(7)
-    turned = random_rotate(x, gen)
+    turned = augment(x, "rotation", [gen])
     ink, ink_turned = x.sum(dim=(1, 2, 3)), turned.sum(dim=(1, 2, 3))
     assert torch.allclose(ink_turned, ink, rtol=0.03)
-    again = random_rotate(x, torch.Generator().manual_seed(7))
+    again = augment(x, "rotation", [torch.Generator().manual_seed(7)])
     assert torch.equal(turned, again) and not torch.allclose(turned, x)
 
 

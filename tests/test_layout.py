@@ -1,6 +1,7 @@
 """The house rules: the import layers (import-linter), small modules, the top level's contents,
 committed run keys that recompute unchanged, and committed reports that the code rebuilds."""
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -9,11 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ablate.report.__main__ import write_bridge
+from ablate.report.__main__ import write_ladder
 from ablate.report.analysis import analyse
 from ablate.report.tables import write_tables
 from ablate.results import StudyResults
 from ablate.study.grid import expand_grid
+from ablate.study.ladder import load_ladder
 from ablate.study.schema import with_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +56,20 @@ def test_no_module_is_over_400_lines_and_the_top_level_holds_only_the_allowed():
     }  # fmt: skip
 
 
+def test_no_function_of_training_or_the_analysis_is_over_60_lines():
+    """The code a newcomer reads first reads on one screen: the training loop and the report's analysis."""
+    files = [*(PACKAGE / "training").glob("*.py"), PACKAGE / "report" / "analysis.py"]
+    long = {}
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.end_lineno - node.lineno >= 60
+            ):
+                long[f"{path.relative_to(PACKAGE)}:{node.name}"] = node.end_lineno - node.lineno + 1
+    assert long == {}
+
+
 @pytest.mark.parametrize("name", COMMITTED + BRIDGE)
 def test_committed_run_keys_recompute_unchanged(name):
     store = StudyResults(ROOT / "results" / Path(name).parent, Path(name).name)
@@ -81,7 +97,7 @@ def test_committed_tables_are_what_the_report_writes(name, tmp_path):
 
 def test_committed_bridge_report_is_what_the_report_writes(tmp_path):
     assert BRIDGE == ["bridge/bridge-b", "bridge/bridge-c", "bridge/bridge-d"]
-    write_bridge(ROOT / "results", tmp_path, formats=())
+    write_ladder(load_ladder(ROOT / "studies" / "bridge.toml"), ROOT, tmp_path, formats=())
     committed = ROOT / "paper_figs" / "bridge" / "table.md"
     assert (tmp_path / "bridge" / "table.md").read_text() == committed.read_text()
 

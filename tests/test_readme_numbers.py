@@ -1,17 +1,23 @@
-"""The README's results are what the committed reports say: the bridge study's headline and step
-table (recomputed from results/answer/ and results/bridge/, found in the README and in
-paper_figs/bridge/table.md), and the answer study's headline sentence and precision lines."""
+"""The README is a front door that tells the truth: at most 120 lines in the agreed order, its
+bridge headline is the committed report's (whose step table docs/bridge.md carries verbatim),
+the answer study's numbers in docs/answer.md are the committed report's, and every command and
+the Python snippet in the README run."""
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from ablate.report import text
 from ablate.report.analysis import HALF_WIDTHS, analyse
-from ablate.report.bridge import COLUMNS as BRIDGE_COLUMNS
-from ablate.report.bridge import analyse_bridge, bridge_rows, bridge_sentence
+from ablate.report.ladder import COLUMNS as BRIDGE_COLUMNS
+from ablate.report.ladder import analyse_ladder, ladder_rows, ladder_sentence
 from ablate.report.tables import headline_text, markdown_table
+from ablate.study.ladder import load_ladder
 
 ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
 
 
 def flat(markdown: str) -> str:
@@ -19,28 +25,83 @@ def flat(markdown: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"^\s*> ?", "", markdown, flags=re.MULTILINE))
 
 
-def test_readme_headline_and_precision_are_the_committed_reports():
+def test_the_readme_is_short_and_in_the_front_door_order():
+    assert len(README.splitlines()) <= 120
+    headings = [line for line in README.splitlines() if line.startswith("## ")]
+    order = ["Two commands", "The result", "Your own data", "From Python", "How the code", "Where to go"]
+    assert [next(i for i, h in enumerate(headings) if h[3:].startswith(o)) for o in order] == list(range(6))
+    intro = README.split("\n## ")[0].splitlines()[2:]
+    assert len([line for line in intro if line.strip()]) <= 8  # what the package answers
+    result = README.split("\n## The result")[1].split("\n## ")[0].splitlines()[1:]
+    assert len([line for line in result if line.strip()]) <= 12
+    assert "docs/bridge.md" in "".join(result) and "paper_figs/bridge/bridge.png" in "".join(result)
+    assert "docs/design.md" in README and "../shared" not in README
+    for link in re.findall(r"\]\(([^)#]+)\)", README):
+        assert (ROOT / link).exists(), link
+
+
+def test_answer_headline_and_precision_in_docs_are_the_committed_reports():
     report = analyse(ROOT / "results" / "answer", n_boot=0, n_perm=0)  # the headline uses neither
-    readme = flat((ROOT / "README.md").read_text())
+    page = flat((ROOT / "docs" / "answer.md").read_text())
     table = flat((ROOT / "paper_figs" / "answer" / "table.md").read_text())
     headline = headline_text(report)
-    assert headline.startswith("Up to ") and headline in table and headline in readme
+    assert headline.startswith("Up to ") and headline in table and headline in page
     lines = text.precision_lines(report.table, HALF_WIDTHS[0], report.unconverged)
     assert len(lines) == 4  # 2 budgets x 2 repeat controls
     for line in lines:
-        assert flat(line) in readme, line
+        assert flat(line) in page, line
     pooled = [text.pooled_phrase(report.pooled, row.to_dict()) for _, row in report.pooled.iterrows()]
-    assert pooled and all(flat(p) in readme for p in pooled)
+    assert pooled and all(flat(p) in page for p in pooled)
 
 
-def test_readme_bridge_headline_and_step_table_are_the_committed_reports():
-    r = analyse_bridge(ROOT / "results")
-    readme = (ROOT / "README.md").read_text()
+def test_readme_bridge_headline_and_docs_step_table_are_the_committed_reports():
+    r = analyse_ladder(load_ladder(ROOT / "studies" / "bridge.toml"), ROOT)
     committed = (ROOT / "paper_figs" / "bridge" / "table.md").read_text()
-    sentence = bridge_sentence(r)
+    page = (ROOT / "docs" / "bridge.md").read_text()
+    sentence = ladder_sentence(r)
     assert sentence.startswith("Repetition share of the G-CNN's gain, step by step")
-    assert flat(sentence) in flat(committed) and flat(sentence) in flat(readme)
-    table = markdown_table(BRIDGE_COLUMNS, bridge_rows(r))
+    assert flat(sentence) in flat(committed) and flat(sentence) in flat(README)
+    table = markdown_table(BRIDGE_COLUMNS, ladder_rows(r))
     assert table in committed
-    rows = table.splitlines()[2:]  # the README's step table: the committed rows, verbatim
-    assert len(rows) >= 6 and all(row in readme for row in rows)
+    block = page.split("<!-- bridge table: start -->\n")[1].split("\n<!-- bridge table: end -->")[0]
+    assert block == table  # docs/bridge.md's step table: the committed rows, verbatim
+
+
+def _commands() -> list[str]:
+    """The shell commands of the README's indented blocks (comments dropped)."""
+    lines = [line[4:].split("#")[0].strip() for line in README.splitlines() if line.startswith("    ")]
+    return [line for line in lines if line.startswith(("make ", ".venv/bin/python "))]
+
+
+def test_every_command_in_the_readme_runs(tmp_path):
+    """make targets exist (`make -n`); the package's commands run as written in a sandbox holding
+    studies/ and the committed quick study, except that `ablate.run` trains the example study's
+    smallest cell (one seed, one budget) and the quick study as a --dry-run, and `ablate.report`
+    writes into the sandbox."""
+    commands = _commands()
+    assert commands[:2] == ["make demo", "make test"] and len(commands) >= 7, commands
+    (tmp_path / "studies").symlink_to(ROOT / "studies")
+    shutil.copytree(ROOT / "results" / "quick", tmp_path / "results" / "quick")
+    for command in commands:
+        words = command.split()
+        if words[0] == "make":
+            done = subprocess.run(["make", "-n", *words[1:]], cwd=ROOT, capture_output=True, text=True)
+        else:
+            args = [sys.executable, *words[1:]]
+            if words[2] == "ablate.run":
+                args += ["--dry-run"] if "quick" in command else ["--seeds", "0", "--budgets", "5000"]
+            if words[2] == "ablate.report":
+                args += ["--out", str(tmp_path / "figs"), "--format", "png"]
+            done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{command}: {done.stderr[-2000:]}"
+    assert (tmp_path / "figs" / "quick" / "table.md").exists()
+    assert "D4" in (tmp_path / "figs" / "example-npz" / "table.md").read_text()
+
+
+def test_the_readme_python_snippet_runs():
+    snippet = README.split("```python\n")[1].split("```")[0]
+    done = subprocess.run(
+        [sys.executable, "-c", snippet], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "share_rep" in done.stdout and "matched" in done.stdout

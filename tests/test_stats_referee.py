@@ -168,7 +168,7 @@ def test_seed_trends_find_a_stated_drift():
 def test_seed_trends_on_the_answer_studys_first_twelve_seeds_flag_the_20k_plain_and_paper_cells():
     runs = pd.read_csv(ROOT / "results" / "answer" / "runs.csv")
     runs = runs[(runs["budget"] == 5000) | (runs["seed"] < 12)]  # the study as committed in wave 2
-    trends = seed_trends(runs).set_index(["budget", "arm", "design_structure"])
+    trends = seed_trends(runs).set_index(["budget", "arm", "repeat_structure"])
     flagged = trends[trends["flagged"]]
     assert set(flagged.index) == {(20000, "plain", ""), (20000, "repeat", "paper")}
     assert flagged.loc[(20000, "plain", ""), "p_holm"] == pytest.approx(0.0229, abs=0.001)

@@ -256,3 +256,16 @@ def test_headline_names_the_budget_the_selection_and_the_pooled_share():
         in sentence
     )
     assert "; pooled over 2 budgets: " in sentence
+
+
+def test_holm_is_statsmodels_holm():
+    from statsmodels.stats.multitest import multipletests
+
+    from ablate.stats.multiple import holm
+
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 5, 17):
+        p = rng.uniform(0, 0.2, m) ** 2
+        p[: m // 3] = p[0]  # ties
+        assert np.allclose(holm(p), multipletests(p, method="holm")[1], rtol=0, atol=1e-15)
+    assert holm(np.array([0.5, 0.5])).tolist() == [1.0, 1.0]

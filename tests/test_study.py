@@ -150,3 +150,21 @@ def test_budget_seeds_give_a_budget_its_own_seeds_under_the_same_run_keys(tmp_pa
     assert main([str(path), "--dry-run", "--seeds", "3"]) == 0
     out = capsys.readouterr().out
     assert "3 runs in 3 cells (1 budgets" in out and "6 runs in 6 cells (2 budgets" in out
+
+
+def test_the_configuration_layer_loads_neither_torch_nor_escnn():
+    """Study files, ladder files and the vocabulary (group, design) load in a fresh interpreter
+    without torch or escnn; a study file is validated without reading its data."""
+    code = (
+        "import sys\n"
+        "from ablate.study.schema import load_study\n"
+        "from ablate.study.ladder import load_ladder\n"
+        "from ablate.models.arms import Design, Group\n"
+        "load_study('studies/example_npz.toml'); load_ladder('studies/bridge.toml')\n"
+        "assert Design(20000, Group('D', 4)).label == 'budget 20,000, D4'\n"
+        "print(sorted(m for m in ('torch', 'escnn', 'torchvision') if m in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

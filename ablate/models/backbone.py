@@ -1,13 +1,11 @@
-"""The declarative backbone shared by the three arms: conv layers, pools and the head."""
+"""The declarative backbone shared by the three arms: conv layers, pools and the head (torch-free:
+the study schema reads it; the arms' modules build it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
-
 from ablate.errors import expect_one_of
-from ablate.models.activation import ELU
 
 
 @dataclass(frozen=True)
@@ -84,23 +82,6 @@ class Backbone:
             else ""
         )
         raise ValueError(f"backbone {self.name} on {size}x{size} inputs: {why}{hint}")
-
-
-def activation(name: str) -> nn.Module:
-    """The torch activation called `name` ("elu": the CPU-fast ELU, or "relu")."""
-    return ELU() if name == "elu" else nn.ReLU(inplace=True)
-
-
-def mlp_head(in_features: int, hidden: int, classes: int, act: str) -> nn.Sequential:
-    """(N, C, H, W) -> global average pool -> Linear -> BatchNorm1d -> act -> Linear -> (N, classes)."""
-    return nn.Sequential(
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(in_features, hidden),
-        nn.BatchNorm1d(hidden),
-        activation(act),
-        nn.Linear(hidden, classes),
-    )
 
 
 def mlp_head_params(in_features: int, hidden: int, classes: int) -> int:

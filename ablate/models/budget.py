@@ -10,12 +10,12 @@ import numpy as np
 
 from ablate.errors import expect_one_of
 from ablate.models import paper
-from ablate.models.arms import DEFAULT_STRUCTURE, NO_STRUCTURE, TRIVIAL_GROUP
+from ablate.models.arms import DEFAULT_STRUCTURE, NO_STRUCTURE, PRESETS, TRIVIAL_ORDER
 from ablate.models.backbone import Backbone, get_backbone
 from ablate.models.gcnn import gcnn_params, group_size
 from ablate.models.plain import plain_params
 from ablate.models.repeat import MODES, STRUCTURES, repeat_params
-from ablate.models.spec import Arm, ArmSpec, build_arm, count_params
+from ablate.models.spec import ArmSpec, count_params
 
 
 def solve_widths(
@@ -117,7 +117,7 @@ def solve_triplet(
     common = {"group": group, "channels": channels, "classes": classes}
     return {
         "plain": ArmSpec(
-            "plain", backbone, tuple(plain_w), tuple(plain_w), TRIVIAL_GROUP, None, plain_n, **common
+            "plain", backbone, tuple(plain_w), tuple(plain_w), TRIVIAL_ORDER, None, plain_n, **common
         ),
         "repeat": ArmSpec(
             "repeat",
@@ -148,8 +148,8 @@ def preset_specs(
 def _preset_specs(
     preset: str, group_orders: tuple[int, ...], classes: int, width: float
 ) -> tuple[ArmSpec, ...]:
-    expect_one_of("preset", preset, paper.PRESETS)
-    arms = [("plain", TRIVIAL_GROUP)] + [(arm, n) for n in group_orders for arm in ("gcnn", "repeat")]
+    expect_one_of("preset", preset, PRESETS)
+    arms = [("plain", TRIVIAL_ORDER)] + [(arm, n) for n in group_orders for arm in ("gcnn", "repeat")]
     specs = []
     for arm, n in arms:
         model = paper.build_paper_model(arm, n, classes, width)
@@ -170,14 +170,3 @@ def _preset_specs(
             )
         )
     return tuple(specs)
-
-
-def build_triplet(budget: int, **settings) -> dict[str, Arm]:
-    """{"plain", "repeat", "gcnn"} models with learnable-parameter counts within tolerance of budget.
-
-    settings: those of solve_triplet (backbone, group_order, repeat_mode, tolerance, classes).
-    Each model takes (N, 1, 28, 28) float images and returns (N, classes) logits. The repeat arm's
-    physical widths equal the G-CNN's physical channels (group_order * fields).
-    """
-    specs = solve_triplet(budget, **settings)
-    return {arm: build_arm(spec) for arm, spec in specs.items()}

@@ -12,9 +12,9 @@ from escnn import nn as enn
 from torch import nn
 
 from ablate.errors import expect_one_of
-from ablate.models.activation import ELU, elu
-from ablate.models.arms import NO_STRUCTURE
-from ablate.models.backbone import Backbone, mlp_head, mlp_head_params
+from ablate.models.activation import ELU, elu, mlp_head
+from ablate.models.arms import GROUP_KINDS, NO_STRUCTURE, Group
+from ablate.models.backbone import Backbone, mlp_head_params
 
 
 class FieldELU(enn.EquivariantModule):
@@ -39,18 +39,15 @@ def _activation(name: str, field_type: enn.FieldType) -> enn.EquivariantModule:
     return FieldELU(field_type) if name == "elu" else enn.ReLU(field_type, inplace=True)
 
 
-GROUPS = ("C", "D")  # [models].group: rotations C_N, or rotations and reflections D_N
-
-
 def gspace(group: str, order: int):
     """escnn's gspace of C_N (rot2dOnR2) or D_N (flipRot2dOnR2, reflections about the vertical axis)."""
-    expect_one_of("group", group, GROUPS)
+    expect_one_of("group", group, GROUP_KINDS)
     return gspaces.rot2dOnR2(N=order) if group == "C" else gspaces.flipRot2dOnR2(N=order)
 
 
 def group_size(group: str, order: int) -> int:
     """|G|: the channels of one regular field (N for C_N, 2N for D_N)."""
-    return order if group == "C" else 2 * order
+    return Group(group, order).size
 
 
 class GCNN(nn.Module):

@@ -23,14 +23,13 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from ablate.models.arms import TRIVIAL_GROUP, Arm
+from ablate.models.arms import PRESET_GROUP_ORDERS as GROUP_ORDERS
+from ablate.models.arms import TRIVIAL_ORDER, Arm, Group
 from ablate.models.backbone import REPEATNET, Backbone
 from ablate.models.gcnn import GCNN
 from ablate.models.plain import PlainCNN
 from ablate.models.repeat import RepeatCNN
 
-PRESETS = ("repeatnet-paper",)
-GROUP_ORDERS = (4, 8, 16)
 BASELINE_WIDTHS = (32, 48, 64, 64, 96, 128)  # divided by sqrt 2
 GCNN_WIDTHS = (16, 24, 32, 32, 48, 64)  # times FIELD_SCALE[N]
 FIELD_SCALE = {4: 1.0, 8: math.sqrt(2) / 2, 16: 0.5}
@@ -82,14 +81,17 @@ def paper_r2conv_options(index: int) -> dict:
 
 
 def build_paper_model(
-    arm: str, group_order: int = TRIVIAL_GROUP, classes: int = 10, width: float = 1.0
+    arm: str, group_order: int = TRIVIAL_ORDER, classes: int = 10, width: float = 1.0
 ) -> Arm:
     """One of the preset's models: arm "plain" (baseline), "gcnn" (cN) or "repeat" (cN_rep), every
     width scaled by `width` (preset_width)."""
     if arm == "plain":
         return PlainCNN(backbone(width), baseline_widths(width), classes)
     if group_order not in GROUP_ORDERS:
-        raise ValueError(f"group_order: the repeatnet-paper preset has C4, C8 and C16, found C{group_order}")
+        raise ValueError(
+            f"group_order: the repeatnet-paper preset has {Group.labels('C', GROUP_ORDERS)}, "
+            f"found {Group('C', group_order).label}"
+        )
     if arm == "gcnn":
         return GCNN(
             backbone(width),

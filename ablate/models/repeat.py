@@ -10,16 +10,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ablate.errors import expect_one_of
+from ablate.models.arms import REPEAT_MODES as MODES
+from ablate.models.arms import STRUCTURES
 from ablate.models.backbone import Backbone, mlp_head_params
 from ablate.models.copies import CopyBatchNorm, CopyMax
 from ablate.models.plain import ConvNet
 
-MODES = ("swish", "scale", "tile")
-# "paper": BatchNorm on every physical channel, head on all of them (the seed paper's RepCNN);
-# "matched": norm and head shaped like the G-CNN's (one scale and shift per base channel, shared
-# by its copies; a max over the copies before the head), so the arm differs from the G-CNN only
-# in how its copies are made.
-STRUCTURES = ("paper", "matched")
+# the repeat controls (arms.STRUCTURES): "paper": BatchNorm on every physical channel, head on all
+# of them (the seed paper's RepCNN); "matched": norm and head shaped like the G-CNN's (one scale
+# and shift per base channel, shared by its copies; a max over the copies before the head), so
+# the arm differs from the G-CNN only in how its copies are made.
 SCALARS_PER_BLOCK = {"swish": 2, "scale": 1, "tile": 0}
 # How a physical width that is not a multiple of the base width is filled: "crop" (this
 # package's: ceil(T / c) blocks per side, cropped) or "paper" (the seed paper's Conv2dRepeat:

@@ -85,18 +85,3 @@ def count_macs(model: Arm, image_size: int = 28, channels: int = 1) -> int:
     with torch.no_grad(), counter:
         net(torch.zeros(1, channels, image_size, image_size, device=next(net.parameters()).device))
     return counter.get_total_flops() // 2
-
-
-def model_card(model: Arm, image_size: int = 28) -> dict:
-    """Learnable params, physical channels per layer, MACs per image, group order and repeat mode."""
-    return {
-        "arm": model.arm,
-        "backbone": model.backbone.name,
-        "n_params": count_params(model),
-        "learnable_widths": list(model.learnable_widths),
-        "physical_widths": list(model.physical_widths),
-        "macs": count_macs(model, image_size),
-        "group_order": model.group_order,
-        "repeat_mode": model.repeat_mode,
-        "repeat_structure": model.repeat_structure,
-    }

@@ -1,7 +1,9 @@
-"""`python -m ablate.report`: figures and tables from results/<study>/ into paper_figs/<study>/.
+"""`python -m ablate.report [FILE.toml]`: figures and tables from results/<study>/ into paper_figs/<study>/.
 
-The numbers come from ablate.report.analysis (computed once), the words from ablate.report.text;
-tables and figures are drawn from them.
+Without FILE, every study under --results; with a study file, that study (its [run] results
+folder); with a ladder file (ablate.study.ladder), the ladder's report into paper_figs/<ladder>/.
+The numbers come from ablate.report.analysis and ablate.report.ladder (computed once), the words
+from ablate.report.text; tables and figures are drawn from them.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from pathlib import Path
 from ablate.errors import AblateError, ResultsError
 from ablate.report import text
 from ablate.report.analysis import HALF_WIDTHS, StudyReport, analyse
-from ablate.report.bridge import COLUMNS as BRIDGE_COLUMNS
-from ablate.report.bridge import analyse_bridge, bridge_rows, bridge_sentence, fig_bridge
 from ablate.report.figures import FIGURES, save, use_theme
+from ablate.report.ladder import COLUMNS as LADDER_COLUMNS
+from ablate.report.ladder import analyse_ladder, fig_ladder, ladder_rows, ladder_sentence
 from ablate.report.tables import headline_text, markdown_table, write_tables
 from ablate.results import study_dirs
+from ablate.study.ladder import Ladder, is_ladder, load_ladder, results_folder
+from ablate.study.schema import load_study
 
 
 def build_report(r: StudyReport, out_root: Path, formats: Sequence[str]) -> list[Path]:
@@ -34,28 +38,76 @@ def build_report(r: StudyReport, out_root: Path, formats: Sequence[str]) -> list
     return paths + write_tables(r, out)
 
 
-def write_bridge(root: Path, out_root: Path, formats: Sequence[str]) -> list[Path]:
-    """The bridge study's report (ablate.report.bridge) into out_root/bridge/, and its summary."""
-    r = analyse_bridge(root)
-    out = out_root / "bridge"
+def write_ladder(ladder: Ladder, base: Path, out_root: Path, formats: Sequence[str]) -> list[Path]:
+    """A ladder's report (ablate.report.ladder; its results folders under `base`) into
+    out_root/<ladder>/: <ladder>.png/pdf and table.md; prints its summary."""
+    r = analyse_ladder(ladder, base)
+    out = out_root / ladder.name
     out.mkdir(parents=True, exist_ok=True)
     use_theme()
-    paths = save(fig_bridge(r), out, "bridge", formats) if not r.rows.empty else []
-    md = ["# bridge: from the paper's 40% to the answer, one factor at a time", "", bridge_sentence(r), ""]
-    md += [markdown_table(BRIDGE_COLUMNS, bridge_rows(r))]
+    paths = save(fig_ladder(r), out, ladder.name, formats) if not r.rows.empty else []
+    md = [f"# {ladder.name}: {ladder.settings.title}", "", ladder_sentence(r), ""]
+    md += [markdown_table(LADDER_COLUMNS, ladder_rows(r))]
     if r.notes:
         md += ["", "## Notes", *[f"- {n}" for n in r.notes]]
     (out / "table.md").write_text("\n".join(md) + "\n")
-    print(f"== bridge\n{bridge_sentence(r)}")
+    print(f"== {ladder.name}\n{ladder_sentence(r)}")
     for note in r.notes:
         print(f"note: {note}")
     print(f"wrote {len(paths) + 1} files to {out}\n")
     return [*paths, out / "table.md"]
 
 
+def _study_folders(file: str | None, root: Path, study: str | None) -> list[Path]:
+    """The results folders to report: a study file's, one study's under `root`, or all of them."""
+    if file:
+        directories = [results_folder(load_study(file))]
+    elif study:
+        directories = [root / study]
+    else:
+        directories = study_dirs(root)
+        if not directories:
+            raise ResultsError(
+                f"{root}: no results found (no */runs.csv); run `python -m ablate.run STUDY.toml` first"
+            )
+    for directory in directories:
+        if not (directory / "runs.csv").exists():
+            raise ResultsError(
+                f"{directory / 'runs.csv'}: not found; run `python -m ablate.run STUDY.toml` first"
+            )
+    return directories
+
+
+def _print_summary(report: StudyReport, paths: list[Path], out_root: Path) -> None:
+    """A study report's text summary on stdout."""
+    print(f"== {report.name}: {report.title}")
+    if report.table is not None:
+        print(
+            text.format_summary(
+                report.table, report.pooled, report.group_label, report.dataset, report.unconverged
+            )
+        )
+        print(f"\nprecision of the repetition share (target ±{100 * HALF_WIDTHS[0]:.0f} points):")
+        for line in text.precision_lines(report.table, HALF_WIDTHS[0], report.unconverged):
+            print(f"  {line}")
+        for half_width, needed in report.seeds.items():
+            print(text.seeds_sentence(needed, half_width))
+        for line in text.single_seed_lines(report.single_seed, report.table):
+            print(line)
+    else:
+        print(headline_text(report))
+    print(text.exchangeability_sentence(report.trends))
+    if report.paper is not None:
+        print(text.paper_sentence(report.paper))
+    for note in report.notes:
+        print(f"note: {note}")
+    print(f"wrote {len(paths)} files to {out_root / report.name}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit code (2 with one line on stderr for bad input)."""
     parser = argparse.ArgumentParser(prog="python -m ablate.report", description=__doc__.splitlines()[0])
+    parser.add_argument("file", nargs="?", help="a study file, or a ladder file (e.g. studies/bridge.toml)")
     parser.add_argument("--results", default="results", help="results root (default: results)")
     parser.add_argument("--study", help="only this study (a folder under the results root)")
     parser.add_argument("--out", default="paper_figs", help="output root (default: paper_figs)")
@@ -68,50 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ResultsError(
                 f"--format: expected a comma-separated list of png, pdf, svg, found {args.format!r}"
             )
-        root = Path(args.results)
-        bridge = args.study == "bridge" or (not args.study and (root / "bridge").is_dir())
-        if bridge:
-            write_bridge(root, Path(args.out), formats)
-            if args.study == "bridge":
-                return 0
-        if args.study:
-            directories = [root / args.study]
-            if not (root / args.study / "runs.csv").exists():
-                raise ResultsError(
-                    f"{root / args.study / 'runs.csv'}: not found; run "
-                    f"`python -m ablate.run STUDY.toml` first"
-                )
-        else:
-            directories = study_dirs(root)
-            if not directories:
-                raise ResultsError(
-                    f"{root}: no results found (no */runs.csv); run `python -m ablate.run STUDY.toml` first"
-                )
-        for directory in directories:
+        if args.file and is_ladder(args.file):
+            write_ladder(load_ladder(args.file), Path("."), Path(args.out), formats)
+            return 0
+        for directory in _study_folders(args.file, Path(args.results), args.study):
             report = analyse(directory)
-            paths = build_report(report, Path(args.out), formats)
-            print(f"== {report.name}: {report.title}")
-            if report.table is not None:
-                print(
-                    text.format_summary(
-                        report.table, report.pooled, report.group_label, report.dataset, report.unconverged
-                    )
-                )
-                print(f"\nprecision of the repetition share (target ±{100 * HALF_WIDTHS[0]:.0f} points):")
-                for line in text.precision_lines(report.table, HALF_WIDTHS[0], report.unconverged):
-                    print(f"  {line}")
-                for half_width, needed in report.seeds.items():
-                    print(text.seeds_sentence(needed, half_width))
-                for line in text.single_seed_lines(report.single_seed, report.table):
-                    print(line)
-            else:
-                print(headline_text(report))
-            print(text.exchangeability_sentence(report.trends))
-            if report.paper is not None:
-                print(text.paper_sentence(report.paper))
-            for note in report.notes:
-                print(f"note: {note}")
-            print(f"wrote {len(paths)} files to {Path(args.out) / report.name}\n")
+            _print_summary(report, build_report(report, Path(args.out), formats), Path(args.out))
         return 0
     except AblateError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -11,10 +11,11 @@ import pandas as pd
 
 from ablate import stats
 from ablate.errors import DataError, ResultsError
-from ablate.models.arms import ARM_LABELS, ARMS, GROUPED_ARMS, Design
+from ablate.models.arms import ARM_LABELS, ARMS, GROUPED_ARMS, TRIVIAL_GROUP, Design, Group
 from ablate.models.paper import PAPER_ORDER, PAPER_SEED
 from ablate.report.provenance import code_notes, data_notes, what_ran_notes
 from ablate.results import StudyResults
+from ablate.study.grid import study_shape
 
 HALF_WIDTHS = (0.10, 0.05)  # seeds_needed is reported for these half-widths of the share interval
 MIN_SINGLE_SEEDS = 3  # the single-seed distribution is shown from this many seeds per arm
@@ -100,7 +101,7 @@ class StudyReport:
     paper: PaperSummary | None = None  # a preset study's models, in the paper's shape
     trends: dict[str, pd.DataFrame] = field(default_factory=dict)  # stats.seed_trends by seed / finished_at
     single_seed: dict[str, stats.SingleSeedShares] = field(default_factory=dict)  # by "best" / "final"
-    group: str = "C"  # C_N or D_N
+    group: str = TRIVIAL_GROUP.kind  # C_N or D_N
 
     @property
     def unconverged(self) -> dict[int, list[str]]:
@@ -122,62 +123,51 @@ class StudyReport:
     @property
     def group_label(self) -> str:
         """'C4', 'C2/C4/C8' or 'D4': the G-CNNs' groups."""
-        return "/".join(f"{self.group}{n}" for n in self.group_orders)
+        return Group.labels(self.group, self.group_orders)
 
     @property
     def title(self) -> str:
         return f"{self.dataset} · {self.group_label} · {self.n_seeds} seeds per arm"
 
 
-def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyReport:
-    """Read one study's results and compute its statistics, noting what is missing or too thin."""
+def _read(directory: Path) -> tuple[StudyResults, pd.DataFrame, pd.DataFrame]:
+    """The study's store, runs and history; ResultsError when there is nothing to report."""
     store = StudyResults(directory.parent, directory.name)
     runs, history = store.runs(), store.history()
     if runs.empty:
         raise ResultsError(f"{store.runs_path}: no finished runs yet")
-    notes: list[str] = []
     unknown = sorted(set(runs["arm"]) - set(ARMS))
     if unknown:
         raise ResultsError(
             f"{store.runs_path}: expected arms {', '.join(ARMS)}, found {', '.join(map(str, unknown))}"
         )
-    saved = store.saved_study()
-    notes += data_notes(runs, store) + what_ran_notes(runs, store, saved) + code_notes(runs)
-    diverged = int((runs["status"] != "ok").sum())
-    if diverged:
-        notes.append(f"{diverged} runs did not finish ok (diverged) and are left out of the statistics")
-    group = str(runs["group"].iloc[0])  # C_N or D_N: one group per study
-    runs, variants = _with_variants(runs)
-    history = history.merge(runs[["run_key", "variant"]], on="run_key", how="inner")
-    summary = stats.arm_summary(runs, by="variant")
-    complete = stats.complete_budgets(runs)
-    thin = [b for b in sorted(summary["budget"].unique()) if b not in complete]
-    if thin:
-        notes.append(
-            "intervals and tests need at least two ok seeds of every arm; point estimates only "
-            f"for budget{'s' if len(thin) > 1 else ''} {', '.join(f'{int(b):,}' for b in thin)}"
-        )
-    table = pooled_row = table_log = None
-    seeds = {}
-    if complete:
-        subset = runs[runs["budget"].isin(complete)]
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", stats.StatsWarning)
-            table = stats.decompose(subset, n_boot=n_boot, n_perm=n_perm)
-            table_log = stats.decompose(subset, n_boot=0, n_perm=0, scale="log")
-            seeds = {h: stats.seeds_needed(subset, half_width=h) for h in HALF_WIDTHS}
-            try:
-                pooled_row = stats.pooled(subset, by_budget_trend=len(complete) > 1)
-            except ValueError as error:
-                notes.append(f"no pooled estimate: {error}")
-        notes += sorted({str(w.message) for w in caught if issubclass(w.category, stats.StatsWarning)})
-        for frame in (table, table_log, pooled_row, *seeds.values()):
-            if frame is not None:
-                frame["group"] = group  # C_N or D_N: every label of a design says which
-        for frame in (table, table_log):
-            frame["design"] = _design_labels(frame)
-    orders = runs.loc[runs["arm"].isin(GROUPED_ARMS), "group_order"]
-    group_orders = sorted({int(n) for n in orders}) or [4]
+    return store, runs, history
+
+
+def _statistics(runs: pd.DataFrame, complete: list, n_boot: int, n_perm: int, notes: list[str]) -> dict:
+    """The decomposition (points and log scales), seeds_needed per half-width and the pooled share
+    over the budgets with >= 2 ok seeds per arm, as StudyReport fields; StatsWarnings to `notes`."""
+    if not complete:
+        return {}
+    subset = runs[runs["budget"].isin(complete)]
+    out = {"pooled": None}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", stats.StatsWarning)
+        out["table"] = stats.decompose(subset, n_boot=n_boot, n_perm=n_perm)
+        out["table_log"] = stats.decompose(subset, n_boot=0, n_perm=0, scale="log")
+        out["seeds"] = {h: stats.seeds_needed(subset, half_width=h) for h in HALF_WIDTHS}
+        try:
+            out["pooled"] = stats.pooled(subset, by_budget_trend=len(complete) > 1)
+        except ValueError as error:
+            notes.append(f"no pooled estimate: {error}")
+    notes += sorted({str(w.message) for w in caught if issubclass(w.category, stats.StatsWarning)})
+    for frame in (out["table"], out["table_log"]):
+        frame["design"] = _design_labels(frame)
+    return out
+
+
+def _dataset_label(runs: pd.DataFrame, saved, group: str, notes: list[str]) -> str:
+    """'MNIST-rot', 'digits.npz (32x32, 3 channels)', ...; notes what the input size implies."""
     source = str(runs["dataset"].iloc[0]) if "dataset" in runs else "unknown data"
     dataset = DATASET_LABELS.get(source, source)
     size, channels = _input_shape(saved, runs)
@@ -192,41 +182,75 @@ def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyRep
             f"invariance_error counts the test images whose class changes under a 90-degree turn or "
             f"the horizontal mirror ({shape} inputs; {exact})"
         )
-    paper = None
-    if runs.get("model_name", pd.Series(dtype=str)).fillna("").ne("").any():
-        paper = _paper_summary(runs, history)
-        notes += _paper_notes(paper)
     if size and size % 2:
         notes.append(
             f"inputs are {size}x{size}: pooled maps are odd, so 90-degree turns are inexact after "
             "pooling and the G-CNNs' invariance_error is not zero; it is measured anyway"
         )
-    conv = stats.convergence(history, runs) if not history.empty else None
-    if conv is not None and conv["unconverged"].any():
+    return dataset
+
+
+def _convergence(history: pd.DataFrame, runs: pd.DataFrame, notes: list[str]) -> pd.DataFrame | None:
+    """stats.convergence per cell (None without history), its flags noted."""
+    if history.empty:
+        notes.append("history.csv is empty: no learning curves")
+        return None
+    conv = stats.convergence(history, runs)
+    window = f"the last {100 * stats.convergence_window:.0f}% of"
+    if conv["unconverged"].any():
         flagged = stats.unconverged_cells(conv)
         notes.append(
             f"{len(flagged)} cells had not converged: their mean test error moved by more than "
-            f"{100 * stats.convergence_threshold:.1f} points over the last "
-            f"{100 * stats.convergence_window:.0f}% of epochs ({'; '.join(flagged)})"
+            f"{100 * stats.convergence_threshold:.1f} points over {window} epochs ({'; '.join(flagged)})"
         )
-    if conv is not None and conv["unknown"].any():
+    if conv["unknown"].any():
         notes.append(
             f"convergence not checked for {int(conv['unknown'].sum())} cells: no test error was "
-            f"evaluated before the last {100 * stats.convergence_window:.0f}% of their epochs "
-            "([train].eval_every)"
+            f"evaluated before {window} their epochs ([train].eval_every)"
         )
-    if history.empty:
-        notes.append("history.csv is empty: no learning curves")
-    trends = {by: stats.seed_trends(runs, by=by) for by in stats.TREND_ORDERS}
+    return conv
+
+
+def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyReport:
+    """Read one study's results and compute its statistics, noting what is missing or too thin."""
+    store, runs, history = _read(directory)
+    saved = store.saved_study()
+    notes = data_notes(runs, store) + what_ran_notes(runs, store, saved) + code_notes(runs)
+    diverged = int((runs["status"] != "ok").sum())
+    if diverged:
+        notes.append(f"{diverged} runs did not finish ok (diverged) and are left out of the statistics")
+    group = str(runs["group"].iloc[0]) or TRIVIAL_GROUP.kind  # C_N or D_N: one group per study
+    runs, variants = _with_variants(runs)
+    history = history.merge(runs[["run_key", "variant"]], on="run_key", how="inner")
+    summary = stats.arm_summary(runs, by="variant")
+    complete = stats.complete_budgets(runs)
+    thin = [b for b in sorted(summary["budget"].unique()) if b not in complete]
+    if thin:
+        notes.append(
+            "intervals and tests need at least two ok seeds of every arm; point estimates only "
+            f"for budget{'s' if len(thin) > 1 else ''} {', '.join(f'{int(b):,}' for b in thin)}"
+        )
+    numbers = _statistics(runs, complete, n_boot, n_perm, notes)
+    orders = runs.loc[runs["arm"].isin(GROUPED_ARMS), "group_order"]
+    paper = None
+    if runs.get("model_name", pd.Series(dtype=str)).fillna("").ne("").any():
+        paper = _paper_summary(runs, history)
+        notes += _paper_notes(paper)
+    dataset = _dataset_label(runs, saved, group, notes)  # a preset is never D_N: notes in order
+    conv = _convergence(history, runs, notes)
     single = {}
-    if table is not None and int(summary["n"].max()) >= MIN_SINGLE_SEEDS:
+    if numbers and int(summary["n"].max()) >= MIN_SINGLE_SEEDS:
         errors = ("best", "final") if not history.empty else ("final",)
         single = {
             e: stats.single_seed_shares(runs[runs["budget"].isin(complete)], history, e) for e in errors
         }
     return StudyReport(
-        directory.name, runs, history, dataset, group_orders, summary, table, pooled_row, notes,
-        table_log, seeds, variants, conv, paper, trends, single, group,
+        name=directory.name, runs=runs, history=history, dataset=dataset,
+        group_orders=sorted({int(n) for n in orders}) or [4], summary=summary,
+        table=numbers.get("table"), pooled=numbers.get("pooled"), notes=notes,
+        table_log=numbers.get("table_log"), seeds=numbers.get("seeds", {}), variants=variants,
+        convergence=conv, paper=paper, single_seed=single, group=group,
+        trends={by: stats.seed_trends(runs, by=by) for by in stats.TREND_ORDERS},
     )  # fmt: skip
 
 
@@ -237,7 +261,7 @@ def _input_shape(saved, runs: pd.DataFrame) -> tuple[int | None, int]:
     if saved is None:
         return 28, channels
     try:
-        return saved.data.shape()[1], channels
+        return study_shape(saved)[1], channels
     except DataError:
         return saved.data.size or saved.data.pad_to, channels
 
@@ -251,7 +275,7 @@ def _with_variants(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     def label(row) -> str:
         text = ARM_LABELS[row["arm"]]
         if orders and row["arm"] in GROUPED_ARMS:
-            text += f" {row['group']}{int(row['group_order'])}"
+            text += f" {Group(row['group'], row['group_order']).label}"
         if several and row["arm"] == "repeat":
             text += f" ({row['repeat_structure']})"
         return text

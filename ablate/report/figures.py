@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ablate import stats  # noqa: E402
-from ablate.models.arms import ARM_COLOURS, DEFAULT_STRUCTURE, Design  # noqa: E402
+from ablate.models.arms import ARM_COLOURS, DEFAULT_STRUCTURE, Design, Group, control_phrase  # noqa: E402
 
 if TYPE_CHECKING:
     from ablate.report.analysis import StudyReport
@@ -39,7 +39,7 @@ def palette(r: StudyReport) -> dict:
     return dict(zip(r.variants, sns.color_palette("colorblind", len(r.variants))))
 
 
-def _axes(ax: plt.Axes | None, figsize: tuple[float, float]) -> tuple[plt.Figure, plt.Axes]:
+def axes(ax: plt.Axes | None, figsize: tuple[float, float]) -> tuple[plt.Figure, plt.Axes]:
     """(figure, axis): the given axis and its figure, or a new figure of `figsize` inches."""
     if ax is None:
         fig, ax = plt.subplots(figsize=figsize)
@@ -47,7 +47,7 @@ def _axes(ax: plt.Axes | None, figsize: tuple[float, float]) -> tuple[plt.Figure
     return ax.figure, ax
 
 
-def _decorate(ax: plt.Axes, xlabel: str, ylabel: str, title: str, log: str = "", legend: bool = True) -> None:
+def decorate(ax: plt.Axes, xlabel: str, ylabel: str, title: str, log: str = "", legend: bool = True) -> None:
     """Labels, title, log scales ("x", "y" or "xy") and a frameless legend: one look for all figures."""
     if "x" in log:
         ax.set_xscale("log")
@@ -75,7 +75,7 @@ def save(fig: plt.Figure, out: Path, name: str, formats: Sequence[str]) -> list[
 def fig_error_vs_params(r: StudyReport, ax: plt.Axes | None = None) -> plt.Figure:
     """Test error (%) against learnable parameters: per model variant the mean with its t-interval,
     and the seeds."""
-    fig, ax = _axes(ax, (6, 4))
+    fig, ax = axes(ax, (6, 4))
     ok = r.runs[r.runs["status"] == "ok"]
     params = ok.groupby(["budget", "variant"])["n_params"].mean()
     colours = palette(r)
@@ -98,7 +98,7 @@ def fig_error_vs_params(r: StudyReport, ax: plt.Axes | None = None) -> plt.Figur
             x, 100 * s["mean"], yerr=np.nan_to_num(err), color=colour, marker="o", capsize=3, label=variant
         )
     title = f"Test error at equal parameters\n{r.title}; mean and 95% t-interval, dots = seeds"
-    _decorate(ax, "learnable parameters", "test error (%)", title, log="x")
+    decorate(ax, "learnable parameters", "test error (%)", title, log="x")
     return fig
 
 
@@ -114,7 +114,7 @@ def _gain_bars(t: pd.DataFrame, ax: plt.Axes) -> None:
         ax.bar(pos + offset, 100 * t[column], width=width, color=colour, label=label)
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xticks(pos, [f"{int(b):,}" for b in t["budget"]])
-    _decorate(
+    decorate(
         ax,
         "parameter budget",
         "gain in test error (percentage points)",
@@ -155,7 +155,7 @@ def _share_forest(r: StudyReport, t: pd.DataFrame, ax: plt.Axes) -> None:
         )
         ax.axvspan(100 * p["share_rep_lo"], 100 * p["share_rep_hi"], color="grey", alpha=0.15)
     ax.set_yticks(pos, t["design"], fontsize=7 if len(t) > 4 else None)
-    _decorate(ax, "repetition share of the gain (%)", "parameter budget", "Repetition share (forest plot)")
+    decorate(ax, "repetition share of the gain (%)", "parameter budget", "Repetition share (forest plot)")
 
 
 def fig_gain_decomposition(r: StudyReport, axes: Sequence[plt.Axes] | None = None) -> plt.Figure:
@@ -230,7 +230,7 @@ def fig_learning_curves(r: StudyReport, axes: Sequence[plt.Axes] | None = None) 
             ax=ax,
             legend=i == len(budgets) - 1,
         )
-        _decorate(ax, "epoch", "error (%)", f"budget {int(budget):,}", legend=i == len(budgets) - 1)
+        decorate(ax, "epoch", "error (%)", f"budget {int(budget):,}", legend=i == len(budgets) - 1)
         _mark_convergence(r, budget, ax)
         if i == len(budgets) - 1:  # beside the plots: the convergence note sits in their corner
             sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), fontsize=7, title_fontsize=7)
@@ -241,13 +241,13 @@ def fig_learning_curves(r: StudyReport, axes: Sequence[plt.Axes] | None = None) 
 
 def fig_physical_size(r: StudyReport, ax: plt.Axes | None = None) -> plt.Figure:
     """Multiply-accumulates per image against learnable parameters, per model variant (log-log)."""
-    fig, ax = _axes(ax, (6, 4))
+    fig, ax = axes(ax, (6, 4))
     cells = r.runs.groupby(["budget", "variant"], as_index=False)[["n_params", "macs"]].mean()
     for variant in r.variants:
         c = cells[cells["variant"] == variant].sort_values("budget")
         ax.plot(c["n_params"], c["macs"], marker="o", color=palette(r)[variant], label=variant)
     title = f"Same parameters, larger network\n{r.title}"
-    _decorate(ax, "learnable parameters", "multiply–accumulates per image", title, log="xy")
+    decorate(ax, "learnable parameters", "multiply–accumulates per image", title, log="xy")
     return fig
 
 
@@ -272,7 +272,7 @@ def fig_invariance(r: StudyReport, axes: Sequence[plt.Axes] | None = None) -> pl
             **common, dodge=True, jitter=False, size=3, legend=False, edgecolor="black", linewidth=0.3
         )
         title = f"Invariance to {INVARIANCE[kind]} (bars: mean, dots: seeds)"
-        _decorate(
+        decorate(
             ax, "parameter budget", f"predictions changed by {INVARIANCE[kind]} (%)", title, legend=False
         )
         handles, _ = ax.get_legend_handles_labels()
@@ -285,7 +285,7 @@ def fig_invariance(r: StudyReport, axes: Sequence[plt.Axes] | None = None) -> pl
 def fig_share_vs_group_order(r: StudyReport, ax: plt.Axes | None = None) -> plt.Figure:
     """The repetition share (delta-method 95% CI) against N of C_N: one line per budget and repeat
     structure (the control's sensitivity to N and to the choice of control)."""
-    fig, ax = _axes(ax, (6, 4))
+    fig, ax = axes(ax, (6, 4))
     if r.table is None:
         ax.text(
             0.5, 0.5, "needs at least two ok seeds per arm", ha="center", va="center", transform=ax.transAxes
@@ -301,19 +301,18 @@ def fig_share_vs_group_order(r: StudyReport, ax: plt.Axes | None = None) -> plt.
         err = 100 * np.vstack(
             [line["share_rep"] - line["share_rep_lo_delta"], line["share_rep_hi_delta"] - line["share_rep"]]
         )
-        style = {"color": colours[i], "linestyle": "-" if structure == "paper" else "--"}
-        label = f"budget {int(budget):,}, {structure} control"
+        style = {"color": colours[i], "linestyle": "-" if structure == DEFAULT_STRUCTURE else "--"}
+        label = f"budget {int(budget):,}, {control_phrase(structure)}"
         ax.errorbar(
             x, 100 * line["share_rep"], yerr=err.clip(min=0), marker="o", capsize=3, label=label, **style
         )
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xscale("log", base=2)
-    ax.set_xticks(
-        sorted(r.table["group_order"].unique()), [f"C{n}" for n in sorted(r.table["group_order"].unique())]
-    )
-    _decorate(
+    orders = sorted(r.table["group_order"].unique())
+    ax.set_xticks(orders, [Group(r.group, n).label for n in orders])
+    decorate(
         ax,
-        "group order N of C_N",
+        f"group order N of {r.group}_N",
         "repetition share of the gain (%)",
         f"Repetition share by group order\n{r.title}",
     )
@@ -324,12 +323,12 @@ def fig_single_seed(r: StudyReport, ax: plt.Axes | None = None) -> plt.Figure:
     """One seed's share as the paper computed it (dots: one per seed; filled best-epoch, hollow
     final-epoch errors; the largest over N) against the multi-seed share and its delta-method
     95% CI per N (bars), one row per budget and control; the paper's 40% as a line."""
-    fig, ax = _axes(ax, (7, 1.2 + 0.7 * len(next(iter(r.single_seed.values())).summary)))
+    fig, ax = axes(ax, (7, 1.2 + 0.7 * len(next(iter(r.single_seed.values())).summary)))
     first = next(iter(r.single_seed.values()))
     designs = first.summary[["budget", "repeat_structure"]].itertuples(index=False)
     labels = []
     for y, (budget, structure) in enumerate(designs):
-        labels.append(Design(budget, 0, structure or DEFAULT_STRUCTURE).label)
+        labels.append(Design(budget, None, structure or DEFAULT_STRUCTURE).label)
         for error, shares in r.single_seed.items():
             seeds = shares.per_seed
             mine = seeds[(seeds["budget"] == budget) & (seeds["repeat_structure"] == structure)]
@@ -365,7 +364,7 @@ def fig_single_seed(r: StudyReport, ax: plt.Axes | None = None) -> plt.Figure:
     ax.axvline(0, color="grey", linewidth=0.8)
     ax.set_yticks(range(len(labels)), labels)
     title = f"One seed, as the paper computed it, against many\n{r.title}"
-    _decorate(ax, "repetition share of the gain (%)", "", title, legend=False)
+    decorate(ax, "repetition share of the gain (%)", "", title, legend=False)
     ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2)
     return fig
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ablate import stats
+from ablate.models.arms import NOT_APPLICABLE
 from ablate.report import text
 
 if TYPE_CHECKING:
@@ -16,12 +17,12 @@ if TYPE_CHECKING:
 
 
 def _pct(x: float, digits: int = 2) -> str:
-    """A fraction as a table cell: '20.97' (the column says %), '–' when missing."""
-    return text.pct(x, digits, unit="", missing="–")
+    """A fraction as a table cell: '20.97' (the column says %), NOT_APPLICABLE when missing."""
+    return text.pct(x, digits, unit="", missing=NOT_APPLICABLE)
 
 
 def _p(x: float) -> str:
-    return "–" if not np.isfinite(x) else (f"{x:.2g}" if x >= 1e-4 else f"{x:.1e}")
+    return NOT_APPLICABLE if not np.isfinite(x) else (f"{x:.2g}" if x >= 1e-4 else f"{x:.1e}")
 
 
 def _share_cell(row: pd.Series, method: str) -> str:
@@ -32,10 +33,10 @@ def _share_cell(row: pd.Series, method: str) -> str:
 def _change_cell(r: StudyReport, budget, variant: str) -> str:
     """The convergence column: mean test-error change over the last epochs, flagged if too large."""
     if r.convergence is None:
-        return "–"
+        return NOT_APPLICABLE
     c = r.convergence[(r.convergence["budget"] == budget) & (r.convergence["variant"] == variant)]
     if c.empty or c["unknown"].iloc[0]:
-        return "–"
+        return NOT_APPLICABLE
     return f"{100 * c['mean_change'].iloc[0]:+.2f}" + (" unconverged" if c["unconverged"].iloc[0] else "")
 
 
@@ -79,7 +80,7 @@ def paper_rows(r: StudyReport) -> list[list[str]]:
                 m.model,
                 f"{int(m.n_params):,}",
                 f"{_pct(m.mean)}{spread} ({int(m.n)})",
-                text.format_interval(m.lo, m.hi) if np.isfinite(m.lo) else "–",
+                text.format_interval(m.lo, m.hi) if np.isfinite(m.lo) else NOT_APPLICABLE,
                 best,
                 _pct(m.invariance_error),
             ]
@@ -100,11 +101,16 @@ def share_rows(r: StudyReport) -> list[list[str]]:
             boot = (
                 f"{_share_cell(t, 'boot')} ({t['boot_method']})"
                 if np.isfinite(t["share_rep_lo_boot"])
-                else "–"
+                else NOT_APPLICABLE
             )
             share = [_pct(t["share_rep"], 1), _share_cell(t, "delta"), _share_cell(t, "fieller"), boot]
         else:
-            share = ["not identifiable" + (" (degenerate)" if t["degenerate"] else ""), "–", "–", "–"]
+            share = [
+                "not identifiable" + (" (degenerate)" if t["degenerate"] else ""),
+                NOT_APPLICABLE,
+                NOT_APPLICABLE,
+                NOT_APPLICABLE,
+            ]
         if log is not None and log["identifiable"]:
             share.append(f"{_pct(log['share_rep'], 1)} ({_share_cell(log, 'delta')})")
         else:

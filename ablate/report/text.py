@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ablate.models.arms import DEFAULT_STRUCTURE, GROUPED_ARMS, Design
+from ablate.models.arms import DEFAULT_STRUCTURE, GROUPED_ARMS, Design, Group, control_phrase
 from ablate.stats import MIN_BOOT_SEEDS, SCALE_LABELS, largest_share
 
 
@@ -88,9 +88,9 @@ def headline_sentence(
         selection = "the one budget"
     pooled = pooled_phrase(pooled_row, best)
     design = Design.of(best)
-    group = design.group_label if design.group_order > 0 else group
-    structure = Design.of(best).repeat_structure
-    control = f" ({structure} control)" if structure != DEFAULT_STRUCTURE else ""
+    group = design.group_label or group
+    structure = design.repeat_structure
+    control = f" ({control_phrase(structure)})" if structure != DEFAULT_STRUCTURE else ""
     flagged = (unconverged or {}).get(int(best["budget"]), [])
     caveat = (
         f" It rests on cells that had not converged (test error still moving over the last epochs): "
@@ -207,8 +207,8 @@ def _up_to(shares: pd.DataFrame) -> str:
     if shares.empty:
         return "no share (no gain of any G-CNN over the baseline)"
     best = shares.loc[shares["share_rep"].idxmax()]
-    each = ", ".join(f"C{int(r.group_order)} {pct(r.share_rep, 0)}" for r in shares.itertuples())
-    return f"up to {pct(best['share_rep'], 0)} (C{int(best['group_order'])}; {each})"
+    each = ", ".join(f"{Group.of(r).label} {pct(r['share_rep'], 0)}" for _, r in shares.iterrows())
+    return f"up to {pct(best['share_rep'], 0)} ({Group.of(best).label}; {each})"
 
 
 def paper_sentence(paper) -> str:
@@ -227,10 +227,7 @@ def paper_sentence(paper) -> str:
 
 def _cell_label(row) -> str:
     """'repeat at budget 20,000, C4, matched control' for a cell of stats.seed_trends."""
-    grouped = row["arm"] in GROUPED_ARMS
-    design = Design(
-        row["budget"], int(row["design_n"]) if grouped else 0, row["design_structure"] or DEFAULT_STRUCTURE
-    )
+    design = Design.of(row) if row["arm"] in GROUPED_ARMS else Design(row["budget"])
     return f"{row['arm']} at {design.label}"
 
 
@@ -280,7 +277,7 @@ def single_seed_lines(single: dict, table: pd.DataFrame) -> list[str]:
         f"largest over N), against the multi-seed estimate; threshold {pct(first.threshold, 0)}:"
     ]
     for _, row in first.summary.iterrows():
-        design = Design(row["budget"], 0, row["repeat_structure"] or DEFAULT_STRUCTURE)
+        design = Design(row["budget"], None, row["repeat_structure"] or DEFAULT_STRUCTURE)
         parts = []
         for error, shares in single.items():
             s = shares.summary
@@ -297,7 +294,7 @@ def single_seed_lines(single: dict, table: pd.DataFrame) -> list[str]:
         multi = "multi-seed: not identifiable"
         if len(rows):
             best = rows.loc[rows["share_rep"].astype(float).idxmax()]
-            order = f" C{int(best['group_order'])}," if rows["group_order"].nunique() > 1 else ""
+            order = f" {Design.of(best).group_label}," if rows["group_order"].nunique() > 1 else ""
             interval = format_interval(best["share_rep_lo_delta"], best["share_rep_hi_delta"])
             multi = f"multi-seed{order} {pct(best['share_rep'])} (95% CI {interval})"
         lines.append(f"  {design.label}: {'; '.join(parts)}; {multi}")

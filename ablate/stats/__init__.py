@@ -1,13 +1,15 @@
 """All statistics of the package, as pure functions over a runs table (no I/O, no plotting,
-no sentences: those are in ablate.text).
+no sentences: those are in ablate.report.text).
 
-- table: input checks (columns, arms, numeric budgets, duplicates), analysis scales, per-arm summaries
+- table: input checks (columns, arms, numeric budgets, duplicates), the cell key columns spelled one
+  way (prepare), analysis scales, per-arm summaries
 - ratio: moments and intervals of the repetition share, a ratio of mean differences
 - decompose: the per-budget decomposition with tests, and how many seeds a study needs
 - pooled: the share pooled over budgets
 - convergence: whether each cell's test error still moves at the end of training
 - single_seed: the seed paper's one-seed estimator for every seed, and its distribution
 - exchangeability: whether a cell's test errors trend with the seed number or finishing order
+- multiple: Holm's adjustment of a family of p-values
 """
 
 from ablate.stats.convergence import THRESHOLD as convergence_threshold
@@ -33,6 +35,7 @@ from ablate.stats.table import (
     StatsWarning,
     arm_summary,
     complete_budgets,
+    prepare,
     to_scale,
 )
 
@@ -58,6 +61,7 @@ __all__ = [
     "largest_share",
     "point_shares",
     "pooled",
+    "prepare",
     "run_changes",
     "seed_trends",
     "seeds_needed",

@@ -13,12 +13,11 @@ import math
 
 import pandas as pd
 
-from ablate.models.arms import GROUPED_ARMS, Design
+from ablate.models.arms import CELL_KEY, GROUPED_ARMS, Design, Group
 from ablate.stats.table import prepare
 
 WINDOW = 0.2  # the last 20% of a run's epochs
 THRESHOLD = 0.005  # 0.5 percentage points of test error
-CELL = ["budget", "arm", "design_n", "design_structure"]
 
 
 def window_start(epochs: int, window: float = WINDOW) -> int:
@@ -53,12 +52,12 @@ def run_changes(history: pd.DataFrame, runs: pd.DataFrame, window: float = WINDO
 def convergence(
     history: pd.DataFrame, runs: pd.DataFrame, window: float = WINDOW, threshold: float = THRESHOLD
 ) -> pd.DataFrame:
-    """Per cell (budget, arm, design_n, design_structure as in stats.table; plus `variant` when the
+    """Per cell (models.arms.CELL_KEY, as stats.table.prepare spells it; plus `variant` when the
     runs carry one): n (ok runs with a measured change), mean_change, sd_change (fractions),
     `unconverged` (|mean_change| > threshold) and `unknown` (no run's change could be measured)."""
     table = prepare(runs)
     table = table[table["ok"]].merge(run_changes(history, table, window), on="run_key", how="left")
-    keys = CELL + (["variant"] if "variant" in table else [])
+    keys = [*CELL_KEY, "group"] + (["variant"] if "variant" in table else [])
     grouped = table.groupby(keys, sort=True)["change"]
     out = pd.DataFrame(
         {"n": grouped.count(), "mean_change": grouped.mean(), "sd_change": grouped.std(ddof=1)}
@@ -76,7 +75,8 @@ def unconverged_cells(conv: pd.DataFrame, budget=None) -> list[str]:
         flagged = flagged[flagged["budget"] == budget]
     labels = []
     for r in flagged.itertuples():
-        what = getattr(r, "variant", None) or r.arm + (f" C{r.design_n}" if r.arm in GROUPED_ARMS else "")
+        group = f" {Group(r.group, r.group_order).label}" if r.arm in GROUPED_ARMS else ""
+        what = getattr(r, "variant", None) or r.arm + group
         labels.append(f"{Design(r.budget).label} {what} ({100 * r.mean_change:+.1f} pts)")
     return labels
 

@@ -17,8 +17,8 @@ import warnings
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
-from statsmodels.stats.multitest import multipletests
 
+from ablate.stats.multiple import holm
 from ablate.stats.ratio import (
     bootstrap_interval,
     delta_interval,
@@ -139,11 +139,7 @@ def decompose(
     alpha = 1 - confidence
     rows = []
     for index, cell in enumerate(groups):
-        row: dict = {
-            "budget": cell.budget,
-            "group_order": cell.group_order,
-            "repeat_structure": cell.repeat_structure,
-        }
+        row: dict = cell.design.columns
         row.update(scale=scale, paired=paired)
         if paired:
             row["n_pairs"] = cell.n["plain"]
@@ -173,7 +169,7 @@ def decompose(
         raw = np.array([row.get("p_aug_raw", math.nan) for row in rows], dtype=float)
         adjusted = np.full(raw.shape, math.nan)
         if np.isfinite(raw).any():
-            adjusted[np.isfinite(raw)] = multipletests(raw[np.isfinite(raw)], method="holm")[1]
+            adjusted[np.isfinite(raw)] = holm(raw[np.isfinite(raw)])
         for row, value in zip(rows, adjusted):
             row["p_aug"] = float(value)
     for suffix in ("", "_perm"):
@@ -181,7 +177,7 @@ def decompose(
         adjusted = np.full(raw.shape, math.nan)
         present = np.isfinite(raw)
         if present.any():
-            adjusted[present] = multipletests(raw[present], method="holm")[1]
+            adjusted[present] = holm(raw[present])
         for row, values in zip(rows, adjusted):
             row.update({f"p_{gain}{suffix}": float(v) for gain, v in zip(GAINS, values)})
     return pd.DataFrame(rows)
@@ -221,9 +217,7 @@ def seeds_needed(
         needed = seeds_for_half_width(sd, share, den, half_width, confidence)
         rows.append(
             {
-                "budget": cell.budget,
-                "group_order": cell.group_order,
-                "repeat_structure": cell.repeat_structure,
+                **cell.design.columns,
                 "share_rep": share,
                 "n_now": n_now,
                 "half_width_now": now,
@@ -244,9 +238,7 @@ def point_shares(runs: pd.DataFrame) -> pd.DataFrame:
         den = mean["plain"] - mean["gcnn"]
         rows.append(
             {
-                "budget": cell.budget,
-                "group_order": cell.group_order,
-                "repeat_structure": cell.repeat_structure,
+                **cell.design.columns,
                 "n": min(len(cell.errors[arm]) for arm in DECOMPOSED),
                 "share_rep": (mean["plain"] - mean["repeat"]) / den if den else math.nan,
             }

@@ -15,13 +15,14 @@ import warnings
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
-from statsmodels.stats.multitest import multipletests
 
 from ablate.errors import expect_one_of
+from ablate.models.arms import CELL_KEY
+from ablate.stats.multiple import holm
 from ablate.stats.table import prepare
 
 TREND_ORDERS = ("seed", "finished_at")  # what the errors are ranked against
-CELL = ["budget", "arm", "design_n", "design_structure"]
+CELL = [*CELL_KEY, "group"]
 MIN_RUNS = 4  # Spearman's rho of fewer runs cannot reach 5% (its smallest two-sided p is 1/12)
 
 
@@ -51,9 +52,7 @@ def seed_trends(runs: pd.DataFrame, by: str = "seed", alpha: float = 0.05) -> pd
     out["p_holm"] = math.nan
     tested = np.isfinite(out["p"].to_numpy(dtype=float))
     if tested.any():
-        out.loc[tested, "p_holm"] = multipletests(out.loc[tested, "p"].to_numpy(dtype=float), method="holm")[
-            1
-        ]
+        out.loc[tested, "p_holm"] = holm(out.loc[tested, "p"].to_numpy(dtype=float))
     out["flagged"] = out["p_holm"] < alpha
     out["by"], out["alpha"] = by, alpha
     return out

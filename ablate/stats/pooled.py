@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ablate.models.arms import GROUPED_ARMS
+from ablate.models.arms import GROUPED_ARMS, Design
 from ablate.stats.ratio import delta_interval, identifiable, quantile, ratio_moments, sample_var, welch_df
-from ablate.stats.table import GAINS, Cell, cells, prepare
+from ablate.stats.table import DECOMPOSED, GAINS, Cell, cells, prepare
 
 
 def _summed_gain_test(groups, worse: str, better: str) -> tuple[float, float, float]:
@@ -87,21 +88,16 @@ def pooled(
     budget?) and `trend_eq_per_log_budget`, `trend_eq_se`, `trend_eq_p`.
     """
     prepared = prepare(runs, scale)
-    designs: dict[tuple, list[Cell]] = {}
+    designs: dict[Design, list[Cell]] = {}
     for cell in cells(prepared, paired):  # the same checks (and paired warnings) as decompose
-        designs.setdefault((cell.group_order, cell.repeat_structure), []).append(cell)
+        designs.setdefault(replace(cell.design, budget=None), []).append(cell)
     rows = []
-    for (order, structure), groups in designs.items():
-        arm = prepared["arm"]
-        mine = (arm == "plain") | ((arm == "gcnn") & (prepared["design_n"] == order))
-        mine |= (
-            (arm == "repeat") & (prepared["design_n"] == order) & (prepared["design_structure"] == structure)
-        )
-        frame = prepared[mine & prepared["ok"] & prepared["budget"].isin([c.budget for c in groups])].copy()
+    for design, groups in designs.items():
+        mine = design.rows(prepared) & prepared["ok"] & prepared["budget"].isin([c.budget for c in groups])
+        frame = prepared[mine & prepared["arm"].isin(DECOMPOSED)].copy()
         row = _design(frame, groups, paired, by_budget_trend, confidence)
-        rows.append(
-            {"group_order": order, "repeat_structure": structure, **row, "paired": paired, "scale": scale}
-        )
+        columns = {k: v for k, v in design.columns.items() if k != "budget"}
+        rows.append({**columns, **row, "paired": paired, "scale": scale})
     return pd.DataFrame(rows)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ablate.errors import expect_one_of
+from ablate.models.arms import Group
 from ablate.stats.convergence import best_epoch
 from ablate.stats.table import prepare
 
@@ -23,7 +24,8 @@ ERRORS = ("best", "final")  # best: each run's lowest evaluated test error (chos
 @dataclass(frozen=True)
 class SingleSeedShares:
     """per_seed: one row per (budget, repeat_structure, seed) with `share` (the largest over N),
-    `group_order` (the N that gave it) and one `share_C<N>` column per N; NaN where the seed's
+    `group_order` (the N that gave it) and one `share_<group>` column per group (share_C4, ...);
+    NaN where the seed's
     total gain (baseline - cN) is not positive, so the ratio does not measure a share.
     summary: one row per (budget, repeat_structure): n (seeds with a share), median, min, max,
     `at_or_above` (fraction of them >= threshold) and `undefined` (seeds without a share)."""
@@ -56,27 +58,30 @@ def single_seed_shares(
     for budget, at_budget in table.groupby("budget", sort=True):
         plain = at_budget[at_budget["arm"] == "plain"].set_index("seed")["test_error"]
         repeats = at_budget[at_budget["arm"] == "repeat"]
-        for structure, controls in repeats.groupby("design_structure", sort=True):
+        for structure, controls in repeats.groupby("repeat_structure", sort=True):
             for seed in sorted(set(plain.index) & set(controls["seed"])):
-                row = {"budget": budget, "repeat_structure": structure, "seed": int(seed)}
-                for order, control in controls[controls["seed"] == seed].groupby("design_n"):
+                shares = {}  # Group -> the seed's share at that group
+                for (kind, order), control in controls[controls["seed"] == seed].groupby(
+                    ["group", "group_order"]
+                ):
                     gcnn = at_budget[
                         (at_budget["arm"] == "gcnn")
-                        & (at_budget["design_n"] == order)
+                        & (at_budget["group_order"] == order)
                         & (at_budget["seed"] == seed)
                     ]
                     if gcnn.empty:
                         continue
                     den = plain[seed] - float(gcnn["test_error"].iloc[0])
                     num = plain[seed] - float(control["test_error"].iloc[0])
-                    row[f"share_C{order}"] = num / den if den > 0 else math.nan
-                shares = {k: v for k, v in row.items() if k.startswith("share_C")}
+                    shares[Group(kind, order)] = num / den if den > 0 else math.nan
                 if not shares:
                     continue
-                defined = {k: v for k, v in shares.items() if np.isfinite(v)}
+                defined = {g: v for g, v in shares.items() if np.isfinite(v)}
                 best = max(defined, key=defined.get) if defined else None
+                row = {"budget": budget, "repeat_structure": structure, "seed": int(seed)}
+                row.update({f"share_{g.label}": v for g, v in shares.items()})
                 row["share"] = defined[best] if best else math.nan
-                row["group_order"] = int(best.removeprefix("share_C")) if best else 0
+                row["group_order"] = best.order if best else 0
                 rows.append(row)
     per_seed = pd.DataFrame(rows)
     return SingleSeedShares(per_seed, _summary(per_seed, threshold), error, threshold)

@@ -2,9 +2,10 @@
 
 A runs table has one row per run with at least the columns in REQUIRED (and, for group-order
 sweeps and several repeat controls, `group_order` and `repeat_structure`). `prepare` returns it
-with numeric budgets, an `ok` flag, `y` (the test error on the analysis scale) and the design
-of each row; `cells` groups it into one sample set per design: (budget, N of C_N, repeat
-structure), the plain and augmented arms being shared by every design of their budget.
+with numeric budgets, an `ok` flag, `y` (the test error on the analysis scale) and the cell key
+columns (models.arms.CELL_KEY) spelled one way; `cells` groups it into one sample set per
+design (models.arms.Design), the plain and augmented arms being shared by every design of their
+budget.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ import pandas as pd
 from ablate.errors import expect_one_of
 from ablate.models.arms import (
     ARMS,
+    CELL_KEY,
     DEFAULT_ARMS,
     DEFAULT_STRUCTURE,
     GROUPED_ARMS,
     NO_STRUCTURE,
     TRIVIAL_GROUP,
+    TRIVIAL_ORDER,
     Design,
+    Group,
 )
 
 REQUIRED = ("arm", "budget", "seed", "test_error", "status")
@@ -79,42 +83,63 @@ def prepare(runs: pd.DataFrame, scale: str = "points") -> pd.DataFrame:
     n_test = out["n_test"].to_numpy(dtype=float) if "n_test" in out else None
     with np.errstate(invalid="ignore"):
         out["y"] = to_scale(error, scale, n_test)
-    # design columns: N of C_N (0 when the table does not say; arms without a group are C1) and
-    # the repeat control (the default where the table does not say; none for the other arms)
-    designed = out["arm"].isin(GROUPED_ARMS)
-    orders = pd.to_numeric(out["group_order"], errors="coerce") if "group_order" in out else 0
-    out["design_n"] = np.where(designed, orders, TRIVIAL_GROUP).astype(int)
-    structures = out["repeat_structure"].fillna("").astype(str) if "repeat_structure" in out else ""
-    out["design_structure"] = np.where(out["arm"] == "repeat", structures, NO_STRUCTURE)
-    out.loc[(out["arm"] == "repeat") & (out["design_structure"] == ""), "design_structure"] = (
-        DEFAULT_STRUCTURE
-    )
-    counts = out.groupby(["budget", "arm", "design_n", "design_structure", "seed"]).size()
+    _cell_key_columns(out)
+    counts = out.groupby([*CELL_KEY, "seed"]).size()
     twice = counts[counts > 1]
     if len(twice):
         (budget, arm, order, structure, seed), k = next(iter(twice.items()))
-        design = Design(budget, order if arm in GROUPED_ARMS else 0, structure or DEFAULT_STRUCTURE)
+        kind = out.loc[out["arm"] == arm, "group"].iloc[0]
+        design = Design(
+            budget,
+            Group(kind, order) if arm in GROUPED_ARMS and order else None,
+            structure or DEFAULT_STRUCTURE,
+        )
         raise ValueError(f"{design.label}, arm {arm}, seed {seed}: {k} rows; expected one row per run")
     return out
 
 
+def _cell_key_columns(out: pd.DataFrame) -> None:
+    """Fill group, group_order and repeat_structure in place with the one spelling of "not
+    applicable" (models.arms): an arm without a group has C1 and one without a control
+    NO_STRUCTURE; a repeat arm whose control the table does not record had the default one, and
+    N is 0 where the table does not say."""
+    grouped = out["arm"].isin(GROUPED_ARMS)
+    orders = pd.to_numeric(out["group_order"], errors="coerce").fillna(0) if "group_order" in out else 0
+    out["group_order"] = np.where(grouped, orders, TRIVIAL_ORDER).astype(int)
+    kinds = out["group"].fillna("").astype(str).replace("", TRIVIAL_GROUP.kind) if "group" in out else "C"
+    out["group"] = kinds
+    structures = out["repeat_structure"].fillna("").astype(str) if "repeat_structure" in out else ""
+    out["repeat_structure"] = np.where(out["arm"] == "repeat", structures, NO_STRUCTURE)
+    missing = (out["arm"] == "repeat") & (out["repeat_structure"] == NO_STRUCTURE)
+    out.loc[missing, "repeat_structure"] = DEFAULT_STRUCTURE
+
+
 @dataclass
 class Cell:
-    """One design's samples for the decomposition: a budget, a group order (0 when the table does
-    not say) and a repeat structure.
+    """One design's samples for the decomposition (`design`: its budget, group, repeat control).
 
     errors / y: per arm, the ok runs' test errors (fractions) and the same on the analysis
     scale, ordered by seed; matched seeds only when paired. dropped: per arm, runs not ok. The
     augmented arm is there only when the table has it.
     """
 
-    budget: float
-    group_order: int
-    repeat_structure: str
+    design: Design
     errors: dict[str, np.ndarray]
     y: dict[str, np.ndarray]
     dropped: dict[str, int]
     seeds: dict[str, np.ndarray]
+
+    @property
+    def budget(self) -> float:
+        return self.design.budget
+
+    @property
+    def group_order(self) -> int:
+        return self.design.group_order
+
+    @property
+    def repeat_structure(self) -> str:
+        return self.design.repeat_structure
 
     @property
     def n(self) -> dict[str, int]:
@@ -126,8 +151,10 @@ def cells(prepared: pd.DataFrame, paired: bool, min_seeds: int = 2) -> list[Cell
     arms, with a StatsWarning naming the budget and the seeds dropped. ValueError when an arm has
     fewer than `min_seeds` ok seeds (or pairs)."""
     frame = prepared[prepared["arm"].isin(DECOMPOSED + OPTIONAL)].sort_values("seed")
-    arrays = {}  # (budget, arm, N, structure) -> (ok mask, seeds, errors, y)
-    for key, group in frame.groupby(["budget", "arm", "design_n", "design_structure"], sort=False):
+    kinds = frame.loc[frame["arm"].isin(GROUPED_ARMS), "group"]
+    kind = str(kinds.iloc[0]) if len(kinds) else TRIVIAL_GROUP.kind  # one group kind per study
+    arrays = {}  # CELL_KEY -> (ok mask, seeds, errors, y)
+    for key, group in frame.groupby(list(CELL_KEY), sort=False):
         arrays[key] = (
             group["ok"].to_numpy(dtype=bool),
             group["seed"].to_numpy(),
@@ -142,24 +169,16 @@ def cells(prepared: pd.DataFrame, paired: bool, min_seeds: int = 2) -> list[Cell
             (n, DEFAULT_STRUCTURE) for n, _ in designs
         }
         for order, structure in sorted(designs or {(0, DEFAULT_STRUCTURE)}):
-            keys = {
-                "plain": (budget, "plain", TRIVIAL_GROUP, NO_STRUCTURE),
-                "repeat": (budget, "repeat", order, structure),
-                "gcnn": (budget, "gcnn", order, NO_STRUCTURE),
-                "augmented": (budget, "augmented", TRIVIAL_GROUP, NO_STRUCTURE),
-            }
+            design = Design(budget, Group(kind, order) if order else None, structure)
+            keys = {arm: design.cell_key(arm) for arm in DECOMPOSED + OPTIONAL}
             arms = [a for a in DECOMPOSED + OPTIONAL if a in DECOMPOSED or keys[a] in arrays]
-            out.append(
-                _cell(
-                    budget, order, structure, {a: arrays.get(keys[a], empty) for a in arms}, paired, min_seeds
-                )
-            )
+            out.append(_cell(design, {a: arrays.get(keys[a], empty) for a in arms}, paired, min_seeds))
     return out
 
 
-def _cell(budget, order: int, structure: str, parts: dict, paired: bool, min_seeds: int) -> Cell:
+def _cell(design: Design, parts: dict, paired: bool, min_seeds: int) -> Cell:
     """One design's Cell from its arms' (ok, seeds, errors, y) arrays, after the checks."""
-    where = Design(budget, order, structure).label
+    where = design.label
     dropped = {arm: int((~ok).sum()) for arm, (ok, *_) in parts.items()}
     keep = {arm: ok for arm, (ok, *_) in parts.items()}
     if paired:
@@ -185,9 +204,7 @@ def _cell(budget, order: int, structure: str, parts: dict, paired: bool, min_see
             what = "missing" if n == 0 else f"has {n} ok seed"
             raise ValueError(f"{where}, arm {arm}: {what}; expected at least {min_seeds} ok seeds per arm")
     return Cell(
-        budget,
-        int(order),
-        structure,
+        design,
         {arm: parts[arm][2][keep[arm]] for arm in parts},
         {arm: parts[arm][3][keep[arm]] for arm in parts},
         dropped,

@@ -6,8 +6,9 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, fields, is_dataclass
 
+from ablate.data.sources import data_shape
 from ablate.errors import DataError, StudyError
-from ablate.models.arms import ARM_TRAINING, NO_STRUCTURE, arm_spec
+from ablate.models.arms import ARM_TRAINING, DEFAULT_STRUCTURE, NO_STRUCTURE, TRIVIAL_GROUP, Group, arm_spec
 from ablate.models.backbone import get_backbone
 from ablate.models.budget import preset_specs, solve_triplet
 from ablate.models.spec import ArmSpec
@@ -21,10 +22,10 @@ LATER_KEYS: dict[str, dict[str, tuple]] = {
     "data": {"subset": ("first",), "pad": ("symmetric",), "size": (None,), "test_split": ("test",)},
     "train": {"drop_last": (False,)},
     "model": {
-        "repeat_structure": (None, NO_STRUCTURE, "paper"),
+        "repeat_structure": (None, NO_STRUCTURE, DEFAULT_STRUCTURE),
         "preset": (None,),
         "preset_width": (1.0,),
-        "group": ("C",),
+        "group": (TRIVIAL_GROUP.kind,),
         "channels": (1,),
         "classes": (10,),
     },
@@ -73,6 +74,13 @@ def run_key(study: Study, model_spec: ArmSpec, seed: int) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def study_shape(study: Study) -> tuple[int, int, int]:
+    """(channels, image size, classes) of a study's data: the data layer is asked (a user's files
+    are read once per process; the built-in sources are 28x28 grey digits of 10 classes)."""
+    d = study.data
+    return data_shape(d.source, d.path, d.size, d.test_split, d.pad_to, d.root)
+
+
 def arm_train_config(train: TrainSettings, arm: str) -> TrainSettings:
     """The training settings of one arm's runs: the study's, with what the arm fixes (the
     augmented arm trains with rotation augmentation)."""
@@ -89,7 +97,7 @@ def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
     m = study.models
     d = study.data
     try:
-        channels, size, classes = d.shape()
+        channels, size, classes = study_shape(study)
     except DataError as error:
         raise StudyError(f"{source}: data: {error}") from None
     # symmetric padding keeps every pooled map even (exact 90-degree turns and mirrors); the seed
@@ -122,7 +130,7 @@ def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
                     key = (
                         "models.budgets"
                         if len(m.group_orders) == 1
-                        else f"models.group_order: {m.group}{order}"
+                        else f"models.group_order: {Group(m.group, order).label}"
                     )
                     raise StudyError(f"{source}: {key}: {error}") from None
                 for arm in m.arms:

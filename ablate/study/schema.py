@@ -9,29 +9,34 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ablate._compat import tomllib
-from ablate.data.augment import AUGMENTS, PADS
-from ablate.data.files import SPLITS
-from ablate.data.sources import SOURCES, SUBSETS, data_shape, file_settings_problem
+from ablate.data.names import AUGMENTS, PADS, SOURCES, SPLITS, SUBSETS, file_settings_problem
 from ablate.errors import StudyError
-from ablate.models.arms import ARMS, DEFAULT_ARMS
+from ablate.models.arms import (
+    ARMS,
+    DEFAULT_ARMS,
+    DEFAULT_STRUCTURE,
+    GROUP_KINDS,
+    PRESET_GROUP_ORDERS,
+    PRESETS,
+    REPEAT_MODES,
+    STRUCTURES,
+)
 from ablate.models.backbone import BACKBONES, Backbone, backbone_from_table
-from ablate.models.gcnn import GROUPS
-from ablate.models.paper import GROUP_ORDERS as PRESET_GROUP_ORDERS
-from ablate.models.paper import PRESETS
-from ablate.models.repeat import MODES, STRUCTURES
 
-# The allowed values come from the modules that own each concept: one edit adds an arm or a mode.
+# The allowed values come from the torch-free registries of the layers that own each concept
+# (data.names, models.arms, models.backbone): one edit adds an arm or a mode, and loading a study
+# file loads neither torch nor escnn.
 ArmName = Literal[ARMS]
 SourceName = Literal[SOURCES]
 BackboneName = Literal[tuple(BACKBONES)]
-RepeatMode = Literal[MODES]
+RepeatMode = Literal[REPEAT_MODES]
 StructureName = Literal[STRUCTURES]
 AugmentName = Literal[AUGMENTS]
 SubsetName = Literal[SUBSETS]
 PresetName = Literal[PRESETS]
 PadName = Literal[PADS]
 SplitName = Literal[SPLITS]
-GroupName = Literal[GROUPS]
+GroupName = Literal[GROUP_KINDS]
 
 
 class _Section(BaseModel):
@@ -51,10 +56,6 @@ class DataSettings(_Section):
     path: str | None = None  # the npz file or image folder of source "npz" / "folder"
     size: int | None = Field(None, gt=0)  # resize a user's images to size x size (antialiased)
     test_split: SplitName = "test"  # "val": measure the test error on x_val / y_val (or root/val)
-
-    def shape(self) -> tuple[int, int, int]:
-        """(channels, image size, classes) of this data (ablate.data.sources.data_shape)."""
-        return data_shape(self.source, self.path, self.size, self.test_split, self.pad_to, self.root)
 
     @model_validator(mode="after")
     def _files(self) -> DataSettings:
@@ -105,7 +106,7 @@ class ModelSettings(_Section):
     preset_width: float = Field(1.0, gt=0, le=4)  # a preset's widths times this (1: the paper's)
     arms: list[ArmName] = Field(default_factory=lambda: list(DEFAULT_ARMS), min_length=1)
     repeat_mode: RepeatMode = "swish"
-    repeat_structure: StructureName = "paper"
+    repeat_structure: StructureName = DEFAULT_STRUCTURE
     repeat_structures: list[StructureName] | None = None  # several controls, decomposed side by side
     tolerance: float = Field(0.02, gt=0, lt=0.5)
 
@@ -126,7 +127,7 @@ class ModelSettings(_Section):
             fixed = {
                 "arms": [a for a in self.arms if a not in DEFAULT_ARMS],
                 "group_order": [n for n in self.group_orders if n not in PRESET_GROUP_ORDERS],
-                "repeat_structure": [s for s in self.structures if s != "paper"],
+                "repeat_structure": [s for s in self.structures if s != DEFAULT_STRUCTURE],
                 "repeat_mode": [] if self.repeat_mode == "swish" else [self.repeat_mode],
                 "backbone": [] if self.backbone == "repeatnet" else [self.backbone],
                 "group": [] if self.group == "C" else [self.group],

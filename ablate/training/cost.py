@@ -15,10 +15,12 @@ import pandas as pd
 import torch
 
 from ablate.data.sources import Dataset
+from ablate.models.arms import ARM_INFO, DEFAULT_STRUCTURE, NO_STRUCTURE, Group
 from ablate.models.spec import count_macs
 from ablate.study.grid import RunSpec, arm_train_config, expand_grid
 from ablate.study.schema import Study
-from ablate.training.loop import build_model, evaluate, fit_group
+from ablate.training.evaluate import evaluate
+from ablate.training.loop import build_model, fit_group
 
 
 def time_cell(spec: RunSpec, study: Study, data: Dataset, device: torch.device) -> dict:
@@ -29,9 +31,7 @@ def time_cell(spec: RunSpec, study: Study, data: Dataset, device: torch.device) 
     count_macs(model, data.x_test.shape[-1], data.x_test.shape[1])
     build = time.perf_counter() - start
     config = arm_train_config(study.train, spec.arm).model_copy(update={"epochs": 1, "eval_every": 1})
-    start = time.perf_counter()
-    fit_group([model], data, config, [spec.seed])  # one epoch and the final evaluation
-    epoch = time.perf_counter() - start
+    steps = fit_group([model], data, config, [spec.seed])[0].step_seconds  # one epoch, then its evaluation
     start = time.perf_counter()
     evaluate(model, data)
     eval_s = time.perf_counter() - start
@@ -40,7 +40,7 @@ def time_cell(spec: RunSpec, study: Study, data: Dataset, device: torch.device) 
     final = time.perf_counter() - start
     return {
         "build": build,
-        "steps": max(epoch - final, 0.0),
+        "steps": steps,
         "eval": eval_s,
         "final": max(final - eval_s, 0.0),
     }
@@ -60,8 +60,9 @@ def study_cost(study: Study, data: Dataset, device: torch.device) -> pd.DataFram
     for (budget, model), specs in cells.items():
         parts = time_cell(specs[0], study, data, device)
         run_s = parts["build"] + epochs * parts["steps"] + evaluations * parts["eval"] + parts["final"]
-        name = model.model_name or model.arm + (f" C{model.group_order}" if model.group_order > 1 else "")
-        if model.repeat_structure and model.repeat_structure != "paper":
+        group = f" {Group(model.group, model.group_order).label}" if ARM_INFO[model.arm].grouped else ""
+        name = model.model_name or model.arm + group
+        if model.repeat_structure not in (NO_STRUCTURE, DEFAULT_STRUCTURE):
             name += f" ({model.repeat_structure})"
         rows.append(
             {"budget": budget, "model": name, "params": model.n_params, "runs": len(specs), **parts}

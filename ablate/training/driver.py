@@ -228,11 +228,9 @@ def drive(
     force: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> Outcome:
-    """Train `todo` through `executor`: claim a group -> re-check it is unfinished -> submit ->
-    collect -> record and print; then a second pass, waiting, for runs another process held."""
+    """Train `todo` via `executor` (claim, re-check, submit, collect, record); then wait for held runs."""
     fingerprint, outcome = data.meta["fingerprint"], Outcome()
     pending: dict[tuple[str, ...], contextlib.ExitStack] = {}  # run keys of a group in flight -> its claims
-
     bar = tqdm(total=len(todo), desc="runs", position=0)
 
     def collect_one() -> None:

@@ -1,4 +1,4 @@
-"""Training loop and evaluation for one run; checkpoint state for mid-run resume.
+"""The training loop of a run group (evaluation: training.evaluate); checkpoint state for mid-run resume.
 
 Data stay on the training device as tensors; a batch is an index slice; augmentation is a
 batched rotation on the device. Three generators derived from the run's seed drive model
@@ -18,11 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ablate.data.augment import augment, rotate
+from ablate.data.augment import augment
 from ablate.data.sources import Dataset
 from ablate.models.arms import Arm
 from ablate.models.spec import ArmSpec, build_arm
 from ablate.study.schema import TrainConfig
+from ablate.training.evaluate import evaluate
 from ablate.training.fused import FusedSeeds
 
 
@@ -34,6 +35,7 @@ class FitResult:
     train_seconds: float  # its epochs' training (its share of a fused group's) and its evaluations
     history: list[dict] = field(default_factory=list)
     invariance_error_any: float = math.nan  # ... under a turn by a uniform random angle
+    step_seconds: float = 0.0  # its share of this process's training steps, without evaluations
 
 
 class CheckpointStore(Protocol):
@@ -68,42 +70,6 @@ def build_model(spec: ArmSpec, seed: int, device: torch.device) -> nn.Module:
 def lr_factor(epoch: int, config: TrainConfig) -> float:
     """Learning-rate multiplier for 0-based `epoch`."""
     return 1.0 if epoch < config.constant_epochs else config.decay ** (epoch - config.constant_epochs + 1)
-
-
-@torch.no_grad()
-def _predict(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Predicted classes (N,) for images (N, 1, H, W) from a network in eval mode. Batches of 250
-    on the CPU (about twice as fast as 1,000 on 2 cores: activations stay in cache), 4,096 else."""
-    size = 250 if x.device.type == "cpu" else 4096
-    return torch.cat([net(x[i : i + size]).argmax(dim=1) for i in range(0, len(x), size)])
-
-
-def invariance_angles(n: int) -> torch.Tensor:
-    """(n,) uniform angles in [0, 360) degrees from a fixed seed (drawn on the CPU): every run tested
-    on the same test set is turned by the same angles."""
-    return torch.rand(n, generator=torch.Generator().manual_seed(0)) * 360.0
-
-
-def evaluate(model: Arm, data: Dataset, invariance: bool = False, mirror: bool = False) -> dict[str, float]:
-    """Test error, and optionally the invariance errors (fractions of test images whose class
-    changes): under the group's exact transformations (a 90-degree turn; with `mirror`, for D_N,
-    or the horizontal mirror) and under a turn by a random angle (invariance_angles).
-
-    Runs the model's plain-torch export (eval mode); the model itself is left as it was.
-    """
-    net = model.export()
-    preds = _predict(net, data.x_test)
-    out = {"test_error": float((preds != data.y_test).float().mean())}
-    if invariance:
-        changed = _predict(net, torch.rot90(data.x_test, 1, dims=(2, 3))) != preds
-        if mirror:
-            changed |= _predict(net, data.x_test.flip(-1)) != preds
-        out["invariance_error"] = float(changed.float().mean())
-        turned = _predict(
-            net, rotate(data.x_test, invariance_angles(len(data.x_test)).to(data.x_test.device))
-        )
-        out["invariance_error_any"] = float((turned != preds).float().mean())
-    return out
 
 
 class RunGroup:
@@ -255,6 +221,105 @@ def exact_fp32(device: torch.device) -> None:
         torch.backends.cuda.matmul.allow_tf32 = False
 
 
+@dataclass
+class _Fit:
+    """The state of a run group while it trains: the fused group and its optimizer, each run's
+    streams, progress ({epoch, history, elapsed}), checkpoint and result (None while it trains)."""
+
+    group: RunGroup
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    streams: list[_Streams]
+    progress: list[dict]
+    checkpoints: list[CheckpointStore | None]
+    fingerprint: str
+    alive: torch.Tensor
+    results: list[FitResult | None]
+
+
+def _start(models, config: TrainConfig, checkpoints, seeds, data: Dataset) -> _Fit:
+    """The group ready to train its first epoch: resumed from the runs' checkpoints when they
+    hold one made on this data, else fresh."""
+    device = data.x_train.device
+    count = len(models)
+    checkpoints = list(checkpoints) if checkpoints is not None else [None] * count
+    streams = [_Streams.of(seed, device) for seed in seeds]
+    fingerprint = data.meta.get("fingerprint", "")
+    states = _resume_states(checkpoints, fingerprint)
+    fresh = [{"epoch": 0, "history": [], "elapsed": 0.0} for _ in models]
+    progress = _restore(models, states, streams) if states else fresh
+    group = RunGroup(models)
+    optimizer = torch.optim.Adam(group.net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, config))
+    if states:
+        group.load_optimizer_states(optimizer, [s["optimizer"] for s in states])
+        scheduler.load_state_dict(states[0]["scheduler"])
+    n = len(data.y_train)
+    if config.drop_last and n < config.batch_size:
+        raise ValueError(
+            f"train.drop_last: the {n} training images make no full batch of {config.batch_size}"
+        )
+    alive = torch.ones(count, dtype=torch.bool, device=device)
+    return _Fit(
+        group, optimizer, scheduler, streams, progress, checkpoints, fingerprint, alive, [None] * count
+    )
+
+
+def _train_epoch(fit: _Fit, data: Dataset, config: TrainConfig, autocast, scale) -> tuple[list, list]:
+    """One epoch of steps over every run's own data order; each run's (train loss, train error)."""
+    group, streams, count = fit.group, fit.streams, len(fit.streams)
+    device, n = data.x_train.device, len(data.y_train)
+    group.net.train()
+    orders = torch.stack([torch.randperm(n, generator=s.order) for s in streams]).to(device)
+    loss_sum = torch.zeros(count, device=device)
+    wrong = torch.zeros(count, device=device, dtype=torch.long)
+    seen = 0
+    for start in range(0, n, config.batch_size):
+        index = orders[:, start : start + config.batch_size]  # (S, b)
+        b = index.shape[1]
+        if b < 2 or (config.drop_last and b < config.batch_size):  # BatchNorm needs 2 images
+            continue
+        x, y = data.x_train[index.reshape(-1)], data.y_train[index]  # (S * b, C, H, W), (S, b)
+        x = augment(x, config.augment, [s.augment for s in streams])
+        x = x.reshape(count, b, *x.shape[1:]).transpose(0, 1).reshape(b, -1, *x.shape[2:])  # (b, S C, H, W)
+        losses, logits = train_step(group, fit.optimizer, x, y, fit.alive, config.grad_clip, autocast, scale)
+        loss_sum += losses.detach() * b
+        wrong += (logits.argmax(dim=-1) != y.T).sum(dim=0)
+        seen += b
+    return (loss_sum / seen).tolist(), (wrong / seen).tolist()  # one sync per epoch
+
+
+def _end_epoch(fit: _Fit, s: int, row: dict, data: Dataset, config: TrainConfig, mirror: bool) -> bool:
+    """Run s after an epoch (its history `row` holds the epoch's step seconds): diverged (left
+    out from then on), evaluated when due, finished at the last epoch, else checkpointed.
+    Returns whether the run is still in the study's history (not diverged)."""
+    p, epoch = fit.progress[s], row["epoch"]
+    if not math.isfinite(row["train_loss"]):
+        p["history"].append(row)
+        fit.results[s] = FitResult(
+            "diverged", math.nan, math.nan, p["elapsed"] + row["seconds"], p["history"]
+        )
+        fit.alive[s] = False
+        return False
+    last = epoch == config.epochs
+    own = time.perf_counter()
+    if epoch % config.eval_every == 0 or last:
+        scores = evaluate(fit.group.models[s], data, invariance=last, mirror=mirror)
+        row["test_error"] = scores["test_error"]
+    row["seconds"] += time.perf_counter() - own  # its share of the step, and its evaluation
+    p["epoch"], p["elapsed"] = epoch, p["elapsed"] + row["seconds"]
+    p["history"].append(row)
+    if last:
+        fit.results[s] = FitResult(
+            "ok", scores["test_error"], scores["invariance_error"], p["elapsed"], p["history"],
+            scores["invariance_error_any"],
+        )  # fmt: skip
+    elif fit.checkpoints[s] is not None:
+        state = _snapshot(fit.group, fit.optimizer, fit.scheduler, fit.streams[s], s, p, fit.fingerprint)
+        fit.checkpoints[s].save(state)
+    return True
+
+
 def fit_group(
     models: Sequence[Arm],
     data: Dataset,
@@ -278,102 +343,31 @@ def fit_group(
     """
     device = data.x_train.device
     exact_fp32(device)
-    count = len(models)
-    checkpoints = list(checkpoints) if checkpoints is not None else [None] * count
-    streams = [_Streams.of(seed, device) for seed in seeds]
-    fingerprint = data.meta.get("fingerprint", "")
-    states = _resume_states(checkpoints, fingerprint)
-    progress = (
-        _restore(models, states, streams)
-        if states
-        else [{"epoch": 0, "history": [], "elapsed": 0.0} for _ in models]
-    )
-    group = RunGroup(models)
-    optimizer = torch.optim.Adam(group.net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, config))
-    if states:
-        group.load_optimizer_states(optimizer, [s["optimizer"] for s in states])
-        scheduler.load_state_dict(states[0]["scheduler"])
+    fit = _start(models, config, checkpoints, seeds, data)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(config, device))
-    results: list[FitResult | None] = [None] * count
-    alive = torch.ones(count, dtype=torch.bool, device=device)
     scale = torch.tensor(lr_scale, device=device) if lr_scale is not None else None
-    n = len(data.y_train)
-    if config.drop_last and n < config.batch_size:
-        raise ValueError(
-            f"train.drop_last: the {n} training images make no full batch of {config.batch_size}"
-        )
-    for epoch in range(progress[0]["epoch"], config.epochs):
+    steps = [0.0] * len(models)  # each run's share of the steps, for FitResult.step_seconds
+    for epoch in range(fit.progress[0]["epoch"], config.epochs):
         tick = time.perf_counter()
-        group.net.train()
-        lr = optimizer.param_groups[0]["lr"]
-        orders = torch.stack([torch.randperm(n, generator=s.order) for s in streams]).to(device)
-        loss_sum = torch.zeros(count, device=device)
-        wrong = torch.zeros(count, device=device, dtype=torch.long)
-        seen = 0
-        for start in range(0, n, config.batch_size):
-            index = orders[:, start : start + config.batch_size]  # (S, b)
-            b = index.shape[1]
-            if b < 2 or (config.drop_last and b < config.batch_size):  # BatchNorm needs 2 images
-                continue
-            x, y = data.x_train[index.reshape(-1)], data.y_train[index]  # (S * b, C, H, W), (S, b)
-            x = augment(x, config.augment, [s.augment for s in streams])
-            x = (
-                x.reshape(count, b, *x.shape[1:]).transpose(0, 1).reshape(b, -1, *x.shape[2:])
-            )  # (b, S C, H, W)
-            losses, logits = train_step(group, optimizer, x, y, alive, config.grad_clip, autocast, scale)
-            loss_sum += losses.detach() * b
-            wrong += (logits.argmax(dim=-1) != y.T).sum(dim=0)
-            seen += b
-        scheduler.step()
-        train_loss, train_error = (loss_sum / seen).tolist(), (wrong / seen).tolist()  # one sync per epoch
-        seconds = (time.perf_counter() - tick) / count
-        last = epoch + 1 == config.epochs
-        evaluated = (epoch + 1) % config.eval_every == 0 or last
-        group.sync()
+        lr = fit.optimizer.param_groups[0]["lr"]
+        train_loss, train_error = _train_epoch(fit, data, config, autocast, scale)
+        fit.scheduler.step()
+        seconds = (time.perf_counter() - tick) / len(models)
+        fit.group.sync()
         rows = []
-        for s in range(count):
-            if results[s] is not None:
-                continue
-            row = {
-                "epoch": epoch + 1,
-                "train_loss": train_loss[s],
-                "train_error": train_error[s],
-                "test_error": math.nan,
-                "lr": lr,
-            }
-            p = progress[s]
-            if not math.isfinite(train_loss[s]):
-                row["seconds"] = seconds
-                p["history"].append(row)
-                results[s] = FitResult("diverged", math.nan, math.nan, p["elapsed"] + seconds, p["history"])
-                alive[s] = False
-                continue
-            own = time.perf_counter()
-            if evaluated:
-                scores = evaluate(group.models[s], data, invariance=last, mirror=mirror)
-                row["test_error"] = scores["test_error"]
-            row["seconds"] = seconds + time.perf_counter() - own  # its share of the step, and its evaluation
-            p["epoch"], p["elapsed"] = epoch + 1, p["elapsed"] + row["seconds"]
-            p["history"].append(row)
-            if last:
-                results[s] = FitResult(
-                    "ok",
-                    scores["test_error"],
-                    scores["invariance_error"],
-                    p["elapsed"],
-                    p["history"],
-                    scores["invariance_error_any"],
-                )
-            elif checkpoints[s] is not None:
-                checkpoints[s].save(_snapshot(group, optimizer, scheduler, streams[s], s, p, fingerprint))
-            rows.append({**row, "run": s})
-        if on_epoch is not None:
-            for row in rows:
-                on_epoch(row)
-        if not bool(alive.any()):
+        for s in (s for s in range(len(models)) if fit.results[s] is None):
+            row = {"epoch": epoch + 1, "train_loss": train_loss[s], "train_error": train_error[s]}
+            row |= {"test_error": math.nan, "lr": lr, "seconds": seconds}
+            steps[s] += seconds
+            if _end_epoch(fit, s, row, data, config, mirror):
+                rows.append({**row, "run": s})
+        for row in rows if on_epoch is not None else []:
+            on_epoch(row)
+        if not bool(fit.alive.any()):
             break
-    return results
+    for result, seconds in zip(fit.results, steps):
+        result.step_seconds = seconds
+    return fit.results
 
 
 def fit(

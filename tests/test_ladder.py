@@ -1,5 +1,6 @@
-"""The bridge report on synthetic step folders with known shares: each step's share, D's "up
-to" over N, step E's one-seed distribution, and the report's table, sentence and figure."""
+"""Ladders of studies: the bridge ladder (studies/bridge.toml) on synthetic step folders with known
+shares (each step's share, D's "up to" over N, step E's one-seed distribution, the report's table,
+sentence and figure), a user's own two-step ladder of committed studies, and bad ladder files."""
 
 from pathlib import Path
 
@@ -7,9 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ablate.errors import StudyError
 from ablate.report.__main__ import main as report_main
-from ablate.report.bridge import analyse_bridge, bridge_sentence
+from ablate.report.ladder import analyse_ladder, ladder_rows, ladder_sentence
 from ablate.results import RUN_COLUMNS, HistoryRow, RunRow, StudyResults
+from ablate.study.ladder import load_ladder
+
+ROOT = Path(__file__).resolve().parents[1]
+BRIDGE = ROOT / "studies" / "bridge.toml"
 
 
 def _write(root: Path, folder: str, cells: list[dict], seeds: range, rng, sd=0.002) -> None:
@@ -28,7 +34,7 @@ def _write(root: Path, folder: str, cells: list[dict], seeds: range, rng, sd=0.0
                 "repeat_mode": "", "backbone": "repeatnet", "learnable_widths": "1", "physical_widths": "1",
                 "dataset": "embedded", "device": "cpu", "finished_at": "2026-11-30T12:00:00+00:00",
                 "ablate_version": "0.2.0", "torch_version": "", "escnn_version": "", "epochs": 2,
-                "n_test": 3000,
+                "n_test": 3000, "group": "C",
             }  # fmt: skip
             ident = {k: values[k] for k in ("study", "run_key", "arm", "budget", "seed")}
             best = error - (0.01 if cell["arm"] == "repeat" else 0.0)
@@ -68,7 +74,7 @@ def bridge_root(tmp_path):
 
 
 def test_the_bridge_gives_each_steps_share_and_the_one_seed_distribution(bridge_root):
-    r = analyse_bridge(bridge_root)
+    r = analyse_ladder(load_ladder(BRIDGE), bridge_root.parent)
     assert r.missing == []
     shares = {(t.step, t.group_order, t.repeat_structure): t.share_rep for t in r.rows.itertuples()}
     assert shares[("A", 4, "paper")] == pytest.approx(0.0, abs=0.03)
@@ -79,7 +85,7 @@ def test_the_bridge_gives_each_steps_share_and_the_one_seed_distribution(bridge_
     assert sorted(d["group_order"]) == [4, 8, 16]
     assert d.loc[d["up_to"], "group_order"].tolist() == [8]  # the largest share over N
     assert any("biased upward" in n for n in r.notes)
-    best, final = r.single["best"], r.single["final"]
+    best, final = r.single["E"]["best"], r.single["E"]["final"]
     assert len(best.per_seed) == 4  # seeds 0-3 have every model of C and D
     # best epoch: the repeat arms' errors 1 point lower, so each seed's share rises by 0.1
     assert best.summary.iloc[0]["median"] == pytest.approx(final.summary.iloc[0]["median"] + 0.1, abs=0.02)
@@ -90,16 +96,17 @@ def test_the_bridge_gives_each_steps_share_and_the_one_seed_distribution(bridge_
     assert any(n.startswith("step C (C4): not converged") for n in r.notes)
     assert any(n == "step A (C4, paper control): 6 of the 24 planned seeds per arm" for n in r.notes)
     assert (r.rows["pilot"] >= 2).all()  # seeds_needed from seeds 0-2 of each step
-    sentence = bridge_sentence(r)
+    sentence = ladder_sentence(r)
     assert sentence.startswith("Repetition share of the G-CNN's gain, step by step")
     assert all(f"{key} " in sentence for key in "ABCD") and "E, the paper's estimator" in sentence
 
 
 def test_the_bridge_report_writes_its_table_and_figure_and_says_what_is_missing(
-    bridge_root, tmp_path, capsys
+    bridge_root, tmp_path, capsys, monkeypatch
 ):
     out = tmp_path / "figs"
-    assert report_main(["--results", str(bridge_root), "--study", "bridge", "--out", str(out)]) == 0
+    monkeypatch.chdir(bridge_root.parent)  # the steps' results folders are where ablate.run wrote them
+    assert report_main([str(BRIDGE), "--out", str(out)]) == 0
     table = (out / "bridge" / "table.md").read_text()
     for step in (
         "A (C4, paper control)",
@@ -120,8 +127,75 @@ def test_the_bridge_report_writes_its_table_and_figure_and_says_what_is_missing(
     b = bridge_root / "bridge" / "bridge-b" / "runs.csv"  # step B still training: no repeat seed yet
     runs = pd.read_csv(b, keep_default_na=False)
     runs[runs["arm"] != "repeat"].to_csv(b, index=False)
-    r = analyse_bridge(bridge_root)
-    assert r.missing == ["B", "C", "D", "E"] and "Not finished yet: steps B, C, D, E." in bridge_sentence(r)
+    r = analyse_ladder(load_ladder(BRIDGE), bridge_root.parent)
+    assert r.missing == ["B", "C", "D", "E"] and "Not finished yet: steps B, C, D, E." in ladder_sentence(r)
     assert any(n.startswith("step B: not shown") and "arm repeat" in n for n in r.notes), r.notes
     assert set(r.rows["step"]) == {"A"}
     assert not pd.isna(r.rows["share_rep"]).any()
+
+
+def test_a_users_own_ladder_of_two_committed_studies_builds(tmp_path, monkeypatch):
+    ladder = tmp_path / "mine.toml"
+    ladder.write_text(
+        f"""[ladder]
+name = "mine"
+title = "from the quick study to the answer"
+
+[[steps]]
+key = "quick"
+change = "the quick study: 5k and 20k budgets, 3 seeds"
+studies = ["{ROOT / "studies" / "quick.toml"}"]
+budget = 20000
+
+[[steps]]
+key = "answer"
+change = "+ more seeds and both controls"
+studies = ["{ROOT / "studies" / "answer.toml"}"]
+budget = 20000
+controls = ["matched"]
+seeds = 24
+"""
+    )
+    r = analyse_ladder(load_ladder(ladder), ROOT)
+    assert r.missing == [] and list(r.rows["step"].unique()) == ["quick", "answer"]
+    answer = r.rows[r.rows["step"] == "answer"]
+    assert answer["repeat_structure"].tolist() == ["matched"] and (answer["budget"] == 20000).all()
+    rows = ladder_rows(r)
+    assert [row[0] for row in rows] == ["quick (C4)", "answer (C4)"]
+    out = tmp_path / "figs"
+    monkeypatch.chdir(ROOT)  # the committed studies' results folders, as ablate.run wrote them
+    assert report_main([str(ladder), "--out", str(out), "--format", "png"]) == 0
+    assert (out / "mine" / "mine.png").exists() and "| quick (C4) |" in (
+        out / "mine" / "table.md"
+    ).read_text()
+    sentence = ladder_sentence(r)
+    assert sentence.startswith("Repetition share") and "quick " in sentence and "answer " in sentence
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ('[ladder]\nname = "x"\ntitle = "t"\n', "steps: missing required key"),
+        (
+            '[ladder]\nname = "x"\ntitle = "t"\n[[steps]]\nkey = "A"\nchange = "c"\n',
+            "expected studies = [FILE, ...]",
+        ),
+        (
+            '[ladder]\nname = "x"\ntitle = "t"\n[[steps]]\nkey = "E"\nchange = "c"\n'
+            'estimator = "single_seed"\nof = "D"\n',
+            "expected an earlier step",
+        ),
+        (
+            '[ladder]\nname = "x"\ntitle = "t"\n[[steps]]\nkey = "A"\nchange = "c"\n'
+            'studies = ["nowhere.toml"]\n',
+            "steps.A.studies: ",
+        ),
+    ],
+)
+def test_a_bad_ladder_file_is_one_line_naming_the_file_and_key(tmp_path, body, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    with pytest.raises(StudyError) as error:
+        load_ladder(path)
+    assert str(error.value).startswith(f"{path}: ") and message in str(error.value), str(error.value)
+    assert "\n" not in str(error.value)

@@ -1,0 +1,293 @@
+"""The report of a ladder of studies (ablate.study.ladder): the repetition share at each step,
+one factor changed per step, and the seed paper's one-seed estimator where a step asks for it.
+
+The bridge (studies/bridge.toml, docs/bridge.md) is one ladder: from the paper's "up to 40%" to
+this package's answer. `analyse_ladder` reads the steps' results folders and computes every
+number once; `ladder_rows`, `ladder_sentence` and `fig_ladder` show them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ablate import stats
+from ablate.models.arms import DEFAULT_ARMS, GROUPED_ARMS, NOT_APPLICABLE, Design
+from ablate.report.figures import axes, decorate
+from ablate.report.text import format_interval, pct
+from ablate.results import StudyResults
+from ablate.study.ladder import Ladder, Step
+
+PILOT_SEEDS = 3
+PILOT_HALF_WIDTH = 0.10  # the seeds for a +-10-point delta interval of the share
+ERRORS = ("best", "final")  # an estimator step's two readings: best-epoch and final-epoch errors
+
+
+@dataclass
+class LadderReport:
+    """rows: one per decomposition step and design, with the decomposition's columns
+    (stats.decompose) plus step, change, models (names and parameters), design ('C4, matched
+    control' where a step has both controls, else 'C4'), n (fewest seeds of an arm), `pilot` (the
+    seeds stats.seeds_needed asks for from the first 3, for a +-10-point interval; -1 when it
+    cannot say), `up_to` (the step's largest share, where the step takes one) and `unconverged`
+    (the design's cells whose test error moved by more than stats.convergence_threshold over the
+    last stats.convergence_window of epochs; '' when none). single: per estimator step, the
+    paper's estimator on its `of` step's runs, by "best" and "final" errors. missing: steps not
+    finished (no runs, or an arm with fewer than 2 seeds)."""
+
+    ladder: Ladder
+    rows: pd.DataFrame
+    single: dict[str, dict[str, stats.SingleSeedShares]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def reference(self) -> float:
+        return self.ladder.settings.reference
+
+
+def _read(base: Path, step: Step) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The step's ok runs (of its budget and controls) and their history, from its folders under
+    `base` (a run in two folders counted once)."""
+    runs, history = [], []
+    for folder in step.folders:
+        store = StudyResults((base / folder).parent, folder.name)
+        runs.append(store.runs())
+        history.append(store.history())
+    runs = pd.concat([r for r in runs if len(r)] or [runs[0]], ignore_index=True).drop_duplicates("run_key")
+    history = pd.concat([h for h in history if len(h)] or [history[0]], ignore_index=True)
+    history = history.drop_duplicates(["run_key", "epoch"])
+    if step.budget is not None:
+        runs = runs[runs["budget"] == step.budget]
+    if step.controls is not None:
+        runs = runs[(runs["arm"] != "repeat") | runs["repeat_structure"].isin(step.controls)]
+    return runs[runs["status"] == "ok"], history[history["run_key"].isin(runs["run_key"])]
+
+
+def _models(prepared: pd.DataFrame, design: Design) -> str:
+    """'plain 19,694 · repeat 19,794 · gcnn 20,108' for one design (preset names where set)."""
+    mine = prepared[design.rows(prepared)]
+    parts = []
+    for arm in DEFAULT_ARMS:
+        of_arm = mine[mine["arm"] == arm]
+        if len(of_arm):
+            name = of_arm["model_name"].iloc[0] or arm
+            parts.append(f"{name} {int(of_arm['n_params'].iloc[0]):,}")
+    return " · ".join(parts)
+
+
+def _unconverged(prepared: pd.DataFrame, conv: pd.DataFrame, design: Design) -> str:
+    """'c4_rep +0.8 pts; baseline -0.6 pts' for the design's flagged cells ('' when none)."""
+    flagged = conv[conv["unconverged"]]
+    flagged = flagged[design.rows(flagged)]
+    labels = []
+    for c in flagged.itertuples():
+        same = prepared[(prepared["arm"] == c.arm) & (prepared["group_order"] == c.group_order)]
+        grouped = c.arm in GROUPED_ARMS
+        name = (same["model_name"].iloc[0] if len(same) else "") or (
+            c.arm + (f" {design.group_label}" if grouped else "")
+        )
+        labels.append(f"{name} {100 * c.mean_change:+.1f} pts")
+    return "; ".join(labels)
+
+
+def _pilot(runs: pd.DataFrame, table: pd.DataFrame) -> list[int]:
+    """Per design, the seeds per arm that stats.seeds_needed asks for from the step's first
+    PILOT_SEEDS seeds (-1: not computable, e.g. no gain)."""
+    pilot = runs[runs["seed"] < PILOT_SEEDS]
+    try:
+        needed = stats.seeds_needed(pilot, PILOT_HALF_WIDTH)
+    except ValueError:
+        return [-1] * len(table)
+    by_design = {(int(r.group_order), r.repeat_structure): int(r.seeds_needed) for r in needed.itertuples()}
+    return [by_design.get((int(t.group_order), t.repeat_structure), -1) for t in table.itertuples()]
+
+
+def _decomposition(step: Step, runs: pd.DataFrame, history: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """The step's rows (see LadderReport.rows); ValueError while an arm has fewer than 2 seeds."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", stats.StatsWarning)
+        table = stats.decompose(runs, n_boot=0, n_perm=0)
+    notes += [f"step {step.key}: {w.message}" for w in caught if issubclass(w.category, stats.StatsWarning)]
+    controls = table["repeat_structure"].nunique() > 1  # a step with both repeat controls names them
+    designs = [Design.of(row) for _, row in table.iterrows()]
+    prepared = stats.prepare(runs)
+    conv = stats.convergence(history, runs)
+    table = table.assign(step=step.key, change=step.change)
+    table["design"] = [d.name(controls) for d in designs]
+    table["models"] = [_models(prepared, d) for d in designs]
+    table["n"] = table[["n_plain", "n_repeat", "n_gcnn"]].min(axis=1)
+    table["pilot"] = _pilot(runs, table)
+    table["unconverged"] = [_unconverged(prepared, conv, d) for d in designs]
+    for _, t in table.iterrows():
+        where = f"step {step.key} ({t['design']})"
+        if step.seeds is not None and t["n"] < step.seeds:
+            notes.append(f"{where}: {int(t['n'])} of the {step.seeds} planned seeds per arm")
+        if t["unconverged"]:
+            notes.append(
+                f"{where}: not converged — test error moved by more than "
+                f"{100 * stats.convergence_threshold:.1f} points over the last "
+                f"{100 * stats.convergence_window:.0f}% of epochs ({t['unconverged']})"
+            )
+    table["up_to"] = False
+    shown = table[table["identifiable"].astype(bool)]
+    if step.up_to and len(shown):
+        table["up_to"] = table.index == shown["share_rep"].astype(float).idxmax()
+        notes.append(
+            f"step {step.key}: the largest of {len(shown)} shares over {step.up_to} is biased upward "
+            f"(a maximum of noisy estimates); each {step.up_to}'s share is shown"
+        )
+    return table
+
+
+def _single_seed(runs: pd.DataFrame, history: pd.DataFrame, reference: float) -> dict:
+    """The paper's one-seed estimator on the seeds that have every model of the runs, by "best"
+    and "final" errors; {} when no seed has them all."""
+    models = runs.groupby("seed")["model_name"].nunique()
+    chosen = runs[runs["seed"].isin(models[models == runs["model_name"].nunique()].index)]
+    if chosen.empty:
+        return {}
+    return {e: stats.single_seed_shares(chosen, history, e, reference) for e in ERRORS}
+
+
+def analyse_ladder(ladder: Ladder, base: Path = Path(".")) -> LadderReport:
+    """Every number of a ladder's report, from its steps' results folders under `base` (the
+    folder `python -m ablate.run` ran in)."""
+    rows, missing, notes, read, single = [], [], [], {}, {}
+    for step in ladder.steps:
+        if step.estimator:
+            runs, history = read[step.of]
+            single[step.key] = _single_seed(runs, history, ladder.settings.reference)
+            if not single[step.key]:
+                missing.append(step.key)
+            continue
+        runs, history = read[step.key] = _read(base, step)
+        if runs.empty:
+            missing.append(step.key)
+            continue
+        try:
+            rows.append(_decomposition(step, runs, history, notes))
+        except ValueError as error:  # a step still training: an arm with fewer than 2 seeds
+            missing.append(step.key)
+            notes.append(f"step {step.key}: not shown, {error}")
+    frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    return LadderReport(ladder, frame, single, missing, notes)
+
+
+COLUMNS = [
+    "step", "what changes", "models (learnable parameters)", "seeds (3-seed pilot asks)",
+    "error % plain / repeat / G-CNN", "gain total / rep / eq (pts)", "repetition share",
+    "95% CI delta", "95% CI Fieller", "converged",
+]  # fmt: skip
+
+
+def ladder_rows(r: LadderReport) -> list[list[str]]:
+    """The step table's cells, one row per decomposition step and design; then each estimator
+    step's, by best- and final-epoch errors."""
+    out = []
+    for _, t in r.rows.iterrows():
+        errors = " / ".join(pct(t[f"err_{a}"], 2, unit="") for a in DEFAULT_ARMS)
+        gains = " / ".join(f"{100 * t[f'gain_{g}']:.2f}" for g in ("total", "rep", "eq"))
+        if t["identifiable"]:
+            share = pct(t["share_rep"]) + (" (up to)" if t["up_to"] else "")
+            delta = format_interval(t["share_rep_lo_delta"], t["share_rep_hi_delta"])
+            fieller = format_interval(t["share_rep_lo_fieller"], t["share_rep_hi_fieller"], t["fieller_kind"])
+        else:
+            share, delta, fieller = "not identifiable", NOT_APPLICABLE, NOT_APPLICABLE
+        seeds = f"{int(t['n'])}" + (f" (pilot: {int(t['pilot'])})" if t["pilot"] > 0 else "")
+        converged = f"no: {t['unconverged']}" if t["unconverged"] else "yes"
+        step = f"{t['step']} ({t['design']})"
+        out.append([step, t["change"], t["models"], seeds, errors, gains, share, delta, fieller, converged])
+    for key, by_error in r.single.items():
+        step = r.ladder.step(key)
+        for error, shares in by_error.items():
+            if shares.summary.empty:
+                continue
+            s = shares.summary.iloc[0]
+            reached = int(round(s["at_or_above"] * s["n"]))
+            out.append(
+                [
+                    f"{key} ({error} epoch)",
+                    step.change.format(error=error),
+                    f"as step {step.of}",
+                    str(int(s["n"])),
+                    NOT_APPLICABLE,
+                    NOT_APPLICABLE,
+                    f"median {pct(s['median'])}",
+                    f"range {pct(s['min'])} to {pct(s['max'])}",
+                    f"{reached} of {int(s['n'])} seeds at or above {pct(r.reference, 0)}",
+                    NOT_APPLICABLE,
+                ]
+            )
+    return out
+
+
+def ladder_sentence(r: LadderReport) -> str:
+    """The ladder's headline: the share at each step (a step's "up to" where it takes one), and
+    how often one seed reaches the reference share."""
+    if r.rows.empty:
+        return f"The {r.ladder.name} ladder has no finished step yet."
+    parts = []
+    for step in r.ladder.steps:
+        rows = r.rows[(r.rows["step"] == step.key) & r.rows["identifiable"].astype(bool)]
+        if step.up_to:
+            rows = rows[rows["up_to"]]
+        if rows.empty:
+            continue
+        each = ", ".join(
+            f"{pct(t['share_rep'])} ({format_interval(t['share_rep_lo_delta'], t['share_rep_hi_delta'])}, "
+            f"{t['design']})"
+            for _, t in rows.iterrows()
+        )
+        parts.append(f"{step.key} {each}")
+    line = (
+        "Repetition share of the G-CNN's gain, step by step (95% CI, delta method): " + "; ".join(parts) + "."
+    )
+    for key, by_error in r.single.items():
+        best = by_error.get("best")
+        if best is not None and len(best.summary):
+            s = best.summary.iloc[0]
+            reached = int(round(s["at_or_above"] * s["n"]))
+            line += (
+                f" {key}, {r.ladder.step(key).change.format(error='best')}: median "
+                f"{pct(s['median'])}, {reached} of {int(s['n'])} seeds at or above {pct(r.reference, 0)}."
+            )
+    if r.missing:
+        line += f" Not finished yet: step{'s' if len(r.missing) > 1 else ''} {', '.join(r.missing)}."
+    return line
+
+
+def fig_ladder(r: LadderReport, ax=None):
+    """The repetition share with its 95% CI at each decomposition step on one axis, the estimator
+    steps' one-seed estimates as dots, and the reference share as a line."""
+    fig, ax = axes(ax, (7, 4.5))
+    labels, y = [], 0
+    for _, t in r.rows.iterrows():
+        labels.append(f"{t['step']}: {t['design']}" + (" (up to)" if t["up_to"] else ""))
+        if t["identifiable"]:
+            lo, hi, share = t["share_rep_lo_delta"], t["share_rep_hi_delta"], t["share_rep"]
+            ax.errorbar(100 * share, y, xerr=[[100 * (share - lo)], [100 * (hi - share)]], fmt="s",
+                        color="black" if not t["up_to"] else "C3", capsize=3)  # fmt: skip
+        y += 1
+    for key, by_error in r.single.items():
+        for error, shares in by_error.items():
+            values = shares.per_seed["share"].to_numpy(dtype=float)
+            values = values[np.isfinite(values)]
+            face = "C1" if error == "best" else "none"
+            ax.scatter(100 * np.clip(values, -1, 1.5), np.full(len(values), y), s=16, facecolors=face,
+                       edgecolors="C1", label=f"{key}: one seed, {error}-epoch")  # fmt: skip
+            labels.append(f"{key}: one seed ({error} epoch)")
+            y += 1
+    ax.axvline(
+        100 * r.reference, color="C3", linestyle="--", linewidth=1, label=r.ladder.settings.reference_label
+    )
+    ax.axvline(0, color="grey", linewidth=0.8)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    title = r.ladder.settings.title
+    decorate(ax, "repetition share of the G-CNN's gain (%)", "", title[:1].upper() + title[1:])
+    return fig
