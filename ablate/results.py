@@ -24,7 +24,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from ablate.errors import ResultsError, StudyError
-from ablate.models.arms import DEFAULT_STRUCTURE, NO_STRUCTURE
+from ablate.models.arms import DEFAULT_STRUCTURE, NO_STRUCTURE, ROTATIONS
 from ablate.study.schema import Study, load_study
 
 
@@ -69,7 +69,7 @@ class RunRow:
     # added in wave 3
     preset_width: float = 1.0  # a preset's width multiplier
     code_fingerprint: str = ""  # version + hash of the package's source files; "" before 0.2.0
-    group: str = "C"  # C_N or D_N: the G-CNN's group, and the transformations of invariance_error
+    group: str = ROTATIONS  # C_N or D_N: the G-CNN's group, and the transformations of invariance_error
     channels: int = 1  # input channels
     classes: int = 10  # classes
 

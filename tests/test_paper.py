@@ -200,7 +200,7 @@ def test_one_epoch_of_the_width_scaled_paper_study_runs_and_reports(tmp_path, ca
 
 def test_paper_remainder_rows_and_columns_are_the_swish_of_the_activated_core():
     torch.manual_seed(0)
-    conv = RepeatConv2d(7, 11, 3, base_in=3, base_out=4, remainder="paper")  # r = 2 x 2, e = 3 and 1
+    conv = RepeatConv2d(7, 11, 3, base_in=3, base_out=4, remainder="floor")  # r = 2 x 2, e = 3 and 1
     assert conv.alpha.shape == conv.beta.shape == (1, 4) and conv.rows.shape == conv.cols.shape == (2,)
     assert count_params(conv) == 4 * 3 * 9 + 2 * 4 + 2 + 2
     w, a, b = conv.weight, conv.alpha.view(2, 2), conv.beta.view(2, 2)
@@ -214,13 +214,13 @@ def test_paper_remainder_rows_and_columns_are_the_swish_of_the_activated_core():
     rows = torch.cat([core, swish(core[:3], *conv.rows)], dim=0)  # the first 3 rows again
     full = torch.cat([rows, swish(rows[:, :1], *conv.cols)], dim=1)  # then the first column
     assert torch.allclose(conv.full_weight(), full) and conv.full_weight().shape == (11, 7, 3, 3)
-    exact = RepeatConv2d(6, 8, 3, base_in=3, base_out=4, remainder="paper")
+    exact = RepeatConv2d(6, 8, 3, base_in=3, base_out=4, remainder="floor")
     assert exact.rows is None and exact.cols is None and count_params(exact) == 4 * 3 * 9 + 2 * 4
 
 
 def test_paper_repeat_layer_starts_from_the_papers_distributions():
     torch.manual_seed(1)
-    conv = RepeatConv2d(90, 362, 5, base_in=45, base_out=67, remainder="paper", bias=True)
+    conv = RepeatConv2d(90, 362, 5, base_in=45, base_out=67, remainder="floor", bias=True)
     r = (362 // 67) * (90 // 45)
     w_bound = math.sqrt(6 / (45 * 25 + 67 * 25))  # xavier-uniform on (67, 45, 5, 5)
     assert conv.weight.abs().max() <= w_bound and conv.weight.abs().max() > 0.95 * w_bound
@@ -237,7 +237,7 @@ def test_paper_repeat_layer_starts_from_the_papers_distributions():
 def test_the_paper_preset_uses_the_paper_remainder_and_fuses():
     model = build_paper_model("repeat", 8, width=0.25)
     convs = [m for m in model.modules() if isinstance(m, RepeatConv2d)]
-    assert convs and all(c.remainder == "paper" for c in convs)
+    assert convs and all(c.remainder == "floor" for c in convs)
     models = [build_paper_model("repeat", 8, width=0.25).eval() for _ in range(2)]
     fused = FusedSeeds(models).eval()
     x = torch.rand(4, 2, 29, 29)

@@ -54,7 +54,8 @@ TRIVIAL_ORDER = 1
 NO_STRUCTURE = ""
 DEFAULT_STRUCTURE = "paper"  # the repeat control of runs from before controls were recorded
 NOT_APPLICABLE = "–"  # a table cell or a figure label with no value
-GROUP_KINDS = ("C", "D")  # [models].group: rotations C_N, or rotations and reflections D_N
+ROTATIONS, ROTATIONS_AND_MIRRORS = "C", "D"  # the group kinds: C_N and D_N
+GROUP_KINDS = (ROTATIONS, ROTATIONS_AND_MIRRORS)  # [models].group
 STRUCTURES = ("paper", "matched")  # [models].repeat_structure: the repeat arm's controls (models.repeat)
 REPEAT_MODES = ("swish", "scale", "tile")  # [models].repeat_mode: how a block's copy is made (models.repeat)
 PRESETS = ("repeatnet-paper",)  # [models].preset: the seed paper's fixed models (models.paper)
@@ -66,7 +67,7 @@ class Group:
     """A planar symmetry group: kind "C" (N rotations) or "D" (N rotations and the mirrors), and
     N. C1 is the trivial group of the arms without one. Every group label is made here."""
 
-    kind: str = "C"
+    kind: str = ROTATIONS
     order: int = 4
 
     def __post_init__(self) -> None:
@@ -79,7 +80,7 @@ class Group:
     @property
     def size(self) -> int:
         """|G|: N for C_N, 2N for D_N (the copies of each filter a regular G-CNN layer holds)."""
-        return self.order if self.kind == "C" else 2 * self.order
+        return self.order if self.kind == ROTATIONS else 2 * self.order
 
     @property
     def label(self) -> str:
@@ -88,7 +89,7 @@ class Group:
 
     @property
     def trivial(self) -> bool:
-        return self.order == TRIVIAL_ORDER and self.kind == "C"
+        return self.order == TRIVIAL_ORDER and self.kind == ROTATIONS
 
     @classmethod
     def parse(cls, text: str) -> Group:
@@ -102,7 +103,7 @@ class Group:
     def of(cls, row) -> Group | None:
         """The group of a mapping with group_order (and group): None when N is unknown (0)."""
         order = int(row.get("group_order", 0) or 0)
-        return cls(row.get("group", "C") or "C", order) if order > 0 else None
+        return cls(row.get("group") or ROTATIONS, order) if order > 0 else None
 
     @classmethod
     def labels(cls, kind: str, orders) -> str:
@@ -110,7 +111,7 @@ class Group:
         return "/".join(cls(kind, n).label for n in orders)
 
 
-TRIVIAL_GROUP = Group("C", TRIVIAL_ORDER)
+TRIVIAL_GROUP = Group(ROTATIONS, TRIVIAL_ORDER)
 
 # The columns that name one cell of a study: a budget, an arm, its group order and its repeat
 # control (stats.table.prepare fills them with the one spelling of "not applicable").

@@ -10,7 +10,7 @@ import numpy as np
 
 from ablate.errors import expect_one_of
 from ablate.models import paper
-from ablate.models.arms import DEFAULT_STRUCTURE, NO_STRUCTURE, PRESETS, TRIVIAL_ORDER
+from ablate.models.arms import DEFAULT_STRUCTURE, NO_STRUCTURE, PRESETS, ROTATIONS, TRIVIAL_ORDER
 from ablate.models.backbone import Backbone, get_backbone
 from ablate.models.gcnn import gcnn_params, group_size
 from ablate.models.plain import plain_params
@@ -81,9 +81,9 @@ def solve_triplet(
     repeat_mode: str = "swish",
     tolerance: float = 0.02,
     classes: int = 10,
-    repeat_structure: str = "paper",
+    repeat_structure: str = DEFAULT_STRUCTURE,
     channels: int = 1,
-    group: str = "C",
+    group: str = ROTATIONS,
 ) -> dict[str, ArmSpec]:
     """Widths of the three arms at `budget` (no model is built; escnn counts come from its layers)
     for images of `channels` channels and `classes` classes; the G-CNN on C_N or D_N (`group`),

@@ -13,7 +13,7 @@ from torch import nn
 
 from ablate.errors import expect_one_of
 from ablate.models.activation import ELU, elu, mlp_head
-from ablate.models.arms import GROUP_KINDS, NO_STRUCTURE, Group
+from ablate.models.arms import GROUP_KINDS, NO_STRUCTURE, ROTATIONS, Group
 from ablate.models.backbone import Backbone, mlp_head_params
 
 
@@ -42,7 +42,7 @@ def _activation(name: str, field_type: enn.FieldType) -> enn.EquivariantModule:
 def gspace(group: str, order: int):
     """escnn's gspace of C_N (rot2dOnR2) or D_N (flipRot2dOnR2, reflections about the vertical axis)."""
     expect_one_of("group", group, GROUP_KINDS)
-    return gspaces.rot2dOnR2(N=order) if group == "C" else gspaces.flipRot2dOnR2(N=order)
+    return gspaces.rot2dOnR2(N=order) if group == ROTATIONS else gspaces.flipRot2dOnR2(N=order)
 
 
 def group_size(group: str, order: int) -> int:
@@ -75,7 +75,7 @@ class GCNN(nn.Module):
         r2conv_options: Callable[[int], dict] | None = None,
         pool_space_first: bool = False,
         channels: int = 1,
-        group: str = "C",
+        group: str = ROTATIONS,
     ):
         super().__init__()
         if group_order < 2:
@@ -128,7 +128,7 @@ class GCNN(nn.Module):
 
 
 @cache
-def _conv_params(group_order: int, in_trivial: bool, kernel: int, bias: bool, group: str = "C") -> int:
+def _conv_params(group_order: int, in_trivial: bool, kernel: int, bias: bool, group: str = ROTATIONS) -> int:
     """Learnable parameters of one R2Conv from one field (trivial or regular) to one regular field."""
     space = gspace(group, group_order)
     field_in = enn.FieldType(space, [space.trivial_repr if in_trivial else space.regular_repr])
@@ -144,7 +144,7 @@ def gcnn_params(
     group_order: int = 4,
     classes: int = 10,
     channels: int = 1,
-    group: str = "C",
+    group: str = ROTATIONS,
 ) -> int:
     """Learnable parameters of GCNN(...) from escnn's per-field-pair counts (bilinear in fields)."""
     total, f_in, trivial = 0, channels, True

@@ -8,7 +8,7 @@ description of its public code (RepeatNet): not parameter-matched, unlike this p
   (paper_r2conv_options); spatial average before GroupPooling.
 - `cN_rep` (the repeat arm): base channels = the baseline's, physical channels int(w/sqrt 2 f)
   for f = 2 sqrt 2, 4, 4 sqrt 2 (= cN's channels, within rounding); swish RepeatConv2d with a
-  bias per physical channel, the paper's remainder rule and initialisation (remainder "paper"),
+  bias per physical channel, the paper's remainder rule and initialisation (remainder "floor"),
   BatchNorm on physical channels, head on all of them.
 
 `width` (the study's [models] preset_width, s) multiplies every width before the paper's own
@@ -110,6 +110,6 @@ def build_paper_model(
             classes,
             group_order=group_order,
             conv_bias=True,
-            remainder="paper",
+            remainder="floor",
         )
     raise ValueError(f"arm: the repeatnet-paper preset has plain, repeat and gcnn, found {arm!r}")

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ablate.errors import expect_one_of
+from ablate.models.arms import DEFAULT_STRUCTURE, STRUCTURES
 from ablate.models.arms import REPEAT_MODES as MODES
-from ablate.models.arms import STRUCTURES
 from ablate.models.backbone import Backbone, mlp_head_params
 from ablate.models.copies import CopyBatchNorm, CopyMax
 from ablate.models.plain import ConvNet
@@ -22,10 +22,10 @@ from ablate.models.plain import ConvNet
 # the arm differs from the G-CNN only in how its copies are made.
 SCALARS_PER_BLOCK = {"swish": 2, "scale": 1, "tile": 0}
 # How a physical width that is not a multiple of the base width is filled: "crop" (this
-# package's: ceil(T / c) blocks per side, cropped) or "paper" (the seed paper's Conv2dRepeat:
+# package's: ceil(T / c) blocks per side, cropped) or "floor" (the seed paper's Conv2dRepeat:
 # floor(T / c) blocks, then the remainder rows and columns copied from the activated core
 # through one swish scalar pair per side; see paper_repeat_weight)
-REMAINDERS = ("crop", "paper")
+REMAINDERS = ("crop", "floor")
 
 
 def repeat_weight(
@@ -104,7 +104,7 @@ class RepeatConv2d(nn.Module):
       swish: alpha[i, j] * W * sigmoid(-beta[i, j] * W)   (the paper's learnable repetition)
       scale: alpha[i, j] * W
       tile:  W
-    remainder "paper" (swish only): the seed paper's rule and initialisation instead (see
+    remainder "floor" (swish only): the seed paper's rule and initialisation instead (see
     paper_repeat_weight): floor(T / c) blocks with scalars of shape (1, r_out * r_in), one scalar
     pair per side for the remainder (`rows`, `cols`, uniform in [0, 1)), W xavier-uniform.
     Input (N, T_in, H, W) -> output (N, T_out, H', W').
@@ -126,8 +126,8 @@ class RepeatConv2d(nn.Module):
         super().__init__()
         expect_one_of("repeat_mode", mode, MODES)
         expect_one_of("remainder", remainder, REMAINDERS)
-        if remainder == "paper" and mode != "swish":
-            raise ValueError(f'RepeatConv2d: remainder = "paper" needs the swish mode, found {mode!r}')
+        if remainder == "floor" and mode != "swish":
+            raise ValueError(f'RepeatConv2d: remainder = "floor" needs the swish mode, found {mode!r}')
         if not (1 <= base_in <= in_channels and 1 <= base_out <= out_channels):
             raise ValueError(
                 f"RepeatConv2d: expected 1 <= base <= full channels, found base "
@@ -138,7 +138,7 @@ class RepeatConv2d(nn.Module):
         self.kernel_size, self.stride, self.padding, self.mode = kernel_size, stride, padding, mode
         self.remainder = remainder
         self.weight = nn.Parameter(torch.empty(base_out, base_in, kernel_size, kernel_size))
-        if remainder == "paper":
+        if remainder == "floor":
             self._init_paper()
         else:
             self._init_crop()
@@ -158,7 +158,7 @@ class RepeatConv2d(nn.Module):
             nn.init.xavier_uniform_(self.beta)
 
     def _init_paper(self) -> None:
-        """The seed paper's parameters and initialisation (remainder "paper")."""
+        """The seed paper's parameters and initialisation (remainder "floor")."""
         self.r_in, self.r_out = self.in_channels // self.base_in, self.out_channels // self.base_out
         nn.init.xavier_uniform_(self.weight)
         self.alpha = nn.Parameter(nn.init.xavier_uniform_(torch.empty(1, self.r_out * self.r_in)))
@@ -169,7 +169,7 @@ class RepeatConv2d(nn.Module):
 
     def full_weight(self) -> torch.Tensor:
         """The physical (T_out, T_in, k, k) weight, built without a loop over blocks."""
-        if self.remainder == "paper":
+        if self.remainder == "floor":
             return paper_repeat_weight(
                 self.weight, self.alpha, self.beta, self.rows, self.cols, self.out_channels, self.in_channels
             )
@@ -219,7 +219,7 @@ class RepeatCNN(ConvNet):
     (z2cnn) also repeats its input side, base `base_widths[-1]` -> classes. "matched": CopyBatchNorm
     and a CopyMax before the head, which then reads `base_widths[-1]` channels. conv_bias: a
     learnable bias per physical channel in every block's conv (the seed paper's cN_rep models).
-    remainder: RepeatConv2d's ("paper" for the seed paper's cN_rep).
+    remainder: RepeatConv2d's ("floor" for the seed paper's cN_rep).
     """
 
     arm = "repeat"
@@ -232,7 +232,7 @@ class RepeatCNN(ConvNet):
         mode: str = "swish",
         classes: int = 10,
         group_order: int | None = None,
-        structure: str = "paper",
+        structure: str = DEFAULT_STRUCTURE,
         conv_bias: bool = False,
         remainder: str = "crop",
         channels: int = 1,
@@ -288,7 +288,7 @@ def repeat_params(
     base_widths: Sequence[int],
     mode: str = "swish",
     classes: int = 10,
-    structure: str = "paper",
+    structure: str = DEFAULT_STRUCTURE,
     conv_bias: bool = False,
     channels: int = 1,
 ) -> int:

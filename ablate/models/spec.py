@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ablate.errors import expect_one_of
 from ablate.models import paper
-from ablate.models.arms import ARM_INFO, ARMS, NO_STRUCTURE, Arm
+from ablate.models.arms import ARM_INFO, ARMS, NO_STRUCTURE, ROTATIONS, Arm
 from ablate.models.backbone import Backbone, get_backbone
 from ablate.models.gcnn import GCNN
 from ablate.models.plain import PlainCNN
@@ -37,7 +37,7 @@ class ArmSpec:
     repeat_structure: str = NO_STRUCTURE  # the repeat arm's "paper" or "matched"; "" for the others
     preset: str | None = None  # a fixed model set (ablate.models.paper) instead of a solved budget
     preset_width: float = 1.0  # the preset's width multiplier ([models] preset_width)
-    group: str = "C"  # C_N or D_N ([models] group); every arm carries it (invariance_error's transformations)
+    group: str = ROTATIONS  # C_N or D_N ([models] group); every arm carries it (for invariance_error)
     channels: int = 1  # input channels (from the data)
     classes: int = 10  # classes (from the data's labels)
 

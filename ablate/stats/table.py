@@ -106,8 +106,8 @@ def _cell_key_columns(out: pd.DataFrame) -> None:
     grouped = out["arm"].isin(GROUPED_ARMS)
     orders = pd.to_numeric(out["group_order"], errors="coerce").fillna(0) if "group_order" in out else 0
     out["group_order"] = np.where(grouped, orders, TRIVIAL_ORDER).astype(int)
-    kinds = out["group"].fillna("").astype(str).replace("", TRIVIAL_GROUP.kind) if "group" in out else "C"
-    out["group"] = kinds
+    kinds = out["group"].fillna("").astype(str) if "group" in out else ""
+    out["group"] = np.where(kinds == "", TRIVIAL_GROUP.kind, kinds)
     structures = out["repeat_structure"].fillna("").astype(str) if "repeat_structure" in out else ""
     out["repeat_structure"] = np.where(out["arm"] == "repeat", structures, NO_STRUCTURE)
     missing = (out["arm"] == "repeat") & (out["repeat_structure"] == NO_STRUCTURE)

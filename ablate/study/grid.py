@@ -8,27 +8,25 @@ from dataclasses import asdict, dataclass, fields, is_dataclass
 
 from ablate.data.sources import data_shape
 from ablate.errors import DataError, StudyError
-from ablate.models.arms import ARM_TRAINING, DEFAULT_STRUCTURE, NO_STRUCTURE, TRIVIAL_GROUP, Group, arm_spec
+from ablate.models.arms import ARM_TRAINING, DEFAULT_STRUCTURE, NO_STRUCTURE, Group, arm_spec
 from ablate.models.backbone import get_backbone
 from ablate.models.budget import preset_specs, solve_triplet
 from ablate.models.spec import ArmSpec
-from ablate.study.schema import Study, TrainSettings
+from ablate.study.schema import DataSettings, Study, TrainSettings
 
 RUN_KEY_VERSION = 2  # bump when the training code changes what a run key's result is (2: CPU-fast ELU)
 
-# Settings added after run keys were first made, with their defaults: a key holding its default
-# (or absent value) is left out of the run key, so adding a setting never orphans older runs.
+# Settings added after run keys were first made: a key holding its default (the schema's or
+# ArmSpec's, read from them; or an absent value) is left out of the run key, so adding a setting
+# never orphans older runs.
+_LATER_DATA = ("subset", "pad", "size", "test_split")
+_LATER_MODEL = ("repeat_structure", "preset", "preset_width", "group", "channels", "classes")
+_SPEC_DEFAULTS = {f.name: f.default for f in fields(ArmSpec)}
 LATER_KEYS: dict[str, dict[str, tuple]] = {
-    "data": {"subset": ("first",), "pad": ("symmetric",), "size": (None,), "test_split": ("test",)},
-    "train": {"drop_last": (False,)},
-    "model": {
-        "repeat_structure": (None, NO_STRUCTURE, DEFAULT_STRUCTURE),
-        "preset": (None,),
-        "preset_width": (1.0,),
-        "group": (TRIVIAL_GROUP.kind,),
-        "channels": (1,),
-        "classes": (10,),
-    },
+    "data": {k: (DataSettings.model_fields[k].default,) for k in _LATER_DATA},
+    "train": {"drop_last": (TrainSettings.model_fields["drop_last"].default,)},
+    "model": {k: (_SPEC_DEFAULTS[k],) for k in _LATER_MODEL}
+    | {"repeat_structure": (None, NO_STRUCTURE, DEFAULT_STRUCTURE)},  # the control before it was recorded
 }
 # ArmSpec fields that do not change a run's result (none yet): every other field is hashed, so a
 # field added to ArmSpec enters the run key unless it is named here or in LATER_KEYS["model"].

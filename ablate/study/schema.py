@@ -19,6 +19,7 @@ from ablate.models.arms import (
     PRESET_GROUP_ORDERS,
     PRESETS,
     REPEAT_MODES,
+    ROTATIONS,
     STRUCTURES,
 )
 from ablate.models.backbone import BACKBONES, Backbone, backbone_from_table
@@ -98,7 +99,7 @@ class BackboneTable(_Section):
 
 class ModelSettings(_Section):
     backbone: BackboneName | BackboneTable = "repeatnet"  # a built-in's name, or a [models.backbone] table
-    group: GroupName = "C"  # C_N (rotations) or D_N (rotations and reflections) for the G-CNN
+    group: GroupName = ROTATIONS  # C_N (rotations) or D_N (rotations and reflections) for the G-CNN
     # N of C_N, or a list for a sweep (the plain arm is shared); default 4, or a preset's own orders
     group_order: int | list[int] | None = None
     budgets: list[int] | None = Field(None, min_length=1)
@@ -130,7 +131,7 @@ class ModelSettings(_Section):
                 "repeat_structure": [s for s in self.structures if s != DEFAULT_STRUCTURE],
                 "repeat_mode": [] if self.repeat_mode == "swish" else [self.repeat_mode],
                 "backbone": [] if self.backbone == "repeatnet" else [self.backbone],
-                "group": [] if self.group == "C" else [self.group],
+                "group": [] if self.group == ROTATIONS else [self.group],
             }
             for key, bad in fixed.items():
                 if bad:

@@ -95,7 +95,7 @@ class FusedRepeatConv(FusedConv):
         self._stack(convs, tuple(self.keys))
 
     def _weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.remainder == "paper":
+        if self.remainder == "floor":
             r_out, r_in, t_out, t_in = self.shape
             return paper_repeat_weight(
                 self.weight, self.alpha, self.beta, self.rows, self.cols, t_out, t_in
