@@ -92,8 +92,13 @@ def test_the_bridge_gives_each_steps_share_and_the_one_seed_distribution(bridge_
     assert final.summary.iloc[0]["median"] == pytest.approx(0.30, abs=0.03)
     # the repeat arms' error rises 1 point over the last epoch: flagged, by model name where set
     c4 = r.rows[(r.rows["step"] == "C")].iloc[0]
-    assert c4["unconverged"] == "c4_rep +1.0 pts"
-    assert any(n.startswith("step C (C4): not converged") for n in r.notes)
+    assert c4["unconverged"] == "c4_rep mean abs. change 1.00, bound 1.00 pts"
+    assert any(n.startswith("step C (C4): not shown converged") for n in r.notes)
+    assert any(n.startswith("step C: per run, 6 of 18 runs moved by more than 0.5") for n in r.notes)
+    d16 = r.rows[(r.rows["step"] == "D") & r.rows["up_to"]].iloc[0]
+    assert d16["up_to_k"] == 3 and d16["up_to_lo"] < d16["share_rep_lo_delta"] < d16["share_rep"]
+    resting = ladder_sentence(r).split("Resting on cells not shown converged (table): ")[1]
+    assert "C (C4)" in resting  # every step's repeat arms moved by 1 point at the last epoch
     assert any(n == "step A (C4, paper control): 6 of the 24 planned seeds per arm" for n in r.notes)
     assert (r.rows["pilot"] >= 2).all()  # seeds_needed from seeds 0-2 of each step
     sentence = ladder_sentence(r)
@@ -117,7 +122,8 @@ def test_the_bridge_report_writes_its_table_and_figure_and_says_what_is_missing(
     ):
         assert f"| {step} |" in table, step
     assert "| E (best epoch) |" in table and "| E (final epoch) |" in table
-    assert "| no: c4_rep +1.0 pts |" in table and "| 6 (pilot: " in table
+    assert "| not shown: c4_rep mean abs. change 1.00, bound 1.00 pts |" in table and "| 6 (pilot: " in table
+    assert "(up to: largest of 3, adjusted 95% CI " in table
     assert "baseline 20,000 · c4_rep 20,000 · c4 20,000" in table
     assert (out / "bridge" / "bridge.png").exists()
     assert "== bridge" in capsys.readouterr().out

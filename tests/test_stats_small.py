@@ -269,3 +269,113 @@ def test_holm_is_statsmodels_holm():
         p[: m // 3] = p[0]  # ties
         assert np.allclose(holm(p), multipletests(p, method="holm")[1], rtol=0, atol=1e-15)
     assert holm(np.array([0.5, 0.5])).tolist() == [1.0, 1.0]
+
+
+def _trend_runs(n: int, errors) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"arm": "plain", "budget": 1000, "seed": range(n), "test_error": errors, "status": "ok"}
+    )
+
+
+def test_seed_trends_give_the_exact_smallest_permutation_p_at_4_and_5_runs():
+    from ablate.stats import MIN_TREND_RUNS, seed_trends, spearman_p
+
+    for n, smallest in ((4, 1 / 12), (5, 1 / 60)):
+        trends = seed_trends(_trend_runs(n, np.linspace(0.1, 0.2, n)), min_runs=4)
+        assert trends["p"].iloc[0] == pytest.approx(smallest, rel=1e-12) and trends["rho"].iloc[0] == 1.0
+    assert MIN_TREND_RUNS == 5  # at 4 runs no order can reach 5%: such cells are not tested
+    assert seed_trends(_trend_runs(4, [0.1, 0.2, 0.3, 0.4])).empty
+    # ties get mid-ranks; constant errors have no rho
+    rho, p = spearman_p(np.arange(6), np.array([1, 1, 2, 2, 3, 3]))
+    assert rho == pytest.approx(0.956, abs=1e-3) and 0 < p < 0.05
+    assert all(math.isnan(v) for v in spearman_p(np.arange(6), np.ones(6)))
+
+
+def test_permutation_p_is_scipys_exact_test_and_monte_carlo_close_beyond_ten_runs():
+    from scipy import stats as sps
+
+    from ablate.stats import spearman_p
+
+    rng = np.random.default_rng(5)
+    x, y = np.arange(7), rng.normal(size=7) + 0.3 * np.arange(7)
+    rx = sps.rankdata(x) - 4.0
+
+    def rho(v, axis=-1):  # Spearman's rho of fixed x against the permuted ranks of y
+        v = sps.rankdata(v, axis=axis)
+        v = v - v.mean(axis=axis, keepdims=True)
+        return (v * rx).sum(axis=axis) / np.sqrt((v * v).sum(axis=axis) * (rx * rx).sum())
+
+    exact = sps.permutation_test((y,), rho, permutation_type="pairings", n_resamples=10_000, vectorized=True)
+    r, p = spearman_p(x, y)
+    assert r == pytest.approx(sps.spearmanr(x, y)[0]) and p == pytest.approx(exact.pvalue, rel=1e-9)
+    x12, y12 = np.arange(12), np.concatenate([y, rng.normal(size=5) + 2])
+    _, p12 = spearman_p(x12, y12)
+    _, p12_long = spearman_p(x12, y12, resamples=99_999, seed=1)
+    assert abs(p12 - p12_long) < 4 * math.sqrt(p12_long * (1 - p12_long) / 9_999) + 1e-4
+
+
+def test_the_shared_total_gain_test_counts_once_in_the_holm_family():
+    from ablate.stats.multiple import holm
+
+    runs = runs_of(FIVE).assign(group_order=4, repeat_structure="paper")
+    matched = runs_of({"repeat": [0.045, 0.047, 0.044, 0.046, 0.048]}).assign(
+        group_order=4, repeat_structure="matched"
+    )
+    table = decompose(pd.concat([runs, matched], ignore_index=True), n_boot=0, n_perm=0)
+    assert len(table) == 2 and table["p_total_raw"].nunique() == 1  # one test, two designs
+    raw = [table["p_total_raw"].iloc[0]] + [
+        table[f"p_{g}_raw"].iloc[i] for i in (0, 1) for g in ("rep", "eq")
+    ]
+    expected = holm(np.array(raw))  # five tests, not six
+    assert table["p_total"].tolist() == pytest.approx([expected[0]] * 2, rel=1e-12)
+    assert table["p_rep"].tolist() == pytest.approx([expected[1], expected[3]], rel=1e-12)
+
+
+def _three_designs(rng, shares: tuple, studies: int, n: int = 5, sd: float = 0.004) -> pd.DataFrame:
+    """`studies` studies (budget = study index) of one plain arm and K = 3 designs (N = 2, 4, 8)
+    whose true repetition shares are `shares`: plain 6%, G-CNN 3%, repeat in between."""
+    frames = []
+    means = [("plain", 1, 0.06)] + [
+        (arm, order, mean)
+        for order, share in zip((2, 4, 8), shares)
+        for arm, mean in (("gcnn", 0.03), ("repeat", 0.06 - share * 0.03))
+    ]
+    for arm, order, mean in means:
+        errors = rng.normal(mean, sd, size=(studies, n))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "arm": arm, "group_order": order, "budget": np.repeat(1000 + np.arange(studies), n),
+                    "seed": np.tile(np.arange(n), studies), "test_error": errors.ravel(), "status": "ok",
+                }
+            )
+        )  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.mark.parametrize("shares", [(0.2, 0.2, 0.2), (0.1, 0.2, 0.3)])
+def test_the_selection_adjusted_interval_covers_the_selected_designs_share(shares):
+    """The "up to" over K = 3 designs: the unadjusted interval of the largest share covers its
+    true share too rarely when the shares are equal; the Sidak-adjusted one covers >= 93%."""
+    from ablate.stats.decompose import selection_interval
+
+    table = decompose(_three_designs(np.random.default_rng(11), shares, 400), n_boot=0, n_perm=0)
+    truth = dict(zip((2, 4, 8), shares))
+    plain = adjusted = 0
+    studies = 0
+    for _, rows in table.groupby("budget"):
+        shown = rows[rows["identifiable"].astype(bool)]
+        if len(shown) < 3:
+            continue
+        best = shown.loc[shown["share_rep"].idxmax()]
+        true = truth[int(best["group_order"])]
+        lo, hi, k = selection_interval(rows)
+        assert k == 3 and lo <= best["share_rep_lo_delta"] and hi >= best["share_rep_hi_delta"]
+        plain += best["share_rep_lo_delta"] <= true <= best["share_rep_hi_delta"]
+        adjusted += lo <= true <= hi
+        studies += 1
+    print(shares, "studies", studies, "unadjusted", plain / studies, "adjusted", adjusted / studies)
+    assert studies >= 380
+    assert adjusted / studies >= 0.93
+    if len(set(shares)) == 1:
+        assert plain / studies < 0.93  # the selected maximum is biased upward

@@ -199,9 +199,13 @@ def _convergence(history: pd.DataFrame, runs: pd.DataFrame, notes: list[str]) ->
     window = f"the last {100 * stats.convergence_window:.0f}% of"
     if conv["unconverged"].any():
         flagged = stats.unconverged_cells(conv)
+        cells = f"{len(flagged)} of {len(conv)} cells not shown converged"
+        notes.append(f"{cells} ({'; '.join(flagged)}); {stats.rule_phrase()}")
+    measured = int(conv["n"].sum())
+    if measured:
         notes.append(
-            f"{len(flagged)} cells had not converged: their mean test error moved by more than "
-            f"{100 * stats.convergence_threshold:.1f} points over {window} epochs ({'; '.join(flagged)})"
+            f"per run: {int(conv['moved'].sum())} of {measured} runs moved by more than "
+            f"{100 * stats.convergence_threshold:.1f} points over {window} their epochs"
         )
     if conv["unknown"].any():
         notes.append(

@@ -196,7 +196,7 @@ def _mark_convergence(r: StudyReport, budget, ax: plt.Axes) -> None:
     if len(flagged):
         cells = int((conv["budget"] == budget).sum())
         names = "\n".join(flagged["variant"]) if len(flagged) <= 3 else f"{len(flagged)} of {cells} models"
-        note = f"unconverged (shaded window):\n{names}"
+        note = f"not shown converged (shaded window):\n{names}"
         ax.text(0.98, 0.98, note, transform=ax.transAxes, ha="right", va="top", fontsize=6, color="C3")
 
 

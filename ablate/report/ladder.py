@@ -33,9 +33,10 @@ class LadderReport:
     (stats.decompose) plus step, change, models (names and parameters), design ('C4, matched
     control' where a step has both controls, else 'C4'), n (fewest seeds of an arm), `pilot` (the
     seeds stats.seeds_needed asks for from the first 3, for a +-10-point interval; -1 when it
-    cannot say), `up_to` (the step's largest share, where the step takes one) and `unconverged`
-    (the design's cells whose test error moved by more than stats.convergence_threshold over the
-    last stats.convergence_window of epochs; '' when none). single: per estimator step, the
+    cannot say), `up_to` (the step's largest share, where the step takes one; `up_to_lo`,
+    `up_to_hi`, `up_to_k`: its selection-adjusted interval and K), `unconverged` (the design's
+    cells not shown converged by stats.convergence, with their bounds; '' when none) and `bound`
+    (the largest upper bound of the design's cells' mean absolute change). single: per estimator step, the
     paper's estimator on its `of` step's runs, by "best" and "final" errors. missing: steps not
     finished (no runs, or an arm with fewer than 2 seeds)."""
 
@@ -80,19 +81,19 @@ def _models(prepared: pd.DataFrame, design: Design) -> str:
     return " · ".join(parts)
 
 
-def _unconverged(prepared: pd.DataFrame, conv: pd.DataFrame, design: Design) -> str:
-    """'c4_rep +0.8 pts; baseline -0.6 pts' for the design's flagged cells ('' when none)."""
-    flagged = conv[conv["unconverged"]]
-    flagged = flagged[design.rows(flagged)]
+def _convergence(prepared: pd.DataFrame, conv: pd.DataFrame, design: Design) -> tuple[str, float]:
+    """('c4_rep bound 0.88 pts; baseline bound 0.84 pts', largest bound) for the design's cells:
+    the cells not shown converged ('' when every cell is), and the largest upper bound (fraction)."""
+    mine = conv[design.rows(conv)]
     labels = []
-    for c in flagged.itertuples():
-        same = prepared[(prepared["arm"] == c.arm) & (prepared["group_order"] == c.group_order)]
-        grouped = c.arm in GROUPED_ARMS
+    for _, c in mine[mine["unconverged"]].iterrows():
+        same = prepared[(prepared["arm"] == c["arm"]) & (prepared["group_order"] == c["group_order"])]
+        grouped = c["arm"] in GROUPED_ARMS
         name = (same["model_name"].iloc[0] if len(same) else "") or (
-            c.arm + (f" {design.group_label}" if grouped else "")
+            c["arm"] + (f" {design.group_label}" if grouped else "")
         )
-        labels.append(f"{name} {100 * c.mean_change:+.1f} pts")
-    return "; ".join(labels)
+        labels.append(f"{name} {stats.bound_phrase(c)}")
+    return "; ".join(labels), float(mine["upper_abs_change"].max())
 
 
 def _pilot(runs: pd.DataFrame, table: pd.DataFrame) -> list[int]:
@@ -122,24 +123,30 @@ def _decomposition(step: Step, runs: pd.DataFrame, history: pd.DataFrame, notes:
     table["models"] = [_models(prepared, d) for d in designs]
     table["n"] = table[["n_plain", "n_repeat", "n_gcnn"]].min(axis=1)
     table["pilot"] = _pilot(runs, table)
-    table["unconverged"] = [_unconverged(prepared, conv, d) for d in designs]
+    table["unconverged"], table["bound"] = zip(*[_convergence(prepared, conv, d) for d in designs])
     for _, t in table.iterrows():
         where = f"step {step.key} ({t['design']})"
         if step.seeds is not None and t["n"] < step.seeds:
             notes.append(f"{where}: {int(t['n'])} of the {step.seeds} planned seeds per arm")
         if t["unconverged"]:
-            notes.append(
-                f"{where}: not converged — test error moved by more than "
-                f"{100 * stats.convergence_threshold:.1f} points over the last "
-                f"{100 * stats.convergence_window:.0f}% of epochs ({t['unconverged']})"
-            )
+            notes.append(f"{where}: not shown converged ({t['unconverged']}); {stats.rule_phrase()}")
+    moved, measured = int(conv["moved"].sum()), int(conv["n"].sum())
+    notes.append(
+        f"step {step.key}: per run, {moved} of {measured} runs moved by more than "
+        f"{100 * stats.convergence_threshold:.1f} points over the last {100 * stats.convergence_window:.0f}% "
+        "of their epochs"
+    )
     table["up_to"] = False
+    table["up_to_lo"], table["up_to_hi"], table["up_to_k"] = np.nan, np.nan, 0
     shown = table[table["identifiable"].astype(bool)]
     if step.up_to and len(shown):
         table["up_to"] = table.index == shown["share_rep"].astype(float).idxmax()
+        lo, hi, k = stats.selection_interval(table)
+        table.loc[table["up_to"], ["up_to_lo", "up_to_hi", "up_to_k"]] = lo, hi, k
         notes.append(
-            f"step {step.key}: the largest of {len(shown)} shares over {step.up_to} is biased upward "
-            f"(a maximum of noisy estimates); each {step.up_to}'s share is shown"
+            f"step {step.key}: the largest of {k} shares over {step.up_to} is biased upward (a maximum "
+            f"of noisy estimates); its 95% interval adjusted for that selection (Sidak over the {k}) "
+            f"is {format_interval(lo, hi)}; each {step.up_to}'s share is shown with its own interval"
         )
     return table
 
@@ -185,6 +192,11 @@ COLUMNS = [
 ]  # fmt: skip
 
 
+def _adjusted(t) -> str:
+    """'largest of 3, adjusted 95% CI -9.0% to 36.2%' for a step's "up to" row."""
+    return f"largest of {int(t['up_to_k'])}, adjusted 95% CI {format_interval(t['up_to_lo'], t['up_to_hi'])}"
+
+
 def ladder_rows(r: LadderReport) -> list[list[str]]:
     """The step table's cells, one row per decomposition step and design; then each estimator
     step's, by best- and final-epoch errors."""
@@ -193,13 +205,17 @@ def ladder_rows(r: LadderReport) -> list[list[str]]:
         errors = " / ".join(pct(t[f"err_{a}"], 2, unit="") for a in DEFAULT_ARMS)
         gains = " / ".join(f"{100 * t[f'gain_{g}']:.2f}" for g in ("total", "rep", "eq"))
         if t["identifiable"]:
-            share = pct(t["share_rep"]) + (" (up to)" if t["up_to"] else "")
+            share = pct(t["share_rep"]) + (f" (up to: {_adjusted(t)})" if t["up_to"] else "")
             delta = format_interval(t["share_rep_lo_delta"], t["share_rep_hi_delta"])
             fieller = format_interval(t["share_rep_lo_fieller"], t["share_rep_hi_fieller"], t["fieller_kind"])
         else:
             share, delta, fieller = "not identifiable", NOT_APPLICABLE, NOT_APPLICABLE
         seeds = f"{int(t['n'])}" + (f" (pilot: {int(t['pilot'])})" if t["pilot"] > 0 else "")
-        converged = f"no: {t['unconverged']}" if t["unconverged"] else "yes"
+        converged = (
+            f"not shown: {t['unconverged']}"
+            if t["unconverged"]
+            else f"yes (bound {100 * t['bound']:.2f} pts)"
+        )
         step = f"{t['step']} ({t['design']})"
         out.append([step, t["change"], t["models"], seeds, errors, gains, share, delta, fieller, converged])
     for key, by_error in r.single.items():
@@ -240,7 +256,7 @@ def ladder_sentence(r: LadderReport) -> str:
             continue
         each = ", ".join(
             f"{pct(t['share_rep'])} ({format_interval(t['share_rep_lo_delta'], t['share_rep_hi_delta'])}, "
-            f"{t['design']})"
+            f"{t['design']}" + (f"; {_adjusted(t)})" if t["up_to"] else ")")
             for _, t in rows.iterrows()
         )
         parts.append(f"{step.key} {each}")
@@ -256,6 +272,10 @@ def ladder_sentence(r: LadderReport) -> str:
                 f" {key}, {r.ladder.step(key).change.format(error='best')}: median "
                 f"{pct(s['median'])}, {reached} of {int(s['n'])} seeds at or above {pct(r.reference, 0)}."
             )
+    moving = r.rows[r.rows["unconverged"].astype(bool)]
+    if len(moving):
+        steps = ", ".join(dict.fromkeys(f"{t['step']} ({t['design']})" for _, t in moving.iterrows()))
+        line += f" Resting on cells not shown converged (table): {steps}."
     if r.missing:
         line += f" Not finished yet: step{'s' if len(r.missing) > 1 else ''} {', '.join(r.missing)}."
     return line
@@ -272,6 +292,10 @@ def fig_ladder(r: LadderReport, ax=None):
             lo, hi, share = t["share_rep_lo_delta"], t["share_rep_hi_delta"], t["share_rep"]
             ax.errorbar(100 * share, y, xerr=[[100 * (share - lo)], [100 * (hi - share)]], fmt="s",
                         color="black" if not t["up_to"] else "C3", capsize=3)  # fmt: skip
+            if t["up_to"]:  # the interval adjusted for taking the largest of K
+                label = f"up to: adjusted for the largest of {int(t['up_to_k'])}"
+                ax.plot([100 * t["up_to_lo"], 100 * t["up_to_hi"]], [y + 0.25, y + 0.25], color="C3",
+                        linewidth=1, linestyle=":", label=label)  # fmt: skip
         y += 1
     for key, by_error in r.single.items():
         for error, shares in by_error.items():

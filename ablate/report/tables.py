@@ -31,18 +31,25 @@ def _share_cell(row: pd.Series, method: str) -> str:
 
 
 def _change_cell(r: StudyReport, budget, variant: str) -> str:
-    """The convergence column: mean test-error change over the last epochs, flagged if too large."""
+    """The convergence column: mean absolute test-error change over the last epochs and its upper
+    95% bound (points), 'converged' when the bound is below the threshold, else 'not shown'."""
     if r.convergence is None:
         return NOT_APPLICABLE
     c = r.convergence[(r.convergence["budget"] == budget) & (r.convergence["variant"] == variant)]
     if c.empty or c["unknown"].iloc[0]:
         return NOT_APPLICABLE
-    return f"{100 * c['mean_change'].iloc[0]:+.2f}" + (" unconverged" if c["unconverged"].iloc[0] else "")
+    row = c.iloc[0]
+    bound = (
+        f"bound {100 * row['upper_abs_change']:.2f}" if np.isfinite(row["upper_abs_change"]) else "no bound"
+    )
+    return f"{100 * row['mean_abs_change']:.2f} ({bound}) " + (
+        "converged" if row["converged"] else "not shown"
+    )
 
 
 def arm_rows(r: StudyReport) -> list[list[str]]:
     """Table cells per budget and model variant: params, MACs, test error mean ± sd (n), and the
-    mean test-error change over the last 20% of epochs (flagged 'unconverged')."""
+    convergence check (stats.convergence: mean absolute change over the last 20% of epochs)."""
     cells = r.runs.groupby(["budget", "variant"])[["n_params", "macs"]].mean()
     rank = {v: i for i, v in enumerate(r.variants)}
     rows = []
@@ -136,7 +143,7 @@ ARM_HEADER = [
     "params",
     "MACs",
     "test error % mean ± sd (n)",
-    f"change over last {100 * stats.convergence_window:.0f}% of epochs (pts)",
+    f"mean abs. change over last {100 * stats.convergence_window:.0f}% of epochs (pts, upper 95% bound)",
 ]
 SHARE_HEADER = [
     "design",

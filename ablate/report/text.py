@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ablate.models.arms import DEFAULT_STRUCTURE, GROUPED_ARMS, Design, Group, control_phrase
-from ablate.stats import MIN_BOOT_SEEDS, SCALE_LABELS, largest_share
+from ablate.stats import MIN_BOOT_SEEDS, MIN_TREND_RUNS, SCALE_LABELS, largest_share
 
 
 def pct(x: float | None, digits: int = 1, unit: str = "%", missing: str = "n/a") -> str:
@@ -78,6 +78,10 @@ def headline_sentence(
         )
     n = min(best["n_plain"], best["n_repeat"], best["n_gcnn"])
     interval = format_interval(best["share_rep_lo_delta"], best["share_rep_hi_delta"])
+    interval += ", delta method"
+    if best["n_budgets"] > 1:  # the interval of a maximum, adjusted for its selection
+        adjusted = format_interval(best["share_rep_lo_adjusted"], best["share_rep_hi_adjusted"])
+        interval += f"; {adjusted} adjusted for taking the largest of {best['n_budgets']}"
     k, k_all = best["n_budgets"], best["n_budgets_all"]
     selection = (
         f"the largest of {k} identifiable budget shares"
@@ -93,13 +97,13 @@ def headline_sentence(
     control = f" ({control_phrase(structure)})" if structure != DEFAULT_STRUCTURE else ""
     flagged = (unconverged or {}).get(int(best["budget"]), [])
     caveat = (
-        f" It rests on cells that had not converged (test error still moving over the last epochs): "
-        f"{', '.join(flagged)}."
+        f" It rests on cells not shown converged (their test error may still move over the last "
+        f"epochs): {', '.join(flagged)}."
         if flagged
         else ""
     )
     return (
-        f"Up to {100 * best['share_rep']:.0f}% (95% CI {interval}, delta method) of the gain of the "
+        f"Up to {100 * best['share_rep']:.0f}% (95% CI {interval}) of the gain of the "
         f"{group} G-CNN over the plain CNN at equal parameters{where} is explained by learnable "
         f"repetition{control} alone: budget {int(best['budget']):,}, {selection}, {n} seeds per arm"
         + (f"; {pooled}." if pooled else ".")
@@ -178,7 +182,7 @@ def precision_lines(table: pd.DataFrame, target: float, unconverged: dict | None
                 + (f"within ±{100 * target:.0f}" if half <= target else f"wider than ±{100 * target:.0f}")
             )
         if flagged:
-            verdict += f"; unconverged cells: {', '.join(flagged)}"
+            verdict += f"; cells not shown converged: {', '.join(flagged)}"
         lines.append(f"{where}: {verdict}")
     return lines
 
@@ -237,9 +241,9 @@ def exchangeability_sentence(trends: dict[str, pd.DataFrame]) -> str:
     the finishing order second. trends: stats.seed_trends by "seed" and by "finished_at"."""
     by_seed = trends["seed"]
     if by_seed.empty:
-        return "Seed exchangeability: not checked (no cell has 4 ok runs)."
+        return f"Seed exchangeability: not checked (no cell has {MIN_TREND_RUNS} ok runs)."
     alpha = float(by_seed["alpha"].iloc[0])
-    how = f"Spearman, Holm-adjusted over {len(by_seed)} cells, flagged at {100 * alpha:.0f}%"
+    how = f"Spearman, permutation p, Holm-adjusted over {len(by_seed)} cells, flagged at {100 * alpha:.0f}%"
 
     def flagged(frame: pd.DataFrame) -> str:
         parts = []

@@ -14,16 +14,26 @@ no sentences: those are in ablate.report.text).
 
 from ablate.stats.convergence import THRESHOLD as convergence_threshold
 from ablate.stats.convergence import WINDOW as convergence_window
-from ablate.stats.convergence import best_epoch, convergence, run_changes, unconverged_cells, window_start
+from ablate.stats.convergence import (
+    best_epoch,
+    bound_phrase,
+    convergence,
+    rule_phrase,
+    run_changes,
+    unconverged_cells,
+    window_start,
+)
 from ablate.stats.decompose import (
     MIN_BOOT_SEEDS,
     decompose,
     largest_share,
     point_shares,
     seeds_needed,
+    selection_interval,
     smallest_perm_p,
 )
-from ablate.stats.exchangeability import TREND_ORDERS, seed_trends
+from ablate.stats.exchangeability import MIN_RUNS as MIN_TREND_RUNS
+from ablate.stats.exchangeability import TREND_ORDERS, seed_trends, spearman_p
 from ablate.stats.pooled import pooled
 from ablate.stats.ratio import bootstrap_interval, delta_interval, fieller_interval
 from ablate.stats.single_seed import SingleSeedShares, single_seed_shares
@@ -42,6 +52,7 @@ from ablate.stats.table import (
 __all__ = [
     "GAINS",
     "MIN_BOOT_SEEDS",
+    "MIN_TREND_RUNS",
     "REQUIRED",
     "SCALES",
     "SCALE_LABELS",
@@ -50,6 +61,8 @@ __all__ = [
     "TREND_ORDERS",
     "arm_summary",
     "best_epoch",
+    "bound_phrase",
+    "rule_phrase",
     "complete_budgets",
     "convergence",
     "convergence_threshold",
@@ -65,7 +78,9 @@ __all__ = [
     "run_changes",
     "seed_trends",
     "seeds_needed",
+    "selection_interval",
     "single_seed_shares",
+    "spearman_p",
     "smallest_perm_p",
     "to_scale",
     "unconverged_cells",

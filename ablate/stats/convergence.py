@@ -3,21 +3,25 @@
 
 A share measured before convergence partly measures how fast each arm learns. For each run, the
 change in test error over the last `window` of its epochs (from history.csv); per cell (budget,
-arm, N, repeat structure) the mean change over its ok runs, flagged when its size exceeds
-`threshold` (in either direction: still falling, or rising again).
+arm, N, repeat control) the mean *absolute* change over its ok runs (moves in opposite directions
+do not cancel) and its one-sided upper 95% t bound. A cell is shown converged when that bound is
+below `threshold`; otherwise (or with one run, which has no bound) it is not shown converged.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from ablate.models.arms import CELL_KEY, GROUPED_ARMS, Design, Group
 from ablate.stats.table import prepare
 
 WINDOW = 0.2  # the last 20% of a run's epochs
 THRESHOLD = 0.005  # 0.5 percentage points of test error
+CONFIDENCE = 0.95  # the one-sided level of the bound on the mean absolute change
 
 
 def window_start(epochs: int, window: float = WINDOW) -> int:
@@ -53,31 +57,65 @@ def convergence(
     history: pd.DataFrame, runs: pd.DataFrame, window: float = WINDOW, threshold: float = THRESHOLD
 ) -> pd.DataFrame:
     """Per cell (models.arms.CELL_KEY, as stats.table.prepare spells it; plus `variant` when the
-    runs carry one): n (ok runs with a measured change), mean_change, sd_change (fractions),
-    `unconverged` (|mean_change| > threshold) and `unknown` (no run's change could be measured)."""
+    runs carry one): n (ok runs with a measured change), mean_change, sd_change, mean_abs_change,
+    upper_abs_change (mean_abs_change + t(0.95, n - 1) sd / sqrt(n); NaN for one run), `moved`
+    (runs whose |change| exceeds threshold; fractions throughout), `converged` (upper_abs_change <
+    threshold), `unconverged` (measured but not shown converged) and `unknown` (no run's change
+    could be measured)."""
     table = prepare(runs)
     table = table[table["ok"]].merge(run_changes(history, table, window), on="run_key", how="left")
+    table["abs_change"] = table["change"].abs()
+    table["moved"] = table["abs_change"] > threshold
     keys = [*CELL_KEY, "group"] + (["variant"] if "variant" in table else [])
-    grouped = table.groupby(keys, sort=True)["change"]
+    grouped = table.groupby(keys, sort=True)
     out = pd.DataFrame(
-        {"n": grouped.count(), "mean_change": grouped.mean(), "sd_change": grouped.std(ddof=1)}
+        {
+            "n": grouped["change"].count(),
+            "mean_change": grouped["change"].mean(),
+            "sd_change": grouped["change"].std(ddof=1),
+            "mean_abs_change": grouped["abs_change"].mean(),
+            "sd_abs_change": grouped["abs_change"].std(ddof=1),
+            "moved": grouped["moved"].sum(),
+        }
     ).reset_index()
+    n = out["n"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = np.where(n > 1, sps.t.ppf(CONFIDENCE, np.maximum(n - 1, 1)), np.nan)
+        out["upper_abs_change"] = out["mean_abs_change"] + q * out["sd_abs_change"] / np.sqrt(n)
     out["unknown"] = out["n"] == 0
-    out["unconverged"] = ~out["unknown"] & (out["mean_change"].abs() > threshold)
+    out["converged"] = out["upper_abs_change"] < threshold
+    out["unconverged"] = ~out["unknown"] & ~out["converged"]
     out["threshold"], out["window"] = threshold, window
     return out
 
 
+def rule_phrase() -> str:
+    """The convergence rule in words, for notes and captions."""
+    return (
+        f"a cell is shown converged when the upper {100 * CONFIDENCE:.0f}% bound of its runs' mean absolute "
+        f"test-error change over the last {100 * WINDOW:.0f}% of epochs is below {100 * THRESHOLD:.1f} points"
+    )
+
+
+def bound_phrase(row) -> str:
+    """'mean abs. change 0.55, bound 0.84 pts' for a convergence row (percentage points)."""
+    mean = f"mean abs. change {100 * row['mean_abs_change']:.2f}"
+    if not np.isfinite(row["upper_abs_change"]):
+        return f"{mean} pts, no bound from {int(row['n'])} run"
+    return f"{mean}, bound {100 * row['upper_abs_change']:.2f} pts"
+
+
 def unconverged_cells(conv: pd.DataFrame, budget=None) -> list[str]:
-    """Labels ('budget 5,000 repeat (matched)') of the flagged cells, optionally of one budget."""
+    """Labels ('budget 5,000 repeat C4 (mean abs. change 0.55, bound 0.84 pts)') of the cells not
+    shown converged, optionally of one budget."""
     flagged = conv[conv["unconverged"]]
     if budget is not None:
         flagged = flagged[flagged["budget"] == budget]
     labels = []
-    for r in flagged.itertuples():
-        group = f" {Group(r.group, r.group_order).label}" if r.arm in GROUPED_ARMS else ""
-        what = getattr(r, "variant", None) or r.arm + group
-        labels.append(f"{Design(r.budget).label} {what} ({100 * r.mean_change:+.1f} pts)")
+    for _, r in flagged.iterrows():
+        group = f" {Group(r['group'], r['group_order']).label}" if r["arm"] in GROUPED_ARMS else ""
+        what = r.get("variant") or r["arm"] + group
+        labels.append(f"{Design(r['budget']).label} {what} ({bound_phrase(r)})")
     return labels
 
 

@@ -173,25 +173,60 @@ def decompose(
         for row, value in zip(rows, adjusted):
             row["p_aug"] = float(value)
     for suffix in ("", "_perm"):
-        raw = np.array([[row[f"p_{gain}{suffix}_raw"] for gain in GAINS] for row in rows], dtype=float)
-        adjusted = np.full(raw.shape, math.nan)
-        present = np.isfinite(raw)
-        if present.any():
-            adjusted[present] = holm(raw[present])
-        for row, values in zip(rows, adjusted):
-            row.update({f"p_{gain}{suffix}": float(v) for gain, v in zip(GAINS, values)})
+        _holm_family(rows, suffix)
     return pd.DataFrame(rows)
 
 
-def largest_share(table: pd.DataFrame) -> dict | None:
+def _holm_family(rows: list[dict], suffix: str) -> None:
+    """p_<gain><suffix>: Holm over every design's three gains, each distinct test counted once
+    (the designs of one budget and group share the plain and G-CNN arms, so their total-gain test
+    is one test, not one per repeat control)."""
+    tests: dict[tuple, float] = {}  # a test's identity -> its raw p
+    where = []  # per row and gain, the identity of its test
+    for index, row in enumerate(rows):
+        keys = []
+        for gain in GAINS:
+            p = row[f"p_{gain}{suffix}_raw"]
+            shared = gain == "total"
+            key = (gain, row["budget"], row["group_order"], p) if shared else (gain, index)
+            if np.isfinite(p):
+                tests[key] = p
+            keys.append(key)
+        where.append(keys)
+    adjusted = dict(zip(tests, holm(np.array(list(tests.values()), dtype=float)))) if tests else {}
+    for row, keys in zip(rows, where):
+        row.update({f"p_{gain}{suffix}": float(adjusted.get(k, math.nan)) for gain, k in zip(GAINS, keys)})
+
+
+def selection_interval(rows: pd.DataFrame, confidence: float = 0.95) -> tuple[float, float, int]:
+    """(lo, hi, K): the delta interval of the largest of the K identifiable shares in `rows`
+    (decompose rows), widened to Sidak's simultaneous level confidence^(1/K) for the family, so it
+    covers the selected design's true share with at least `confidence` whichever design the
+    maximum picks (Sidak's inequality holds for any correlation of the K estimates, e.g. a shared
+    plain arm). The per-design intervals in the table stay unadjusted. K = 1: the plain interval."""
+    shown = rows.loc[rows["identifiable"].astype(bool)]
+    if shown.empty:
+        return math.nan, math.nan, 0
+    best = shown.loc[shown["share_rep"].astype(float).idxmax()]
+    k = len(shown)
+    q = float(sps.t.ppf(1 - (1 - confidence) / 2, best["share_df"]))
+    q_k = float(sps.t.ppf(1 - (1 - confidence ** (1 / k)) / 2, best["share_df"]))
+    half = (best["share_rep_hi_delta"] - best["share_rep_lo_delta"]) / 2 * q_k / q
+    return float(best["share_rep"] - half), float(best["share_rep"] + half), k
+
+
+def largest_share(table: pd.DataFrame, confidence: float = 0.95) -> dict | None:
     """The identifiable budget with the largest repetition share (the paper's "up to X%"), with
-    `n_budgets` (how many identifiable budgets it was selected from); None when there is none.
-    The maximum of K noisy shares is biased upward: report it with that selection stated."""
+    `n_budgets` (how many identifiable budgets it was selected from) and its selection-adjusted
+    interval (`share_rep_lo_adjusted`, `share_rep_hi_adjusted`; selection_interval); None when
+    there is none. The maximum of K noisy shares is biased upward: report it with K stated."""
     shown = table.loc[table["identifiable"].astype(bool)]
     if shown.empty:
         return None
     best = shown.loc[shown["share_rep"].astype(float).idxmax()].to_dict()
-    return {**best, "n_budgets": len(shown), "n_budgets_all": len(table)}
+    lo, hi, k = selection_interval(table, confidence)
+    adjusted = {"share_rep_lo_adjusted": lo, "share_rep_hi_adjusted": hi}
+    return {**best, **adjusted, "n_budgets": k, "n_budgets_all": len(table)}
 
 
 def seeds_needed(

@@ -3,14 +3,15 @@
 Seeds are exchangeable by design (each run derives its generators from its seed), so a trend of
 test error with the seed number, or with the order in which runs finished, points at drift of
 the machine, the code or the data between runs. Per cell (budget, arm, N of C_N, repeat
-control): Spearman's rho of test error on the seed number (and on the finishing order), p-values
+control): Spearman's rho of test error on the seed number (and on the finishing order), its
+permutation p-value (exact over all n! orders up to EXACT_UP_TO runs, Monte Carlo beyond),
 Holm-adjusted over the study's cells, flagged at `alpha`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -23,14 +24,62 @@ from ablate.stats.table import prepare
 
 TREND_ORDERS = ("seed", "finished_at")  # what the errors are ranked against
 CELL = [*CELL_KEY, "group"]
-MIN_RUNS = 4  # Spearman's rho of fewer runs cannot reach 5% (its smallest two-sided p is 1/12)
+EXACT_UP_TO = 10  # runs per cell up to which the permutation p-value is exact (10! orders)
+RESAMPLES = 9_999  # Monte Carlo orders beyond that (seeded: the same table gives the same p)
 
 
-def seed_trends(runs: pd.DataFrame, by: str = "seed", alpha: float = 0.05) -> pd.DataFrame:
-    """One row per cell with at least MIN_RUNS ok runs: n, rho (Spearman of test error on `by`:
-    the seed number, or the finishing order from `finished_at`), p (two-sided), p_holm (Holm over
-    the cells) and `flagged` (p_holm < alpha); plus the cell's `code_fingerprints` (distinct values
-    of that column, when the table has it)."""
+def smallest_p(n: int) -> float:
+    """The smallest two-sided permutation p-value Spearman's rho of n distinct ranks can reach:
+    2 / n! exactly (1/12 at n = 4, 1/60 at n = 5), 1 / (RESAMPLES + 1) beyond EXACT_UP_TO."""
+    return 2 / math.factorial(n) if n <= EXACT_UP_TO else 1 / (RESAMPLES + 1)
+
+
+ALPHA = 0.05
+MIN_RUNS = next(n for n in range(2, 20) if smallest_p(n) <= ALPHA)  # 5: at 4 runs no order reaches 5%
+
+
+@functools.cache
+def _all_orders(n: int) -> np.ndarray:
+    """Every permutation of range(n), (n!, n) int8, built by inserting k at each position."""
+    orders = np.zeros((1, 0), dtype=np.int8)
+    for k in range(n):
+        orders = np.concatenate([np.insert(orders, pos, k, axis=1) for pos in range(k + 1)])
+    return orders
+
+
+def spearman_p(
+    x: np.ndarray, y: np.ndarray, resamples: int = RESAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """(rho, two-sided p) of Spearman's rank correlation of (n,) x and y under the permutation
+    null (every order of x equally likely): exact over all n! orders for n <= EXACT_UP_TO,
+    else (1 + #{|rho*| >= |rho|}) / (1 + resamples) over seeded random orders. Ties get mid-ranks;
+    constant x or y: (NaN, NaN)."""
+    rx, ry = sps.rankdata(x), sps.rankdata(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    scale = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
+    if scale == 0:
+        return math.nan, math.nan
+    observed = float(rx @ ry)
+    n = len(rx)
+    if n <= EXACT_UP_TO:
+        orders, extreme = _all_orders(n), 0
+        for start in range(0, len(orders), 500_000):  # (chunk, n) at a time: 40 MB at most
+            extreme += int((np.abs(rx[orders[start : start + 500_000]] @ ry) >= abs(observed) - 1e-9).sum())
+        p = extreme / len(orders)
+    else:
+        orders = np.argsort(np.random.default_rng(seed).random((resamples, n)), axis=1)
+        p = (1 + int((np.abs(rx[orders] @ ry) >= abs(observed) - 1e-9).sum())) / (1 + resamples)
+    return observed / scale, float(p)
+
+
+def seed_trends(
+    runs: pd.DataFrame, by: str = "seed", alpha: float = ALPHA, min_runs: int = MIN_RUNS
+) -> pd.DataFrame:
+    """One row per cell with at least `min_runs` ok runs (MIN_RUNS: the fewest whose smallest
+    attainable p reaches 5%): n, rho (Spearman of test error on `by`: the seed number, or the
+    finishing order from `finished_at`), p (two-sided permutation p, spearman_p), p_holm (Holm
+    over the cells) and `flagged` (p_holm < alpha); plus the cell's `code_fingerprints` (distinct
+    values of that column, when the table has it)."""
     expect_one_of("by", by, TREND_ORDERS)
     table = prepare(runs)
     table = table[table["ok"]]
@@ -38,12 +87,10 @@ def seed_trends(runs: pd.DataFrame, by: str = "seed", alpha: float = 0.05) -> pd
         table = table.assign(finished_at=pd.to_datetime(table["finished_at"], utc=True, format="ISO8601"))
     rows = []
     for keys, cell in table.groupby(CELL, sort=True):
-        if len(cell) < MIN_RUNS:
+        if len(cell) < min_runs:
             continue
         x, y = cell[by].rank(method="average").to_numpy(), cell["test_error"].to_numpy(dtype=float)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # constant errors: rho is undefined (NaN), not an error
-            rho, p = sps.spearmanr(x, y)
+        rho, p = spearman_p(x, y)
         fingerprints = sorted(set(cell["code_fingerprint"].fillna(""))) if "code_fingerprint" in cell else []
         rows.append(
             dict(zip(CELL, keys), n=len(cell), rho=float(rho), p=float(p), code_fingerprints=fingerprints)
