@@ -379,3 +379,29 @@ def test_the_selection_adjusted_interval_covers_the_selected_designs_share(share
     assert adjusted / studies >= 0.93
     if len(set(shares)) == 1:
         assert plain / studies < 0.93  # the selected maximum is biased upward
+
+
+def test_runs_of_one_cell_from_different_code_are_tested_and_the_flag_says_how_to_retrain():
+    from ablate.report.provenance import code_notes
+    from ablate.stats import code_heterogeneity
+
+    rng = np.random.default_rng(4)
+    rows = []
+    for arm, shift in (("plain", 0.0), ("gcnn", 0.02)):  # the G-CNN's later seeds 2 points worse
+        for seed in range(12):
+            fingerprint = "0.2.0+aaaaaaaaaaaa" if seed < 6 else "0.2.1+bbbbbbbbbbbb"
+            error = 0.05 + 0.002 * rng.standard_normal() + (shift if seed >= 6 else 0.0)
+            order = 4 if arm == "gcnn" else 1
+            rows.append({"arm": arm, "budget": 1000, "seed": seed, "test_error": error, "status": "ok",
+                         "group_order": order, "code_fingerprint": fingerprint})  # fmt: skip
+    runs = pd.DataFrame(rows)
+    tested = code_heterogeneity(runs).set_index("arm")
+    assert tested.loc["gcnn", "flagged"] and not tested.loc["plain", "flagged"]
+    assert tested.loc["gcnn", "fingerprints"]["0.2.1+bbbbbbbbbbbb"] == list(range(6, 12))
+    notes = [n for n in code_notes(runs, "mine") if n.startswith("code versions differ")]
+    assert len(notes) == 1 and "gcnn at budget 1,000, C4" in notes[0]
+    assert (
+        "`python -m ablate.run mine.toml --seeds 0,1,2,3,4,5,6,7,8,9,10,11 --results results/one-code`"
+        in notes[0]
+    )
+    assert code_heterogeneity(runs[runs["seed"] < 6]).empty  # one fingerprint: nothing to test

@@ -18,6 +18,7 @@ import pandas as pd
 from ablate import stats
 from ablate.models.arms import DEFAULT_ARMS, GROUPED_ARMS, NOT_APPLICABLE, Design
 from ablate.report.figures import axes, decorate
+from ablate.report.provenance import code_notes
 from ablate.report.text import format_interval, pct
 from ablate.results import StudyResults
 from ablate.study.ladder import Ladder, Step
@@ -114,6 +115,7 @@ def _decomposition(step: Step, runs: pd.DataFrame, history: pd.DataFrame, notes:
         warnings.simplefilter("always", stats.StatsWarning)
         table = stats.decompose(runs, n_boot=0, n_perm=0)
     notes += [f"step {step.key}: {w.message}" for w in caught if issubclass(w.category, stats.StatsWarning)]
+    notes += [f"step {step.key}: {n}" for n in code_notes(runs, "STUDY") if n.startswith("code versions")]
     controls = table["repeat_structure"].nunique() > 1  # a step with both repeat controls names them
     designs = [Design.of(row) for _, row in table.iterrows()]
     prepared = stats.prepare(runs)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ablate import stats
 from ablate.errors import ResultsError
+from ablate.models.arms import GROUPED_ARMS, Design
 from ablate.results import StudyResults
 from ablate.study.grid import expand_grid
 from ablate.study.schema import Study
@@ -69,9 +71,12 @@ def what_ran_notes(runs: pd.DataFrame, store: StudyResults, study: Study | None)
     return notes
 
 
-def code_notes(runs: pd.DataFrame) -> list[str]:
+def code_notes(runs: pd.DataFrame, study: str = "STUDY") -> list[str]:
     """One line when runs come from more than one code fingerprint (with counts: not an error,
-    code that changes nothing in the results is common) or predate code fingerprints."""
+    code that changes nothing in the results is common) or predate code fingerprints; then the
+    test of whether a cell's errors differ between those versions (stats.code_heterogeneity): one
+    line per flagged cell, naming its fingerprints' seeds and how to retrain them under one
+    version into a folder of their own, or one line saying none differs."""
     fingerprints = runs["code_fingerprint"].fillna("")
     counts = fingerprints[fingerprints != ""].value_counts()
     legacy = int((fingerprints == "").sum())
@@ -81,4 +86,27 @@ def code_notes(runs: pd.DataFrame) -> list[str]:
         notes.append(f"runs come from {len(counts)} code fingerprints: {shown}")
     if legacy:
         notes.append(f"{legacy} runs predate code fingerprints (recorded from ablate 0.2.0)")
+    return notes + _heterogeneity_notes(runs, study)
+
+
+def _heterogeneity_notes(runs: pd.DataFrame, study: str) -> list[str]:
+    tested = stats.code_heterogeneity(runs)
+    if tested.empty:
+        return []
+    how = f"Kruskal-Wallis across code fingerprints, Holm over {len(tested)} cells"
+    flagged = tested[tested["flagged"]]
+    if flagged.empty:
+        least = f"least adjusted p {tested['p_holm'].min():.2g}"
+        return [f"code versions: no cell's test errors differ between them ({how}; {least})"]
+    notes = []
+    for _, c in flagged.iterrows():
+        design = Design.of(c) if c["arm"] in GROUPED_ARMS else Design(c["budget"])
+        parts = "; ".join(f"{fp}: seeds {', '.join(map(str, s))}" for fp, s in c["fingerprints"].items())
+        seeds = ",".join(str(s) for s in sorted(s for group in c["fingerprints"].values() for s in group))
+        notes.append(
+            f"code versions differ for {c['arm']} at {design.label} ({how}, adjusted p {c['p_holm']:.2g}): "
+            f"{parts}; to retrain those seeds under one version into a folder of their own: "
+            f"`python -m ablate.run {study}.toml --seeds {seeds} --results results/one-code` (finished "
+            "runs are never overwritten)"
+        )
     return notes

@@ -33,7 +33,7 @@ from ablate.stats.decompose import (
     smallest_perm_p,
 )
 from ablate.stats.exchangeability import MIN_RUNS as MIN_TREND_RUNS
-from ablate.stats.exchangeability import TREND_ORDERS, seed_trends, spearman_p
+from ablate.stats.exchangeability import TREND_ORDERS, code_heterogeneity, seed_trends, spearman_p
 from ablate.stats.pooled import pooled
 from ablate.stats.ratio import bootstrap_interval, delta_interval, fieller_interval
 from ablate.stats.single_seed import SingleSeedShares, single_seed_shares
@@ -68,6 +68,7 @@ __all__ = [
     "convergence_threshold",
     "convergence_window",
     "bootstrap_interval",
+    "code_heterogeneity",
     "decompose",
     "delta_interval",
     "fieller_interval",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -103,3 +104,34 @@ def seed_trends(
     out["flagged"] = out["p_holm"] < alpha
     out["by"], out["alpha"] = by, alpha
     return out
+
+
+def code_heterogeneity(runs: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """Whether a cell's test errors differ between the code versions that made its runs: per cell
+    whose ok runs span at least two code fingerprints with at least two runs each, a Kruskal-Wallis
+    test across the fingerprints (`p`), Holm over the tested cells (`p_holm`), `flagged` below
+    alpha; `fingerprints` lists the cell's fingerprints with their seeds. Fingerprint and seed are
+    confounded when seeds were run in chunks: a flag says the runs should not be pooled unchecked."""
+    columns = [*CELL, "n", "fingerprints", "p", "p_holm", "flagged"]
+    table = prepare(runs)
+    if "code_fingerprint" not in table:
+        return pd.DataFrame(columns=columns)
+    table = table[table["ok"]].assign(code_fingerprint=table["code_fingerprint"].fillna(""))
+    rows = []
+    for keys, cell in table.groupby(CELL, sort=True):
+        groups = {fp: g for fp, g in cell.groupby("code_fingerprint") if fp and len(g) >= 2}
+        if len(groups) < 2:
+            continue
+        errors = [g["test_error"].to_numpy(dtype=float) for g in groups.values()]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # identical errors in every group: no test (NaN)
+            p = float(sps.kruskal(*errors).pvalue) if np.ptp(np.concatenate(errors)) > 0 else math.nan
+        seeds = {fp: sorted(int(s) for s in g["seed"]) for fp, g in groups.items()}
+        rows.append(dict(zip(CELL, keys), n=len(cell), fingerprints=seeds, p=p))
+    out = pd.DataFrame(rows, columns=[*CELL, "n", "fingerprints", "p"])
+    out["p_holm"] = math.nan
+    tested = np.isfinite(out["p"].to_numpy(dtype=float))
+    if tested.any():
+        out.loc[tested, "p_holm"] = holm(out.loc[tested, "p"].to_numpy(dtype=float))
+    out["flagged"] = out["p_holm"] < alpha
+    return out[columns]
