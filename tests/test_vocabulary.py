@@ -20,15 +20,15 @@ from ablate.results import RUN_COLUMNS, HistoryRow, RunRow, StudyResults
 PACKAGE = Path(__file__).resolve().parents[1] / "ablate"
 
 
-def test_the_group_value_labels_sizes_and_parses():
+def test_the_group_value_labels_and_sizes():
     assert Group("C", 4).label == "C4" and Group("D", 4).label == "D4" and TRIVIAL_GROUP.label == "C1"
-    assert Group("C", 8).size == 8 and Group("D", 4).size == 8
-    assert Group.parse("D16") == Group("D", 16) and Group.labels("D", [2, 4]) == "D2/D4"
-    for bad in ("4", "E4", "C", "Cx"):
-        with pytest.raises(ValueError, match="expected C<N> or D<N>"):
-            Group.parse(bad)
-    with pytest.raises(ValueError, match="expected C or D"):
-        Group("E", 4)
+    assert Group("C", 8).size == 8 and Group("D", 4).size == 8 and Group.labels("D", [2, 4]) == "D2/D4"
+    assert (
+        Group.of({"group": "D", "group_order": 8}) == Group("D", 8) and Group.of({"group_order": 0}) is None
+    )
+    for kind, order in (("E", 4), ("C", 0)):
+        with pytest.raises(ValueError, match="expected C or D with an order >= 1"):
+            Group(kind, order)
 
 
 def test_the_design_value_makes_labels_cell_keys_and_row_masks():

@@ -87,18 +87,6 @@ class Group:
         """'C4', 'D4', 'C1'."""
         return f"{self.kind}{self.order}"
 
-    @property
-    def trivial(self) -> bool:
-        return self.order == TRIVIAL_ORDER and self.kind == ROTATIONS
-
-    @classmethod
-    def parse(cls, text: str) -> Group:
-        """'C4' -> Group("C", 4); ValueError for anything else."""
-        text = str(text).strip()
-        if len(text) < 2 or text[0] not in GROUP_KINDS or not text[1:].isdigit():
-            raise ValueError(f"group: expected C<N> or D<N> (e.g. C4), found {text!r}")
-        return cls(text[0], int(text[1:]))
-
     @classmethod
     def of(cls, row) -> Group | None:
         """The group of a mapping with group_order (and group): None when N is unknown (0)."""
