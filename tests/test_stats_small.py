@@ -398,7 +398,7 @@ def test_runs_of_one_cell_from_different_code_are_tested_and_the_flag_says_how_t
     tested = code_heterogeneity(runs).set_index("arm")
     assert tested.loc["gcnn", "flagged"] and not tested.loc["plain", "flagged"]
     assert tested.loc["gcnn", "fingerprints"]["0.2.1+bbbbbbbbbbbb"] == list(range(6, 12))
-    notes = [n for n in code_notes(runs, "mine") if n.startswith("code versions differ")]
+    notes = [n for n in code_notes(runs, "mine.toml") if n.startswith("code versions differ")]
     assert len(notes) == 1 and "gcnn at budget 1,000, C4" in notes[0]
     assert (
         "`python -m ablate.run mine.toml --seeds 0,1,2,3,4,5,6,7,8,9,10,11 --results results/one-code`"

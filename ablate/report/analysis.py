@@ -219,7 +219,11 @@ def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyRep
     """Read one study's results and compute its statistics, noting what is missing or too thin."""
     store, runs, history = _read(directory)
     saved = store.saved_study()
-    notes = data_notes(runs, store) + what_ran_notes(runs, store, saved) + code_notes(runs, directory.name)
+    notes = (
+        data_notes(runs, store)
+        + what_ran_notes(runs, store, saved)
+        + code_notes(runs, str(store.dir / "study.toml"))
+    )
     diverged = int((runs["status"] != "ok").sum())
     if diverged:
         notes.append(f"{diverged} runs did not finish ok (diverged) and are left out of the statistics")

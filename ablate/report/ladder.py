@@ -115,7 +115,8 @@ def _decomposition(step: Step, runs: pd.DataFrame, history: pd.DataFrame, notes:
         warnings.simplefilter("always", stats.StatsWarning)
         table = stats.decompose(runs, n_boot=0, n_perm=0)
     notes += [f"step {step.key}: {w.message}" for w in caught if issubclass(w.category, stats.StatsWarning)]
-    notes += [f"step {step.key}: {n}" for n in code_notes(runs, "STUDY") if n.startswith("code versions")]
+    study_file = step.studies[0] if len(step.studies) == 1 else f"STUDY.toml (of {', '.join(step.studies)})"
+    notes += [f"step {step.key}: {n}" for n in code_notes(runs, study_file) if n.startswith("code versions")]
     controls = table["repeat_structure"].nunique() > 1  # a step with both repeat controls names them
     designs = [Design.of(row) for _, row in table.iterrows()]
     prepared = stats.prepare(runs)

@@ -71,7 +71,7 @@ def what_ran_notes(runs: pd.DataFrame, store: StudyResults, study: Study | None)
     return notes
 
 
-def code_notes(runs: pd.DataFrame, study: str = "STUDY") -> list[str]:
+def code_notes(runs: pd.DataFrame, study_file: str = "STUDY.toml") -> list[str]:
     """One line when runs come from more than one code fingerprint (with counts: not an error,
     code that changes nothing in the results is common) or predate code fingerprints; then the
     test of whether a cell's errors differ between those versions (stats.code_heterogeneity): one
@@ -86,10 +86,10 @@ def code_notes(runs: pd.DataFrame, study: str = "STUDY") -> list[str]:
         notes.append(f"runs come from {len(counts)} code fingerprints: {shown}")
     if legacy:
         notes.append(f"{legacy} runs predate code fingerprints (recorded from ablate 0.2.0)")
-    return notes + _heterogeneity_notes(runs, study)
+    return notes + _heterogeneity_notes(runs, study_file)
 
 
-def _heterogeneity_notes(runs: pd.DataFrame, study: str) -> list[str]:
+def _heterogeneity_notes(runs: pd.DataFrame, study_file: str) -> list[str]:
     tested = stats.code_heterogeneity(runs)
     if tested.empty:
         return []
@@ -106,7 +106,7 @@ def _heterogeneity_notes(runs: pd.DataFrame, study: str) -> list[str]:
         notes.append(
             f"code versions differ for {c['arm']} at {design.label} ({how}, adjusted p {c['p_holm']:.2g}): "
             f"{parts}; to retrain those seeds under one version into a folder of their own: "
-            f"`python -m ablate.run {study}.toml --seeds {seeds} --results results/one-code` (finished "
+            f"`python -m ablate.run {study_file} --seeds {seeds} --results results/one-code` (finished "
             "runs are never overwritten)"
         )
     return notes
