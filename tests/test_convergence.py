@@ -58,7 +58,7 @@ def test_a_converged_cell_passes_and_an_unconverged_one_is_flagged():
     assert abs(conv.loc["plain", "mean_change"]) < 0.001
     assert conv.loc["repeat", "mean_abs_change"] == pytest.approx(0.012, abs=0.001)
     assert conv.loc["plain", "converged"] and conv.loc["plain", "upper_abs_change"] < 0.005
-    labels = stats.unconverged_cells(stats.convergence(history, runs))
+    labels = text.unconverged_cells(stats.convergence(history, runs))
     assert len(labels) == 1 and labels[0].startswith("budget 5,000 repeat C4 (mean abs. change 1.1")
     # the threshold is a parameter: 0.1 points per epoch (-0.6) is flagged at 0.5, not at 1.0
     runs, history = synthetic(slope={"gcnn": 0.1})
@@ -81,7 +81,7 @@ def test_opposite_moves_do_not_cancel_and_one_run_shows_nothing():
     one_runs, one_history = synthetic(seeds=1)
     single = stats.convergence(one_history, one_runs)
     assert single["upper_abs_change"].isna().all() and single["unconverged"].all()
-    assert "no bound from 1 run" in stats.unconverged_cells(single)[0]
+    assert "no bound from 1 run" in text.unconverged_cells(single)[0]
 
 
 def test_unknown_change_is_not_flagged():
@@ -94,7 +94,7 @@ def test_the_headline_says_when_it_rests_on_unconverged_cells(tmp_path, capsys):
     store = write_study(tmp_path / "results", budgets=(10_000,), epochs=3)  # error x (1 + 1/epoch)
     runs, history = store.runs(), store.history()
     table = stats.decompose(runs)
-    flagged = stats.unconverged_cells(stats.convergence(history, runs))
+    flagged = text.unconverged_cells(stats.convergence(history, runs))
     sentence = text.headline_sentence(table, 4, "", None, {10_000: flagged})
     assert flagged and sentence.endswith(
         f"not shown converged (their test error may still move over the last epochs): {', '.join(flagged)}."

@@ -147,7 +147,7 @@ def test_forward_shapes_for_batch_sizes_1_and_7(backbone):
 def test_the_arms_widths_and_macs():
     models = build_triplet(50_000)
     macs = {arm: count_macs(m) for arm, m in models.items()}
-    assert all(n > 0 for n in macs.values())
+    assert all(n > 0 for n in macs.values()) and all(m.arm == arm for arm, m in models.items())
     assert models["gcnn"].group_order == 4 and models["repeat"].repeat_mode == "swish"
     assert list(models["repeat"].physical_widths) == list(models["gcnn"].physical_widths)
     # same parameters, physically larger network: about N-fold the width costs ~N^2/N more MACs

@@ -10,9 +10,9 @@ import numpy as np
 
 from ablate.errors import expect_one_of
 from ablate.models import paper
-from ablate.models.arms import DEFAULT_STRUCTURE, NO_STRUCTURE, PRESETS, ROTATIONS, TRIVIAL_ORDER
+from ablate.models.arms import DEFAULT_STRUCTURE, NO_STRUCTURE, PRESETS, ROTATIONS, TRIVIAL_ORDER, Group
 from ablate.models.backbone import Backbone, get_backbone
-from ablate.models.gcnn import gcnn_params, group_size
+from ablate.models.gcnn import gcnn_params
 from ablate.models.plain import plain_params
 from ablate.models.repeat import MODES, STRUCTURES, repeat_params
 from ablate.models.spec import ArmSpec, count_params
@@ -105,7 +105,7 @@ def solve_triplet(
         tolerance,
         arm="gcnn",
     )
-    physical = [group_size(group, group_order) * f for f in fields]
+    physical = [Group(group, group_order).size * f for f in fields]
     base, repeat_n = solve_widths(
         lambda w: repeat_params(spec, physical, w, repeat_mode, classes, repeat_structure, channels=channels),
         relative,

@@ -45,11 +45,6 @@ def gspace(group: str, order: int):
     return gspaces.rot2dOnR2(N=order) if group == ROTATIONS else gspaces.flipRot2dOnR2(N=order)
 
 
-def group_size(group: str, order: int) -> int:
-    """|G|: the channels of one regular field (N for C_N, 2N for D_N)."""
-    return Group(group, order).size
-
-
 class GCNN(nn.Module):
     """C_N or D_N G-CNN: per layer R2Conv -> InnerBatchNorm -> activation [-> PointwiseMaxPool],
     then GroupPooling (invariant fields) and the backbone's head.
@@ -82,7 +77,7 @@ class GCNN(nn.Module):
             raise ValueError(f"group_order: expected an integer >= 2, found {group_order}")
         self.backbone, self.group_order, self.group = backbone, group_order, group
         self.learnable_widths = [int(f) for f in fields]
-        self.physical_widths = [group_size(group, group_order) * f for f in self.learnable_widths]
+        self.physical_widths = [Group(group, group_order).size * f for f in self.learnable_widths]
         self.gspace = gspace(group, group_order)
         self.in_type = enn.FieldType(self.gspace, [self.gspace.trivial_repr] * channels)
         regular = self.gspace.regular_repr

@@ -20,8 +20,8 @@ from ablate.report.figures import FIGURES, save, use_theme
 from ablate.report.ladder import COLUMNS as LADDER_COLUMNS
 from ablate.report.ladder import analyse_ladder, fig_ladder, ladder_rows, ladder_sentence
 from ablate.report.tables import headline_text, markdown_table, write_tables
-from ablate.results import study_dirs
-from ablate.study.ladder import Ladder, is_ladder, load_ladder, results_folder
+from ablate.results import StudyResults, study_dirs
+from ablate.study.ladder import Ladder, is_ladder, load_ladder
 from ablate.study.schema import load_study
 
 
@@ -61,7 +61,8 @@ def write_ladder(ladder: Ladder, base: Path, out_root: Path, formats: Sequence[s
 def _study_folders(file: str | None, root: Path, study: str | None) -> list[Path]:
     """The results folders to report: a study file's, one study's under `root`, or all of them."""
     if file:
-        directories = [results_folder(load_study(file))]
+        study = load_study(file)
+        directories = [StudyResults(study.run.results, study.name).dir]
     elif study:
         directories = [root / study]
     else:

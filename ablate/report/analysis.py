@@ -13,6 +13,7 @@ from ablate import stats
 from ablate.errors import DataError, ResultsError
 from ablate.models.arms import ARM_LABELS, ARMS, GROUPED_ARMS, TRIVIAL_GROUP, Design, Group
 from ablate.models.paper import PAPER_ORDER, PAPER_SEED
+from ablate.report import text
 from ablate.report.provenance import code_notes, data_notes, what_ran_notes
 from ablate.results import StudyResults
 from ablate.study.grid import study_shape
@@ -109,7 +110,7 @@ class StudyReport:
         if self.convergence is None:
             return {}
         budgets = self.convergence.loc[self.convergence["unconverged"], "budget"]
-        return {int(b): stats.unconverged_cells(self.convergence, b) for b in sorted(set(budgets))}
+        return {int(b): text.unconverged_cells(self.convergence, b) for b in sorted(set(budgets))}
 
     @property
     def n_seeds(self) -> str:
@@ -198,9 +199,9 @@ def _convergence(history: pd.DataFrame, runs: pd.DataFrame, notes: list[str]) ->
     conv = stats.convergence(history, runs)
     window = f"the last {100 * stats.convergence_window:.0f}% of"
     if conv["unconverged"].any():
-        flagged = stats.unconverged_cells(conv)
+        flagged = text.unconverged_cells(conv)
         cells = f"{len(flagged)} of {len(conv)} cells not shown converged"
-        notes.append(f"{cells} ({'; '.join(flagged)}); {stats.rule_phrase()}")
+        notes.append(f"{cells} ({'; '.join(flagged)}); {text.convergence_rule()}")
     measured = int(conv["n"].sum())
     if measured:
         notes.append(

@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 
 from ablate import stats
-from ablate.models.arms import DEFAULT_ARMS, GROUPED_ARMS, NOT_APPLICABLE, Design
+from ablate.models.arms import DEFAULT_ARMS, NOT_APPLICABLE, Design
 from ablate.report.figures import axes, decorate
 from ablate.report.provenance import code_notes
-from ablate.report.text import format_interval, pct
+from ablate.report.text import bound_phrase, cell_name, convergence_rule, format_interval, pct
 from ablate.results import StudyResults
 from ablate.study.ladder import Ladder, Step
+from ablate.study.schema import Study
 
 PILOT_SEEDS = 3
 PILOT_HALF_WIDTH = 0.10  # the seeds for a +-10-point delta interval of the share
@@ -37,9 +38,9 @@ class LadderReport:
     cannot say), `up_to` (the step's largest share, where the step takes one; `up_to_lo`,
     `up_to_hi`, `up_to_k`: its selection-adjusted interval and K), `unconverged` (the design's
     cells not shown converged by stats.convergence, with their bounds; '' when none) and `bound`
-    (the largest upper bound of the design's cells' mean absolute change). single: per estimator step, the
-    paper's estimator on its `of` step's runs, by "best" and "final" errors. missing: steps not
-    finished (no runs, or an arm with fewer than 2 seeds)."""
+    (the largest upper bound of the design's cells' mean absolute change). single: per estimator
+    step, the paper's estimator on its `of` step's runs, by "best" and "final" errors. missing:
+    steps not finished (no runs, or an arm with fewer than 2 seeds)."""
 
     ladder: Ladder
     rows: pd.DataFrame
@@ -52,12 +53,12 @@ class LadderReport:
         return self.ladder.settings.reference
 
 
-def _read(base: Path, step: Step) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The step's ok runs (of its budget and controls) and their history, from its folders under
-    `base` (a run in two folders counted once)."""
+def _read(base: Path, step: Step, studies: tuple[Study, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The step's ok runs (of its budget and controls) and their history, from its studies'
+    results folders under `base` (a run in two folders counted once)."""
     runs, history = [], []
-    for folder in step.folders:
-        store = StudyResults((base / folder).parent, folder.name)
+    for study in studies:
+        store = StudyResults(base / study.run.results, study.name)
         runs.append(store.runs())
         history.append(store.history())
     runs = pd.concat([r for r in runs if len(r)] or [runs[0]], ignore_index=True).drop_duplicates("run_key")
@@ -89,11 +90,8 @@ def _convergence(prepared: pd.DataFrame, conv: pd.DataFrame, design: Design) -> 
     labels = []
     for _, c in mine[mine["unconverged"]].iterrows():
         same = prepared[(prepared["arm"] == c["arm"]) & (prepared["group_order"] == c["group_order"])]
-        grouped = c["arm"] in GROUPED_ARMS
-        name = (same["model_name"].iloc[0] if len(same) else "") or (
-            c["arm"] + (f" {design.group_label}" if grouped else "")
-        )
-        labels.append(f"{name} {stats.bound_phrase(c)}")
+        name = (same["model_name"].iloc[0] if len(same) else "") or cell_name(c)
+        labels.append(f"{name} {bound_phrase(c)}")
     return "; ".join(labels), float(mine["upper_abs_change"].max())
 
 
@@ -132,7 +130,7 @@ def _decomposition(step: Step, runs: pd.DataFrame, history: pd.DataFrame, notes:
         if step.seeds is not None and t["n"] < step.seeds:
             notes.append(f"{where}: {int(t['n'])} of the {step.seeds} planned seeds per arm")
         if t["unconverged"]:
-            notes.append(f"{where}: not shown converged ({t['unconverged']}); {stats.rule_phrase()}")
+            notes.append(f"{where}: not shown converged ({t['unconverged']}); {convergence_rule()}")
     moved, measured = int(conv["moved"].sum()), int(conv["n"].sum())
     notes.append(
         f"step {step.key}: per run, {moved} of {measured} runs moved by more than "
@@ -175,7 +173,7 @@ def analyse_ladder(ladder: Ladder, base: Path = Path(".")) -> LadderReport:
             if not single[step.key]:
                 missing.append(step.key)
             continue
-        runs, history = read[step.key] = _read(base, step)
+        runs, history = read[step.key] = _read(base, step, ladder.studies[step.key])
         if runs.empty:
             missing.append(step.key)
             continue

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ablate import stats
 from ablate.errors import ResultsError
-from ablate.models.arms import GROUPED_ARMS, Design
+from ablate.report import text
 from ablate.results import StudyResults
 from ablate.study.grid import expand_grid
 from ablate.study.schema import Study
@@ -100,11 +100,10 @@ def _heterogeneity_notes(runs: pd.DataFrame, study_file: str) -> list[str]:
         return [f"code versions: no cell's test errors differ between them ({how}; {least})"]
     notes = []
     for _, c in flagged.iterrows():
-        design = Design.of(c) if c["arm"] in GROUPED_ARMS else Design(c["budget"])
         parts = "; ".join(f"{fp}: seeds {', '.join(map(str, s))}" for fp, s in c["fingerprints"].items())
         seeds = ",".join(str(s) for s in sorted(s for group in c["fingerprints"].values() for s in group))
         notes.append(
-            f"code versions differ for {c['arm']} at {design.label} ({how}, adjusted p {c['p_holm']:.2g}): "
+            f"code versions differ for {text.cell_label(c)} ({how}, adjusted p {c['p_holm']:.2g}): "
             f"{parts}; to retrain those seeds under one version into a folder of their own: "
             f"`python -m ablate.run {study_file} --seeds {seeds} --results results/one-code` (finished "
             "runs are never overwritten)"

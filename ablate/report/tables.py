@@ -39,12 +39,8 @@ def _change_cell(r: StudyReport, budget, variant: str) -> str:
     if c.empty or c["unknown"].iloc[0]:
         return NOT_APPLICABLE
     row = c.iloc[0]
-    bound = (
-        f"bound {100 * row['upper_abs_change']:.2f}" if np.isfinite(row["upper_abs_change"]) else "no bound"
-    )
-    return f"{100 * row['mean_abs_change']:.2f} ({bound}) " + (
-        "converged" if row["converged"] else "not shown"
-    )
+    verdict = "converged" if row["converged"] else "not shown"
+    return f"{100 * row['mean_abs_change']:.2f} ({text.bound(row)}) {verdict}"
 
 
 def arm_rows(r: StudyReport) -> list[list[str]]:

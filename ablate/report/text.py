@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ablate import stats
 from ablate.models.arms import DEFAULT_STRUCTURE, GROUPED_ARMS, Design, Group, control_phrase
 from ablate.stats import MIN_BOOT_SEEDS, MIN_TREND_RUNS, SCALE_LABELS, largest_share
 
@@ -229,10 +230,52 @@ def paper_sentence(paper) -> str:
     )
 
 
-def _cell_label(row) -> str:
-    """'repeat at budget 20,000, C4, matched control' for a cell of stats.seed_trends."""
+def cell_name(row) -> str:
+    """'repeat C4' or 'plain' for a cell row (CELL_KEY and group, as stats.prepare spells them)."""
+    return row["arm"] + (
+        f" {Group(row['group'], row['group_order']).label}" if row["arm"] in GROUPED_ARMS else ""
+    )
+
+
+def cell_label(row) -> str:
+    """'repeat at budget 20,000, C4, matched control' for a cell row (stats.seed_trends,
+    stats.code_heterogeneity)."""
     design = Design.of(row) if row["arm"] in GROUPED_ARMS else Design(row["budget"])
     return f"{row['arm']} at {design.label}"
+
+
+def convergence_rule() -> str:
+    """The convergence rule of stats.convergence in words, for notes and captions."""
+    return (
+        f"a cell is shown converged when the upper {100 * stats.convergence_confidence:.0f}% bound of its "
+        f"runs' mean absolute test-error change over the last {100 * stats.convergence_window:.0f}% of "
+        f"epochs is below {100 * stats.convergence_threshold:.1f} points"
+    )
+
+
+def bound(row) -> str:
+    """'bound 0.84' (points), or 'no bound from 1 run', for a stats.convergence row."""
+    if not np.isfinite(row["upper_abs_change"]):
+        return f"no bound from {int(row['n'])} run"
+    return f"bound {100 * row['upper_abs_change']:.2f}"
+
+
+def bound_phrase(row) -> str:
+    """'mean abs. change 0.55, bound 0.84 pts' for a convergence row (percentage points)."""
+    return f"mean abs. change {100 * row['mean_abs_change']:.2f}, {bound(row)} pts"
+
+
+def unconverged_cells(conv: pd.DataFrame, budget=None) -> list[str]:
+    """Labels ('budget 5,000 repeat C4 (mean abs. change 0.55, bound 0.84 pts)') of the cells not
+    shown converged, optionally of one budget."""
+    flagged = conv[conv["unconverged"]]
+    if budget is not None:
+        flagged = flagged[flagged["budget"] == budget]
+    labels = []
+    for _, r in flagged.iterrows():
+        what = r.get("variant") or cell_name(r)
+        labels.append(f"{Design(r['budget']).label} {what} ({bound_phrase(r)})")
+    return labels
 
 
 def exchangeability_sentence(trends: dict[str, pd.DataFrame]) -> str:
@@ -250,7 +293,7 @@ def exchangeability_sentence(trends: dict[str, pd.DataFrame]) -> str:
         for _, r in frame[frame["flagged"]].iterrows():
             codes = [c for c in r["code_fingerprints"] if c]
             code = f", runs from code {' and '.join(codes)}" if len(r["code_fingerprints"]) > 1 else ""
-            parts.append(f"{_cell_label(r)} (rho {r['rho']:+.2f}, adjusted p {r['p_holm']:.2g}{code})")
+            parts.append(f"{cell_label(r)} (rho {r['rho']:+.2f}, adjusted p {r['p_holm']:.2g}{code})")
         return "; ".join(parts)
 
     seed = flagged(by_seed)

@@ -12,17 +12,10 @@ no sentences: those are in ablate.report.text).
 - multiple: Holm's adjustment of a family of p-values
 """
 
+from ablate.stats.convergence import CONFIDENCE as convergence_confidence
 from ablate.stats.convergence import THRESHOLD as convergence_threshold
 from ablate.stats.convergence import WINDOW as convergence_window
-from ablate.stats.convergence import (
-    best_epoch,
-    bound_phrase,
-    convergence,
-    rule_phrase,
-    run_changes,
-    unconverged_cells,
-    window_start,
-)
+from ablate.stats.convergence import best_epoch, convergence, run_changes, window_start
 from ablate.stats.decompose import (
     MIN_BOOT_SEEDS,
     decompose,
@@ -61,10 +54,9 @@ __all__ = [
     "TREND_ORDERS",
     "arm_summary",
     "best_epoch",
-    "bound_phrase",
-    "rule_phrase",
     "complete_budgets",
     "convergence",
+    "convergence_confidence",
     "convergence_threshold",
     "convergence_window",
     "bootstrap_interval",
@@ -84,6 +76,5 @@ __all__ = [
     "spearman_p",
     "smallest_perm_p",
     "to_scale",
-    "unconverged_cells",
     "window_start",
 ]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ablate.models.arms import CELL_KEY, GROUPED_ARMS, Design, Group
+from ablate.models.arms import CELL_KEY
 from ablate.stats.table import prepare
 
 WINDOW = 0.2  # the last 20% of a run's epochs
@@ -87,36 +87,6 @@ def convergence(
     out["unconverged"] = ~out["unknown"] & ~out["converged"]
     out["threshold"], out["window"] = threshold, window
     return out
-
-
-def rule_phrase() -> str:
-    """The convergence rule in words, for notes and captions."""
-    return (
-        f"a cell is shown converged when the upper {100 * CONFIDENCE:.0f}% bound of its runs' mean absolute "
-        f"test-error change over the last {100 * WINDOW:.0f}% of epochs is below {100 * THRESHOLD:.1f} points"
-    )
-
-
-def bound_phrase(row) -> str:
-    """'mean abs. change 0.55, bound 0.84 pts' for a convergence row (percentage points)."""
-    mean = f"mean abs. change {100 * row['mean_abs_change']:.2f}"
-    if not np.isfinite(row["upper_abs_change"]):
-        return f"{mean} pts, no bound from {int(row['n'])} run"
-    return f"{mean}, bound {100 * row['upper_abs_change']:.2f} pts"
-
-
-def unconverged_cells(conv: pd.DataFrame, budget=None) -> list[str]:
-    """Labels ('budget 5,000 repeat C4 (mean abs. change 0.55, bound 0.84 pts)') of the cells not
-    shown converged, optionally of one budget."""
-    flagged = conv[conv["unconverged"]]
-    if budget is not None:
-        flagged = flagged[flagged["budget"] == budget]
-    labels = []
-    for _, r in flagged.iterrows():
-        group = f" {Group(r['group'], r['group_order']).label}" if r["arm"] in GROUPED_ARMS else ""
-        what = r.get("variant") or r["arm"] + group
-        labels.append(f"{Design(r['budget']).label} {what} ({bound_phrase(r)})")
-    return labels
 
 
 def best_epoch(history: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:

@@ -166,10 +166,7 @@ def decompose(
             row.update(_augmentation_columns(cell, paired, confidence))
         rows.append(row)
     if any("p_aug_raw" in row for row in rows):  # its own Holm family: the three gains stay as they are
-        raw = np.array([row.get("p_aug_raw", math.nan) for row in rows], dtype=float)
-        adjusted = np.full(raw.shape, math.nan)
-        if np.isfinite(raw).any():
-            adjusted[np.isfinite(raw)] = holm(raw[np.isfinite(raw)])
+        adjusted = holm([row.get("p_aug_raw", math.nan) for row in rows])
         for row, value in zip(rows, adjusted):
             row["p_aug"] = float(value)
     for suffix in ("", "_perm"):
@@ -189,11 +186,10 @@ def _holm_family(rows: list[dict], suffix: str) -> None:
             p = row[f"p_{gain}{suffix}_raw"]
             shared = gain == "total"
             key = (gain, row["budget"], row["group_order"], p) if shared else (gain, index)
-            if np.isfinite(p):
-                tests[key] = p
+            tests[key] = p
             keys.append(key)
         where.append(keys)
-    adjusted = dict(zip(tests, holm(np.array(list(tests.values()), dtype=float)))) if tests else {}
+    adjusted = dict(zip(tests, holm(list(tests.values()))))
     for row, keys in zip(rows, where):
         row.update({f"p_{gain}{suffix}": float(adjusted.get(k, math.nan)) for gain, k in zip(GAINS, keys)})
 
@@ -204,28 +200,28 @@ def selection_interval(rows: pd.DataFrame, confidence: float = 0.95) -> tuple[fl
     covers the selected design's true share with at least `confidence` whichever design the
     maximum picks (Sidak's inequality holds for any correlation of the K estimates, e.g. a shared
     plain arm). The per-design intervals in the table stay unadjusted. K = 1: the plain interval."""
-    shown = rows.loc[rows["identifiable"].astype(bool)]
-    if shown.empty:
+    best = largest_share(rows, confidence)
+    if best is None:
         return math.nan, math.nan, 0
-    best = shown.loc[shown["share_rep"].astype(float).idxmax()]
-    k = len(shown)
-    q = float(sps.t.ppf(1 - (1 - confidence) / 2, best["share_df"]))
-    q_k = float(sps.t.ppf(1 - (1 - confidence ** (1 / k)) / 2, best["share_df"]))
-    half = (best["share_rep_hi_delta"] - best["share_rep_lo_delta"]) / 2 * q_k / q
-    return float(best["share_rep"] - half), float(best["share_rep"] + half), k
+    return best["share_rep_lo_adjusted"], best["share_rep_hi_adjusted"], best["n_budgets"]
 
 
 def largest_share(table: pd.DataFrame, confidence: float = 0.95) -> dict | None:
-    """The identifiable budget with the largest repetition share (the paper's "up to X%"), with
-    `n_budgets` (how many identifiable budgets it was selected from) and its selection-adjusted
-    interval (`share_rep_lo_adjusted`, `share_rep_hi_adjusted`; selection_interval); None when
+    """The identifiable row with the largest repetition share (the paper's "up to X%"), with
+    `n_budgets` (K: how many identifiable rows it was selected from) and its selection-adjusted
+    interval (`share_rep_lo_adjusted`, `share_rep_hi_adjusted`: see selection_interval); None when
     there is none. The maximum of K noisy shares is biased upward: report it with K stated."""
     shown = table.loc[table["identifiable"].astype(bool)]
     if shown.empty:
         return None
-    best = shown.loc[shown["share_rep"].astype(float).idxmax()].to_dict()
-    lo, hi, k = selection_interval(table, confidence)
-    adjusted = {"share_rep_lo_adjusted": lo, "share_rep_hi_adjusted": hi}
+    best, k = shown.loc[shown["share_rep"].astype(float).idxmax()].to_dict(), len(shown)
+    q = float(sps.t.ppf(1 - (1 - confidence) / 2, best["share_df"]))
+    q_k = float(sps.t.ppf(1 - (1 - confidence ** (1 / k)) / 2, best["share_df"]))
+    half = (best["share_rep_hi_delta"] - best["share_rep_lo_delta"]) / 2 * q_k / q
+    adjusted = {
+        "share_rep_lo_adjusted": best["share_rep"] - half,
+        "share_rep_hi_adjusted": best["share_rep"] + half,
+    }
     return {**best, **adjusted, "n_budgets": k, "n_budgets_all": len(table)}
 
 

@@ -97,10 +97,7 @@ def seed_trends(
             dict(zip(CELL, keys), n=len(cell), rho=float(rho), p=float(p), code_fingerprints=fingerprints)
         )
     out = pd.DataFrame(rows, columns=[*CELL, "n", "rho", "p", "code_fingerprints"])
-    out["p_holm"] = math.nan
-    tested = np.isfinite(out["p"].to_numpy(dtype=float))
-    if tested.any():
-        out.loc[tested, "p_holm"] = holm(out.loc[tested, "p"].to_numpy(dtype=float))
+    out["p_holm"] = holm(out["p"])
     out["flagged"] = out["p_holm"] < alpha
     out["by"], out["alpha"] = by, alpha
     return out
@@ -129,9 +126,6 @@ def code_heterogeneity(runs: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame
         seeds = {fp: sorted(int(s) for s in g["seed"]) for fp, g in groups.items()}
         rows.append(dict(zip(CELL, keys), n=len(cell), fingerprints=seeds, p=p))
     out = pd.DataFrame(rows, columns=[*CELL, "n", "fingerprints", "p"])
-    out["p_holm"] = math.nan
-    tested = np.isfinite(out["p"].to_numpy(dtype=float))
-    if tested.any():
-        out.loc[tested, "p_holm"] = holm(out.loc[tested, "p"].to_numpy(dtype=float))
+    out["p_holm"] = holm(out["p"])
     out["flagged"] = out["p_holm"] < alpha
     return out[columns]

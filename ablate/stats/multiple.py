@@ -10,12 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def holm(p: np.ndarray) -> np.ndarray:
-    """Holm-adjusted p-values of the (m,) p-values `p` (finite, in [0, 1]), in their order:
-    the i-th smallest becomes max over j <= i of (m - j + 1) p_(j), at most 1."""
+def holm(p) -> np.ndarray:
+    """Holm-adjusted p-values of the (m,) p-values `p`, in their order. The family is the finite
+    ones (NaN: no test, left NaN): the i-th smallest of its k becomes max over j <= i of
+    (k - j + 1) p_(j), at most 1."""
     p = np.asarray(p, dtype=float)
-    order = np.argsort(p, kind="stable")
-    steps = np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order])
-    adjusted = np.empty_like(p)
+    adjusted = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    steps = np.maximum.accumulate((len(order) - np.arange(len(order))) * p[order])
     adjusted[order] = np.minimum(steps, 1.0)
     return adjusted

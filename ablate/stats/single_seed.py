@@ -25,8 +25,8 @@ ERRORS = ("best", "final")  # best: each run's lowest evaluated test error (chos
 class SingleSeedShares:
     """per_seed: one row per (budget, repeat_structure, seed) with `share` (the largest over N),
     `group_order` (the N that gave it) and one `share_<group>` column per group (share_C4, ...);
-    NaN where the seed's
-    total gain (baseline - cN) is not positive, so the ratio does not measure a share.
+    NaN where the seed's total gain (baseline - cN) is not positive, so the ratio does not measure
+    a share.
     summary: one row per (budget, repeat_structure): n (seeds with a share), median, min, max,
     `at_or_above` (fraction of them >= threshold) and `undefined` (seeds without a share)."""
 

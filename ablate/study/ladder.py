@@ -2,8 +2,8 @@
 paper's "up to 40%" to the package's answer is one, studies/bridge.toml).
 
 A ladder names, per step, the study files whose finished runs it reads (the results folder each
-study file writes: [run] results / name), the cells it takes (a budget, repeat controls), what
-the step changes in words, and the seeds per arm it plans. A step may take its "up to" over its
+study writes), the cells it takes (a budget, repeat controls), what the step changes in words,
+and the seeds per arm it plans. A step may take its "up to" over its
 designs (the largest share, with the selection named), and an estimator step applies the seed
 paper's one-seed estimator to an earlier step's runs. Loading reads TOML only: no torch.
 """
@@ -14,18 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from ablate._compat import tomllib
 from ablate.errors import StudyError
 from ablate.models.arms import STRUCTURES
-from ablate.study.schema import Study, _describe, load_study
+from ablate.study.schema import Study, _describe, _Section, load_study, read_toml
 
 ESTIMATORS = ("single_seed",)  # the seed paper's estimator (stats.single_seed_shares)
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class LadderSettings(_Section):
@@ -38,7 +34,7 @@ class LadderSettings(_Section):
     reference_label: str = "reference"
 
 
-class StepSettings(_Section):
+class Step(_Section):
     """One [[steps]] table. A decomposition step names `studies`; an estimator step names the
     earlier step whose runs it reads (`of`). `change` may hold {error} for an estimator step
     (filled with "best" / "final")."""
@@ -54,7 +50,7 @@ class StepSettings(_Section):
     of: str | None = None  # an estimator step: the step whose runs it reads
 
     @model_validator(mode="after")
-    def _kind(self) -> StepSettings:
+    def _kind(self) -> Step:
         if self.estimator is None and (not self.studies or self.of is not None):
             raise ValueError("expected studies = [FILE, ...] (and no `of`) for a decomposition step")
         if self.estimator is not None and (self.studies or self.of is None):
@@ -64,7 +60,7 @@ class StepSettings(_Section):
 
 class LadderFile(_Section):
     ladder: LadderSettings
-    steps: list[StepSettings] = Field(min_length=1)
+    steps: list[Step] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _steps(self) -> LadderFile:
@@ -81,24 +77,14 @@ class LadderFile(_Section):
 
 
 @dataclass(frozen=True)
-class Step:
-    """A loaded step: its settings and its studies' results folders (relative to the folder
-    the ladder is built from, as `python -m ablate.run` writes them)."""
-
-    settings: StepSettings
-    folders: tuple[Path, ...]
-
-    def __getattr__(self, name: str):
-        return getattr(self.settings, name)
-
-
-@dataclass(frozen=True)
 class Ladder:
-    """A ladder file, validated, with each step's study files read."""
+    """A ladder file, validated, with each step's study files read (`studies`: step key -> its
+    studies, whose results folders the report reads)."""
 
     path: Path
     settings: LadderSettings
     steps: tuple[Step, ...]
+    studies: dict[str, tuple[Study, ...]]
 
     @property
     def name(self) -> str:
@@ -106,11 +92,6 @@ class Ladder:
 
     def step(self, key: str) -> Step:
         return next(s for s in self.steps if s.key == key)
-
-
-def results_folder(study: Study) -> Path:
-    """Where `python -m ablate.run` writes a study's results: [run] results / name."""
-    return Path(study.run.results) / study.name
 
 
 def is_ladder(path: str | Path) -> bool:
@@ -126,23 +107,13 @@ def load_ladder(path: str | Path) -> Ladder:
     naming the file and the key path."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
-    except OSError as error:
-        raise StudyError(f"{path}: cannot read the ladder file ({error.strerror})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise StudyError(f"{path}: invalid TOML: {error}") from None
-    try:
-        spec = LadderFile.model_validate(data)
+        spec = LadderFile.model_validate(read_toml(path, "ladder"))
     except ValidationError as error:
-        first = error.errors()[0]
-        raise StudyError(f"{path}: {_describe(first)}") from None
-    steps = []
+        raise StudyError(f"{path}: {_describe(error.errors()[0])}") from None
+    studies = {}
     for step in spec.steps:
-        folders = []
-        for name in step.studies:
-            try:
-                folders.append(results_folder(load_study(path.parent / name)))
-            except StudyError as error:
-                raise StudyError(f"{path}: steps.{step.key}.studies: {error}") from None
-        steps.append(Step(step, tuple(folders)))
-    return Ladder(path, spec.ladder, tuple(steps))
+        try:
+            studies[step.key] = tuple(load_study(path.parent / name) for name in step.studies)
+        except StudyError as error:
+            raise StudyError(f"{path}: steps.{step.key}.studies: {error}") from None
+    return Ladder(path, spec.ladder, tuple(spec.steps), studies)

@@ -314,18 +314,22 @@ def parse_study(data: dict, source: str = "<study>") -> Study:
         raise StudyError(f"{source}: {_describe(problems[0])}{more}") from None
 
 
-def load_study(path: str | Path) -> Study:
-    """Read and validate a study TOML file."""
-    path = Path(path)
+def read_toml(path: Path, what: str = "study") -> dict:
+    """A TOML file's tables; StudyError with one line when it cannot be read or parsed."""
     try:
         text = path.read_text()
     except OSError as error:
-        raise StudyError(f"{path}: cannot read the study file ({error.strerror})") from None
+        raise StudyError(f"{path}: cannot read the {what} file ({error.strerror})") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise StudyError(f"{path}: invalid TOML: {error}") from None
-    return parse_study(data, str(path))
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study TOML file."""
+    path = Path(path)
+    return parse_study(read_toml(path), str(path))
 
 
 def with_overrides(study: Study, source: str, **sections: dict) -> Study:

@@ -224,7 +224,8 @@ def exact_fp32(device: torch.device) -> None:
 @dataclass
 class _Fit:
     """The state of a run group while it trains: the fused group and its optimizer, each run's
-    streams, progress ({epoch, history, elapsed}), checkpoint and result (None while it trains)."""
+    streams, progress ({epoch, history, elapsed}), checkpoint, share of this process's step
+    seconds and result (None while it trains)."""
 
     group: RunGroup
     optimizer: torch.optim.Optimizer
@@ -235,6 +236,7 @@ class _Fit:
     fingerprint: str
     alive: torch.Tensor
     results: list[FitResult | None]
+    steps: list[float]
 
 
 def _start(models, config: TrainConfig, checkpoints, seeds, data: Dataset) -> _Fit:
@@ -261,8 +263,9 @@ def _start(models, config: TrainConfig, checkpoints, seeds, data: Dataset) -> _F
         )
     alive = torch.ones(count, dtype=torch.bool, device=device)
     return _Fit(
-        group, optimizer, scheduler, streams, progress, checkpoints, fingerprint, alive, [None] * count
-    )
+        group, optimizer, scheduler, streams, progress, checkpoints, fingerprint, alive, [None] * count,
+        [0.0] * count,
+    )  # fmt: skip
 
 
 def _train_epoch(fit: _Fit, data: Dataset, config: TrainConfig, autocast, scale) -> tuple[list, list]:
@@ -294,11 +297,13 @@ def _end_epoch(fit: _Fit, s: int, row: dict, data: Dataset, config: TrainConfig,
     out from then on), evaluated when due, finished at the last epoch, else checkpointed.
     Returns whether the run is still in the study's history (not diverged)."""
     p, epoch = fit.progress[s], row["epoch"]
+    fit.steps[s] += row["seconds"]
     if not math.isfinite(row["train_loss"]):
         p["history"].append(row)
         fit.results[s] = FitResult(
-            "diverged", math.nan, math.nan, p["elapsed"] + row["seconds"], p["history"]
-        )
+            "diverged", math.nan, math.nan, p["elapsed"] + row["seconds"], p["history"],
+            step_seconds=fit.steps[s],
+        )  # fmt: skip
         fit.alive[s] = False
         return False
     last = epoch == config.epochs
@@ -312,7 +317,7 @@ def _end_epoch(fit: _Fit, s: int, row: dict, data: Dataset, config: TrainConfig,
     if last:
         fit.results[s] = FitResult(
             "ok", scores["test_error"], scores["invariance_error"], p["elapsed"], p["history"],
-            scores["invariance_error_any"],
+            scores["invariance_error_any"], fit.steps[s],
         )  # fmt: skip
     elif fit.checkpoints[s] is not None:
         state = _snapshot(fit.group, fit.optimizer, fit.scheduler, fit.streams[s], s, p, fit.fingerprint)
@@ -346,7 +351,6 @@ def fit_group(
     fit = _start(models, config, checkpoints, seeds, data)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(config, device))
     scale = torch.tensor(lr_scale, device=device) if lr_scale is not None else None
-    steps = [0.0] * len(models)  # each run's share of the steps, for FitResult.step_seconds
     for epoch in range(fit.progress[0]["epoch"], config.epochs):
         tick = time.perf_counter()
         lr = fit.optimizer.param_groups[0]["lr"]
@@ -358,15 +362,12 @@ def fit_group(
         for s in (s for s in range(len(models)) if fit.results[s] is None):
             row = {"epoch": epoch + 1, "train_loss": train_loss[s], "train_error": train_error[s]}
             row |= {"test_error": math.nan, "lr": lr, "seconds": seconds}
-            steps[s] += seconds
             if _end_epoch(fit, s, row, data, config, mirror):
                 rows.append({**row, "run": s})
         for row in rows if on_epoch is not None else []:
             on_epoch(row)
         if not bool(fit.alive.any()):
             break
-    for result, seconds in zip(fit.results, steps):
-        result.step_seconds = seconds
     return fit.results
 
 
