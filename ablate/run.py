@@ -18,6 +18,7 @@ from ablate.study.grid import RunSpec, expand_grid, study_shape
 from ablate.study.schema import Study, load_study, with_overrides
 from ablate.training.driver import Executor, LocalExecutor, load_study_data, run_study
 from ablate.training.pool import PoolExecutor, default_jobs
+from ablate.training.precision import run_to_precision
 
 
 def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, fingerprint: str | None) -> str:
@@ -69,6 +70,13 @@ def dry_run(study: Study, source: str) -> int:
         fingerprint = None
         print(f"note: data not loaded, finished runs not checked against it ({error})")
     print(describe_grid(study, grid, store, fingerprint))
+    r = study.run
+    if r.precision is not None:
+        print(
+            f"precision: +-{r.precision:g} points on the repetition share; "
+            f"pilot seeds 0-{r.pilot_seeds - 1}, "
+            f"then the seeds its plan asks (at most {r.max_seeds} per arm) in rounds of {r.round_seeds}"
+        )
     return 0
 
 
@@ -128,6 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the grid and its status, train nothing")
     parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
     parser.add_argument("--jobs", type=int, help="runs at a time on the CPU (overrides [run].jobs)")
+    parser.add_argument(
+        "--precision",
+        type=float,
+        help="train seeds until the repetition share's 95%% interval is +-this many points "
+        "(overrides [run].precision; a pilot, then the seeds it plans, docs/stats.md)",
+    )
     ray = parser.add_argument_group(
         "executor", "where run groups train (docs/training.md: several GPUs or machines)"
     )
@@ -145,10 +159,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.study} (command line)",
             train={"seeds": _int_list("--seeds", args.seeds), "budget_seeds": _budget_seeds(study, args)},
             models={"budgets": _int_list("--budgets", args.budgets), "arms": arms},
-            run={"device": args.device, "results": args.results},
+            run={"device": args.device, "results": args.results, "precision": args.precision},
         )
         if args.dry_run:
             return dry_run(study, args.study)
+        if study.run.precision is not None:
+            if args.seeds:
+                raise StudyError(
+                    "--seeds: not with --precision or run.precision (a precision run plans seeds)"
+                )
+            return run_to_precision(study, args.study, lambda: make_executor(args, study), force=args.force)
         executor = make_executor(args, study)
         return run_study(study, force=args.force, source=args.study, executor=executor)
     except AblateError as error:

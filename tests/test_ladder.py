@@ -100,7 +100,9 @@ def test_the_bridge_gives_each_steps_share_and_the_one_seed_distribution(bridge_
     resting = ladder_sentence(r).split("Resting on cells not shown converged (table): ")[1]
     assert "C (C4)" in resting  # every step's repeat arms moved by 1 point at the last epoch
     assert any(n == "step A (C4, paper control): 6 of the 24 planned seeds per arm" for n in r.notes)
-    assert (r.rows["pilot"] >= 2).all()  # seeds_needed from seeds 0-2 of each step
+    # the two-stage plan from seeds 0-9: steps A-C have 6 seeds, enough; D's 4 are too few a pilot
+    assert (r.rows.loc[r.rows["step"] != "D", "pilot"] >= 2).all()
+    assert (r.rows.loc[r.rows["step"] == "D", "pilot"] == -1).all()
     sentence = ladder_sentence(r)
     assert sentence.startswith("Repetition share of the G-CNN's gain, step by step")
     assert all(f"{key} " in sentence for key in "ABCD") and "E, the paper's estimator" in sentence
@@ -122,7 +124,7 @@ def test_the_bridge_report_writes_its_table_and_figure_and_says_what_is_missing(
     ):
         assert f"| {step} |" in table, step
     assert "| E (best epoch) |" in table and "| E (final epoch) |" in table
-    assert "| not shown: c4_rep mean abs. change 1.00, bound 1.00 pts |" in table and "| 6 (pilot: " in table
+    assert "| not shown: c4_rep mean abs. change 1.00, bound 1.00 pts |" in table and "| 6 (plan: " in table
     assert "(up to: largest of 3, adjusted 95% CI " in table
     assert "baseline 20,000 · c4_rep 20,000 · c4 20,000" in table
     assert (out / "bridge" / "bridge.png").exists()

@@ -156,7 +156,10 @@ def _statistics(runs: pd.DataFrame, complete: list, n_boot: int, n_perm: int, no
         warnings.simplefilter("always", stats.StatsWarning)
         out["table"] = stats.decompose(subset, n_boot=n_boot, n_perm=n_perm)
         out["table_log"] = stats.decompose(subset, n_boot=0, n_perm=0, scale="log")
-        out["seeds"] = {h: stats.seeds_needed(subset, half_width=h) for h in HALF_WIDTHS}
+        try:
+            out["seeds"] = {h: stats.seeds_needed(subset, half_width=h) for h in HALF_WIDTHS}
+        except stats.PilotTooSmall as error:
+            notes.append(f"no seed plan: {error}")
         try:
             out["pooled"] = stats.pooled(subset, by_budget_trend=len(complete) > 1)
         except ValueError as error:

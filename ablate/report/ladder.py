@@ -24,7 +24,7 @@ from ablate.results import StudyResults
 from ablate.study.ladder import Ladder, Step
 from ablate.study.schema import Study
 
-PILOT_SEEDS = 3
+PILOT_SEEDS = 10  # the pilot of --precision's default two-stage plan (run.pilot_seeds)
 PILOT_HALF_WIDTH = 0.10  # the seeds for a +-10-point delta interval of the share
 ERRORS = ("best", "final")  # an estimator step's two readings: best-epoch and final-epoch errors
 
@@ -34,7 +34,7 @@ class LadderReport:
     """rows: one per decomposition step and design, with the decomposition's columns
     (stats.decompose) plus step, change, models (names and parameters), design ('C4, matched
     control' where a step has both controls, else 'C4'), n (fewest seeds of an arm), `pilot` (the
-    seeds stats.seeds_needed asks for from the first 3, for a +-10-point interval; -1 when it
+    seeds the two-stage plan asks for from seeds 0-9, for a +-10-point interval; -1 when it
     cannot say), `up_to` (the step's largest share, where the step takes one; `up_to_lo`,
     `up_to_hi`, `up_to_k`: its selection-adjusted interval and K), `unconverged` (the design's
     cells not shown converged by stats.convergence, with their bounds; '' when none) and `bound`
@@ -96,14 +96,14 @@ def _convergence(prepared: pd.DataFrame, conv: pd.DataFrame, design: Design) -> 
 
 
 def _pilot(runs: pd.DataFrame, table: pd.DataFrame) -> list[int]:
-    """Per design, the seeds per arm that stats.seeds_needed asks for from the step's first
-    PILOT_SEEDS seeds (-1: not computable, e.g. no gain)."""
-    pilot = runs[runs["seed"] < PILOT_SEEDS]
+    """Per design, the seeds per arm that the two-stage plan (stats.plan_seeds) asks for from the
+    step's seeds 0 .. PILOT_SEEDS - 1, as `python -m ablate.run --precision 10` would (-1: not
+    computable, e.g. no gain or too small a pilot)."""
     try:
-        needed = stats.seeds_needed(pilot, PILOT_HALF_WIDTH)
+        plan = stats.plan_seeds(runs, PILOT_HALF_WIDTH, PILOT_SEEDS, max_seeds=10**6)
     except ValueError:
         return [-1] * len(table)
-    by_design = {(int(r.group_order), r.repeat_structure): int(r.seeds_needed) for r in needed.itertuples()}
+    by_design = {(int(r.group_order), r.repeat_structure): int(r.asked) for r in plan.itertuples()}
     return [by_design.get((int(t.group_order), t.repeat_structure), -1) for t in table.itertuples()]
 
 
@@ -187,7 +187,7 @@ def analyse_ladder(ladder: Ladder, base: Path = Path(".")) -> LadderReport:
 
 
 COLUMNS = [
-    "step", "what changes", "models (learnable parameters)", "seeds (3-seed pilot asks)",
+    "step", "what changes", "models (learnable parameters)", "seeds (10-seed pilot plans)",
     "error % plain / repeat / G-CNN", "gain total / rep / eq (pts)", "repetition share",
     "95% CI delta", "95% CI Fieller", "converged",
 ]  # fmt: skip
@@ -211,7 +211,7 @@ def ladder_rows(r: LadderReport) -> list[list[str]]:
             fieller = format_interval(t["share_rep_lo_fieller"], t["share_rep_hi_fieller"], t["fieller_kind"])
         else:
             share, delta, fieller = "not identifiable", NOT_APPLICABLE, NOT_APPLICABLE
-        seeds = f"{int(t['n'])}" + (f" (pilot: {int(t['pilot'])})" if t["pilot"] > 0 else "")
+        seeds = f"{int(t['n'])}" + (f" (plan: {int(t['pilot'])})" if t["pilot"] > 0 else "")
         converged = (
             f"not shown: {t['unconverged']}"
             if t["unconverged"]

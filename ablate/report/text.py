@@ -192,14 +192,12 @@ def seeds_sentence(needed: pd.DataFrame, half_width: float) -> str:
     """'With this study's spread, N seeds per arm give ±10 points ...' for each budget."""
     parts = []
     for _, r in needed.iterrows():
-        n = int(r["seeds_needed"])
+        n, low, high = int(r["seeds_needed"]), int(r["seeds_low"]), int(r["seeds_high"])
         what = f"{n} seeds per arm" if n > 0 else "no number of seeds (no total gain)"
-        now = (
-            f"now ±{100 * r['half_width_now']:.0f} with {int(r['n_now'])}"
-            if np.isfinite(r["half_width_now"])
-            else ""
-        )
-        parts.append(f"{Design.of(r).label}: {what}" + (f" ({now})" if now else ""))
+        notes = [f"95% from the spreads' uncertainty: {low}–{high if high > 0 else 'more'}"] if n > 0 else []
+        if np.isfinite(r["half_width_now"]):
+            notes.append(f"now ±{100 * r['half_width_now']:.0f} with {int(r['n_now'])}")
+        parts.append(f"{Design.of(r).label}: {what}" + (f" ({'; '.join(notes)})" if notes else ""))
     return (
         f"With this study's spread, a delta-method interval of ±{100 * half_width:.0f} points on the "
         f"repetition share needs {'; '.join(parts)}."

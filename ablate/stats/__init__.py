@@ -4,7 +4,8 @@ no sentences: those are in ablate.report.text).
 - table: input checks (columns, arms, numeric budgets, duplicates), the cell key columns spelled one
   way (prepare), analysis scales, per-arm summaries
 - ratio: moments and intervals of the repetition share, a ratio of mean differences
-- decompose: the per-budget decomposition with tests, and how many seeds a study needs
+- decompose: the per-budget decomposition with tests, the selection-adjusted "up to"
+- planning: how many seeds a share interval needs, and the two-stage plan of --precision
 - pooled: the share pooled over budgets
 - convergence: whether each cell's test error still moves at the end of training
 - single_seed: the seed paper's one-seed estimator for every seed, and its distribution
@@ -21,12 +22,19 @@ from ablate.stats.decompose import (
     decompose,
     largest_share,
     point_shares,
-    seeds_needed,
     selection_interval,
     smallest_perm_p,
 )
 from ablate.stats.exchangeability import MIN_RUNS as MIN_TREND_RUNS
 from ablate.stats.exchangeability import TREND_ORDERS, code_heterogeneity, seed_trends, spearman_p
+from ablate.stats.planning import (
+    ASSURANCE,
+    PILOT_MIN,
+    PilotTooSmall,
+    plan_seeds,
+    seeds_needed,
+    simulate_two_stage,
+)
 from ablate.stats.pooled import pooled
 from ablate.stats.ratio import bootstrap_interval, delta_interval, fieller_interval
 from ablate.stats.single_seed import SingleSeedShares, single_seed_shares
@@ -43,9 +51,12 @@ from ablate.stats.table import (
 )
 
 __all__ = [
+    "ASSURANCE",
     "GAINS",
     "MIN_BOOT_SEEDS",
     "MIN_TREND_RUNS",
+    "PILOT_MIN",
+    "PilotTooSmall",
     "REQUIRED",
     "SCALES",
     "SCALE_LABELS",
@@ -65,6 +76,7 @@ __all__ = [
     "delta_interval",
     "fieller_interval",
     "largest_share",
+    "plan_seeds",
     "point_shares",
     "pooled",
     "prepare",
@@ -72,6 +84,7 @@ __all__ = [
     "seed_trends",
     "seeds_needed",
     "selection_interval",
+    "simulate_two_stage",
     "single_seed_shares",
     "spearman_p",
     "smallest_perm_p",

@@ -1,4 +1,4 @@
-"""The per-budget decomposition of the G-CNN's gain, and how many seeds a study needs.
+"""The per-budget decomposition of the G-CNN's gain.
 
 For each budget the G-CNN's gain over the plain CNN splits as
 
@@ -26,8 +26,6 @@ from ablate.stats.ratio import (
     identifiable,
     quantile,
     ratio_moments,
-    seeds_for_half_width,
-    share_half_width,
 )
 from ablate.stats.table import DECOMPOSED, GAINS, Cell, arm_stats, cells, prepare
 
@@ -223,39 +221,6 @@ def largest_share(table: pd.DataFrame, confidence: float = 0.95) -> dict | None:
         "share_rep_hi_adjusted": best["share_rep"] + half,
     }
     return {**best, **adjusted, "n_budgets": k, "n_budgets_all": len(table)}
-
-
-def seeds_needed(
-    runs: pd.DataFrame, half_width: float = 0.10, confidence: float = 0.95, scale: str = "points"
-) -> pd.DataFrame:
-    """Per budget (and design), the seeds per arm for which the delta-method interval of the repetition share
-    would have the given half-width (unpaired design), from the observed per-arm spreads and gains:
-
-        n = min { n >= 2 : t_{(1+c)/2, df(n)} sqrt(A / n) / |D| <= half_width },
-        A = (1 - s)^2 sd_plain^2 + sd_repeat^2 + s^2 sd_gcnn^2,
-
-    s and D the observed share and total gain, df(n) Welch-Satterthwaite. Columns: budget, share_rep
-    (observed), n_now (fewest seeds of an arm), half_width_now (the formula at n_now), seeds_needed
-    (-1 when the total gain is zero or a spread unknown).
-    """
-    rows = []
-    for cell in cells(prepare(runs, scale), paired=False):
-        sd = {arm: float(np.std(cell.y[arm], ddof=1)) for arm in DECOMPOSED}
-        den = float(cell.y["plain"].mean() - cell.y["gcnn"].mean())
-        share = float(cell.y["plain"].mean() - cell.y["repeat"].mean()) / den if den else math.nan
-        n_now = min(cell.n.values())
-        now = share_half_width(sd, share, den, n_now, confidence) if den else math.nan
-        needed = seeds_for_half_width(sd, share, den, half_width, confidence)
-        rows.append(
-            {
-                **cell.design.columns,
-                "share_rep": share,
-                "n_now": n_now,
-                "half_width_now": now,
-                "seeds_needed": needed,
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def point_shares(runs: pd.DataFrame) -> pd.DataFrame:

@@ -259,6 +259,14 @@ class RunSettings(_Section):
     # seeds of one cell trained as one grouped network; default: all of them on CUDA, 1 on the
     # CPU (measured by `python -m ablate.bench`: grouped convolutions do not pay off there)
     fuse_seeds: int | None = Field(None, gt=0)
+    # seeds planned to a precision (--precision, docs/stats.md): train until the repetition share's
+    # 95% delta interval has this half-width (points), by stats.plan_seeds' two-stage plan from a
+    # pilot of seeds 0 .. pilot_seeds - 1 (at least stats.PILOT_MIN = 5), at most max_seeds per arm,
+    # round_seeds at a time
+    precision: float | None = Field(None, gt=0, lt=100)
+    pilot_seeds: int = Field(10, ge=5)
+    max_seeds: int = Field(100, gt=0)
+    round_seeds: int = Field(5, gt=0)
 
     @field_validator("device")
     @classmethod
@@ -266,6 +274,14 @@ class RunSettings(_Section):
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
             raise ValueError(f"one of auto, cpu, cuda, cuda:N, found {device!r}")
         return device
+
+    @model_validator(mode="after")
+    def _max_seeds_hold_the_pilot(self) -> RunSettings:
+        if self.max_seeds < self.pilot_seeds:
+            raise ValueError(
+                f"max_seeds: expected at least pilot_seeds ({self.pilot_seeds}), found {self.max_seeds}"
+            )
+        return self
 
 
 class Study(_Section):

@@ -353,13 +353,15 @@ def run_study(
     on_epoch: Callable[[dict], None] | None = None,
     source: str = "<study>",
     executor: Executor | None = None,
+    grid: list[RunSpec] | None = None,
 ) -> int:
-    """Train every missing run of `study`; returns the exit code (0 when all runs finished).
+    """Train every missing run of `study` (of `grid`, a part of its grid, where given); returns the
+    exit code (0 when all runs finished).
 
     `executor`: LocalExecutor (default, this process) or ablate.training.ray.RayExecutor (one Ray
     task per group). Either way this process is the only writer of results/<study>/."""
     code_fingerprint()  # of the code as it is now, before anything could change it under the study
-    grid = expand_grid(study, source)
+    grid = expand_grid(study, source) if grid is None else grid
     store = StudyResults(study.run.results, study.name)
     executor = executor or LocalExecutor()
     executor.check(study, source)
