@@ -72,6 +72,11 @@ class RunRow:
     group: str = ROTATIONS  # C_N or D_N: the G-CNN's group, and the transformations of invariance_error
     channels: int = 1  # input channels
     classes: int = 10  # classes
+    # added in wave 4: a user's network ([models] builder)
+    builder: str = ""  # its import path, "" for the built-in arms
+    builder_source: str = ""  # hash of the file that defines it
+    width: float = 0.0  # the width it was built at
+    base_scale: float = 0.0  # the repeat twin's base channels per regular field
 
 
 @dataclass(frozen=True)

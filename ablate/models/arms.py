@@ -94,6 +94,14 @@ class Group:
         return cls(row.get("group") or ROTATIONS, order) if order > 0 else None
 
     @classmethod
+    def parse(cls, label: str) -> Group:
+        """Group.parse('D4') == Group('D', 4); ValueError naming what was found otherwise."""
+        kind, order = str(label)[:1], str(label)[1:]
+        if kind not in GROUP_KINDS or not order.isdigit() or int(order) < 2:
+            raise ValueError(f"group: expected C or D and an order >= 2, e.g. 'C4' or 'D4', found {label!r}")
+        return cls(kind, int(order))
+
+    @classmethod
     def labels(cls, kind: str, orders) -> str:
         """'C2/C4/C8': the labels of several orders of one kind."""
         return "/".join(cls(kind, n).label for n in orders)

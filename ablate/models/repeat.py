@@ -122,6 +122,7 @@ class RepeatConv2d(nn.Module):
         padding: int = 0,
         bias: bool = False,
         remainder: str = "crop",
+        dilation: int = 1,
     ):
         super().__init__()
         expect_one_of("repeat_mode", mode, MODES)
@@ -136,6 +137,7 @@ class RepeatConv2d(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.base_in, self.base_out = base_in, base_out
         self.kernel_size, self.stride, self.padding, self.mode = kernel_size, stride, padding, mode
+        self.dilation = dilation
         self.remainder = remainder
         self.weight = nn.Parameter(torch.empty(base_out, base_in, kernel_size, kernel_size))
         if remainder == "floor":
@@ -183,7 +185,9 @@ class RepeatConv2d(nn.Module):
         weight = self.full_weight()
         if x.is_contiguous(memory_format=torch.channels_last):  # keep oneDNN on its fast NHWC path
             weight = weight.contiguous(memory_format=torch.channels_last)
-        return F.conv2d(x, weight, self.bias, stride=self.stride, padding=self.padding)
+        return F.conv2d(
+            x, weight, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation
+        )
 
     @torch.no_grad()
     def to_conv2d(self) -> nn.Conv2d:
@@ -195,6 +199,7 @@ class RepeatConv2d(nn.Module):
             self.kernel_size,
             stride=self.stride,
             padding=self.padding,
+            dilation=self.dilation,
             bias=self.bias is not None,
             device=w.device,
             dtype=w.dtype,

@@ -40,6 +40,13 @@ class ArmSpec:
     group: str = ROTATIONS  # C_N or D_N ([models] group); every arm carries it (for invariance_error)
     channels: int = 1  # input channels (from the data)
     classes: int = 10  # classes (from the data's labels)
+    # a user's network ([models] builder, models.builder): its import path, a hash of its source
+    # file, the width it is built at and the repeat twin's base scale; "" / 0.0 for built-in arms
+    builder: str = ""
+    builder_source: str = ""
+    width: float = 0.0
+    base_scale: float = 0.0
+    builder_folder: str = ""  # where the builder imports from (the study's folder): in no key or row
 
     @property
     def model_name(self) -> str:
@@ -50,6 +57,11 @@ class ArmSpec:
 def build_arm(spec: ArmSpec) -> Arm:
     """The model an ArmSpec describes; checks that its built count equals the solved count."""
     expect_one_of("arm", spec.arm, ARMS)
+    if spec.builder:
+        from ablate.models.builder import build_builder_arm
+
+        model = build_builder_arm(spec)
+        return _checked(model, spec)
     backbone: Backbone = get_backbone(spec.backbone)
     classes, channels = spec.classes, spec.channels
     if spec.preset:
@@ -71,6 +83,11 @@ def build_arm(spec: ArmSpec) -> Arm:
         model = GCNN(
             backbone, spec.learnable_widths, spec.group_order, classes, channels=channels, group=spec.group
         )
+    return _checked(model, spec)
+
+
+def _checked(model: Arm, spec: ArmSpec) -> Arm:
+    """The model, after checking that its built count equals the solved count."""
     built = count_params(model)
     if built != spec.n_params:
         raise RuntimeError(f"{spec.arm}: solver predicted {spec.n_params} parameters, model has {built}")

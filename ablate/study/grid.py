@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields, is_dataclass
+from pathlib import Path
 
 from ablate.data.sources import data_shape
 from ablate.errors import DataError, StudyError
 from ablate.models.arms import ARM_TRAINING, DEFAULT_STRUCTURE, NO_STRUCTURE, Group, arm_spec
 from ablate.models.backbone import get_backbone
 from ablate.models.budget import preset_specs, solve_triplet
+from ablate.models.builder import BuilderError, builder_triplet
 from ablate.models.spec import ArmSpec
 from ablate.study.schema import DataSettings, Study, TrainSettings
 
@@ -20,7 +22,10 @@ RUN_KEY_VERSION = 2  # bump when the training code changes what a run key's resu
 # ArmSpec's, read from them; or an absent value) is left out of the run key, so adding a setting
 # never orphans older runs.
 _LATER_DATA = ("subset", "pad", "size", "test_split")
-_LATER_MODEL = ("repeat_structure", "preset", "preset_width", "group", "channels", "classes")
+_LATER_MODEL = (
+    "repeat_structure", "preset", "preset_width", "group", "channels", "classes",
+    "builder", "builder_source", "width", "base_scale",
+)  # fmt: skip
 _SPEC_DEFAULTS = {f.name: f.default for f in fields(ArmSpec)}
 LATER_KEYS: dict[str, dict[str, tuple]] = {
     "data": {k: (DataSettings.model_fields[k].default,) for k in _LATER_DATA},
@@ -28,9 +33,10 @@ LATER_KEYS: dict[str, dict[str, tuple]] = {
     "model": {k: (_SPEC_DEFAULTS[k],) for k in _LATER_MODEL}
     | {"repeat_structure": (None, NO_STRUCTURE, DEFAULT_STRUCTURE)},  # the control before it was recorded
 }
-# ArmSpec fields that do not change a run's result (none yet): every other field is hashed, so a
-# field added to ArmSpec enters the run key unless it is named here or in LATER_KEYS["model"].
-NOT_IN_RUN_KEY: tuple[str, ...] = ()
+# ArmSpec fields that do not change a run's result (where a builder imports from): every other
+# field is hashed, so a field added to ArmSpec enters the run key unless it is named here or in
+# LATER_KEYS["model"].
+NOT_IN_RUN_KEY: tuple[str, ...] = ("builder_folder",)
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,21 @@ def arm_train_config(train: TrainSettings, arm: str) -> TrainSettings:
     return train.model_copy(update=ARM_TRAINING.get(arm, {}))
 
 
+def _triplet(study: Study, source: str, budget: int, order: int, structure: str, shape: tuple) -> dict:
+    """The three arms' ArmSpecs at one budget, group order and control: the built-in backbone's
+    (models.budget) or a [models] builder's (models.builder, imported from the study's folder)."""
+    m = study.models
+    if m.builder:
+        folder = str(Path(source).resolve().parent) if Path(source).exists() else None
+        return builder_triplet(
+            m.builder, folder, budget, m.group, order, shape, m.repeat_mode, structure, m.tolerance
+        )
+    channels, _, classes = shape
+    return solve_triplet(
+        budget, m.backbone_spec, order, m.repeat_mode, m.tolerance, classes, structure, channels, m.group
+    )
+
+
 def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
     """Budgets x group orders x repeat structures x arms x seeds, in that order, each with its
     solved model and run key; a run shared by several cells (the plain arm across group orders)
@@ -101,7 +122,8 @@ def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
     # symmetric padding keeps every pooled map even (exact 90-degree turns and mirrors); the seed
     # paper's right-bottom 29x29 inputs give odd maps, so they are inexact there (the report says so)
     try:
-        get_backbone(m.backbone_spec).check_input_size(size, exact_turns=d.pad == "symmetric")
+        if not m.builder:  # a user's network is checked on a random batch when it is solved
+            get_backbone(m.backbone_spec).check_input_size(size, exact_turns=d.pad == "symmetric")
     except ValueError as error:
         key = "data.pad_to" if d.pad_to else ("data.size" if d.size else "data")
         raise StudyError(f"{source}: {key}: {error}") from None
@@ -120,10 +142,9 @@ def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
         for order in m.group_orders:
             for structure in m.structures:
                 try:
-                    triplet = solve_triplet(
-                        budget, m.backbone_spec, order, m.repeat_mode, m.tolerance, classes, structure,
-                        channels, m.group,
-                    )  # fmt: skip
+                    triplet = _triplet(study, source, budget, order, structure, (channels, size, classes))
+                except BuilderError as error:
+                    raise StudyError(f"{source}: {error}") from None
                 except ValueError as error:
                     key = (
                         "models.budgets"

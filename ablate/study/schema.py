@@ -110,6 +110,9 @@ class ModelSettings(_Section):
     repeat_structure: StructureName = DEFAULT_STRUCTURE
     repeat_structures: list[StructureName] | None = None  # several controls, decomposed side by side
     tolerance: float = Field(0.02, gt=0, lt=0.5)
+    # a user's network instead of the backbone: "package.module:function" with the builder
+    # signature of ablate.models.builder, imported with the study file's folder on the path
+    builder: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
     @property
     def group_orders(self) -> list[int]:
@@ -122,6 +125,10 @@ class ModelSettings(_Section):
         if (self.budgets is None) == (self.preset is None):
             found = "both" if self.preset else "neither"
             raise ValueError(f"expected budgets or a preset, found {found}")
+        if self.builder and (self.preset or self.backbone != "repeatnet"):
+            raise ValueError(
+                f"builder replaces the backbone and presets, found it with {self.preset or 'a backbone'}"
+            )
         if self.preset is None and self.preset_width != 1.0:
             raise ValueError(f"preset_width only with a preset, found {self.preset_width} without one")
         if self.preset:

@@ -31,8 +31,9 @@ from ablate.study.grid import RunSpec, arm_train_config, expand_grid
 from ablate.study.schema import DataSettings, Study
 from ablate.training.loop import FitResult, build_model, fit_group, resolve_device, uses_bf16
 
-# ArmSpec fields that are not runs.csv columns: the preset is named by `model_name` instead
-NOT_IN_RUNS = ("arm", "preset")
+# ArmSpec fields that are not runs.csv columns: the preset is named by `model_name` instead, and
+# where a builder imports from is no part of a result
+NOT_IN_RUNS = ("arm", "preset", "builder_folder")
 
 Outputs = list[tuple[RunRow, list[HistoryRow]]]  # one (runs.csv row, history rows) per run of a group
 
@@ -162,7 +163,8 @@ def run_groups(todo: list[RunSpec], store: StudyResults, fuse: int) -> list[list
         state = store.checkpoint(spec.run_key).load() if fuse > 1 else None
         epoch = state["epoch"] if state is not None else 0
         cells.setdefault((spec.budget, spec.model, epoch), []).append(spec)
-    return [specs[i : i + fuse] for specs in cells.values() for i in range(0, len(specs), fuse)]
+    sizes = {cell: 1 if specs[0].model.builder else fuse for cell, specs in cells.items()}  # no fused form
+    return [specs[i : i + sizes[c]] for c, specs in cells.items() for i in range(0, len(specs), sizes[c])]
 
 
 def summary(row: RunRow) -> str:

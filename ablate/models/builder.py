@@ -1,0 +1,386 @@
+"""Your own network as the three arms (docs/models.md, "Your own network").
+
+A builder is a function
+
+    build(gspace, width: float, in_channels: int, classes: int) -> torch.nn.Module
+
+named in a study as "package.module:function" ([models] builder). It returns a module mapping
+images (B, in_channels, H, W) to logits (B, classes), invariant to the gspace's group. From it:
+
+- gcnn: build(rot2dOnR2(N) or flipRot2dOnR2(N), w_g), as written;
+- repeat: the same network at w_g with every R2Conv, InnerBatchNorm and GroupPooling twinned
+  (models.twin), its base scale solved to the budget: exactly as wide as the G-CNN;
+- plain: build(trivialOnR2(), w_p) with full k x k convolutions and BatchNorm2d.
+
+w_g, w_p and the base scale are solved so each arm's learnable count (on the built model) is
+within the study's tolerance of the budget. Every problem is a BuilderError of one line.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import inspect
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from escnn import gspaces
+from escnn import nn as enn
+from torch import nn
+
+from ablate.errors import AblateError
+from ablate.models.arms import (
+    DEFAULT_STRUCTURE,
+    NO_STRUCTURE,
+    ROTATIONS,
+    ROTATIONS_AND_MIRRORS,
+    TRIVIAL_ORDER,
+    Group,
+)
+from ablate.models.gcnn import gspace as group_space
+from ablate.models.spec import ArmSpec
+from ablate.models.twin import TwinError, apply_twin, base_channels, learnable, plan_twin, twin_counter
+
+INVARIANCE_TOLERANCE = 1e-4  # max |logit change| / (1 + max |logit|) under the group's exact turns
+PROBE_IMAGES = 4  # random images of the init-time output and invariance check
+
+
+class BuilderError(AblateError):
+    """The builder cannot give the three arms; one line naming the builder and what is wrong."""
+
+
+def resolve(path: str, folder: str | None = None) -> Callable:
+    """The function `path` ("package.module:function") names, imported with `folder` (the study
+    file's) on sys.path; BuilderError when it does not import or is not callable."""
+    module_name, sep, name = path.partition(":")
+    if not sep or not module_name or not name:
+        raise BuilderError(f"models.builder: expected 'package.module:function', found {path!r}")
+    if folder and folder not in sys.path:
+        sys.path.insert(0, folder)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # the user's module: any error on import is theirs to see
+        raise BuilderError(
+            f"models.builder: {path} does not import ({type(error).__name__}: {error})"
+        ) from None
+    build = getattr(module, name, None)
+    if build is None or not callable(build):
+        found = "nothing" if build is None else type(build).__name__
+        raise BuilderError(
+            f"models.builder: {path}: expected a callable {name} in {module_name}, found {found}"
+        )
+    return build
+
+
+def source_hash(build: Callable) -> str:
+    """Short hash of the file that defines `build` (part of the run key: editing the network
+    retrains it); '' when the source cannot be found."""
+    try:
+        return hashlib.sha256(Path(inspect.getsourcefile(build)).read_bytes()).hexdigest()[:12]
+    except (TypeError, OSError):
+        return ""
+
+
+def group_gspace(group: str, order: int):
+    """escnn's gspace of the G-CNN arm, or of the plain arm (order TRIVIAL_ORDER)."""
+    return gspaces.trivialOnR2() if order == TRIVIAL_ORDER else group_space(group, order)
+
+
+def call(build: Callable, path: str, space, width: float, in_channels: int, classes: int) -> nn.Module:
+    """build(space, width, in_channels, classes), its exceptions as one BuilderError line."""
+    try:
+        net = build(space, width, in_channels, classes)
+    except Exception as error:
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise BuilderError(
+            f"models.builder: {path} raised {type(error).__name__}: {first} (called with width {width:g}, "
+            f"in_channels {in_channels}, classes {classes})"
+        ) from None
+    if not isinstance(net, nn.Module):
+        raise BuilderError(
+            f"models.builder: {path} returned {type(net).__name__}, expected a torch.nn.Module"
+        )
+    return net
+
+
+def exact_transforms(group: str, order: int) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
+    """The group's transformations that map the pixel grid onto itself: a 90-degree turn (N a
+    multiple of 4) or a half turn (N even), and the horizontal mirror for D_N."""
+    out = []
+    if order % 4 == 0:
+        out.append(("a 90-degree turn", lambda x: torch.rot90(x, 1, dims=(2, 3))))
+    elif order % 2 == 0:
+        out.append(("a half turn", lambda x: torch.rot90(x, 2, dims=(2, 3))))
+    if group == ROTATIONS_AND_MIRRORS:
+        out.append(("the mirror", lambda x: x.flip(-1)))
+    return out
+
+
+@torch.no_grad()
+def check_outputs(
+    net: nn.Module, path: str, what: str, shape: tuple[int, int, int], invariant_to=None
+) -> None:
+    """BuilderError unless `net` (eval mode) maps a random (PROBE_IMAGES, *shape[:2]...) batch to
+    (PROBE_IMAGES, classes) logits and, with invariant_to = (group, order), is invariant under the
+    group's exact transformations within INVARIANCE_TOLERANCE."""
+    channels, size, classes = shape
+    x = torch.randn(PROBE_IMAGES, channels, size, size, generator=torch.Generator().manual_seed(0))
+    was = net.training
+    net.eval()
+    try:
+        logits = net(x)
+        if tuple(logits.shape) != (PROBE_IMAGES, classes):
+            raise BuilderError(
+                f"models.builder: {path} ({what}) maps images {tuple(x.shape)} to {tuple(logits.shape)}, "
+                f"expected ({PROBE_IMAGES}, {classes})"
+            )
+        for name, transform in exact_transforms(*invariant_to) if invariant_to else []:
+            change = float((net(transform(x)) - logits).abs().max())
+            scale = 1.0 + float(logits.abs().max())
+            if change > INVARIANCE_TOLERANCE * scale:
+                raise BuilderError(
+                    f"models.builder: {path} ({what}) is not invariant to {name} at init: logits change by "
+                    f"{change:.2g}, expected at most {INVARIANCE_TOLERANCE:g} x (1 + max |logit|) = "
+                    f"{INVARIANCE_TOLERANCE * scale:.2g}"
+                )
+    finally:
+        net.train(was)
+
+
+def solve_width(count: Callable[[float], int], budget: int, tolerance: float, what: str) -> tuple[float, int]:
+    """A width whose count is within `tolerance` of `budget`: bracket by doubling or halving from
+    1, then bisect in log width; BuilderError naming the closest count when none is."""
+    counts: dict[float, int] = {}
+
+    def at(w: float) -> int:
+        if w not in counts:
+            counts[w] = count(w)
+        return counts[w]
+
+    def inside(w: float) -> bool:
+        return abs(at(w) - budget) <= tolerance * budget
+
+    lo = hi = 1.0
+    while at(hi) < budget and hi < 2**10:
+        hi *= 2
+    while at(lo) > budget and lo > 2**-10:
+        lo /= 2
+    if not inside(hi) and not inside(lo):
+        for _ in range(40):
+            mid = math.sqrt(lo * hi)
+            if inside(mid) or hi / lo < 1 + 1e-6:
+                break
+            lo, hi = (mid, hi) if at(mid) < budget else (lo, mid)
+    w, n = min(counts.items(), key=lambda item: abs(item[1] - budget))
+    if abs(n - budget) > tolerance * budget:
+        raise BuilderError(
+            f"models.budgets: {what}: budget {budget} is out of reach within {tolerance:.1%}; the closest "
+            f"reachable count is {n} learnable parameters (width {w:.4g})"
+        )
+    return w, n
+
+
+def solve_scale(count: Callable[[float], int], budget: int, tolerance: float, top: float, what: str):
+    """The repeat twin's base scale in (0, top]: on a fine geometric grid, the count closest to the
+    budget on its rising branch (below its minimum the scalars of small bases outgrow the bases)."""
+    grid = np.geomspace(top / 4096, top, 3000)
+    counts = [count(float(s)) for s in grid]
+    lowest = int(np.argmin(counts))
+    best = min(range(lowest, len(grid)), key=lambda i: abs(counts[i] - budget))
+    if abs(counts[best] - budget) > tolerance * budget:
+        raise BuilderError(
+            f"models.budgets: {what}: budget {budget} is out of reach within {tolerance:.1%}; the closest "
+            f"reachable count is {counts[best]} learnable parameters"
+        )
+    return float(grid[best]), counts[best]
+
+
+@dataclass(frozen=True)
+class BuilderArms:
+    """The three arms' solved numbers at one budget, group and control: per arm its width (plain:
+    w_p; repeat and gcnn: w_g), the repeat twin's base scale, learnable counts, and per replaced
+    convolution the learnable widths (plain channels / repeat base channels / G-CNN fields) and
+    physical widths (output channels)."""
+
+    width: dict[str, float]
+    base_scale: float
+    n_params: dict[str, int]
+    learnable_widths: dict[str, tuple[int, ...]]
+    physical_widths: dict[str, tuple[int, ...]]
+
+
+class Network:
+    """One builder with everything fixed but the width: builds, twins and counts an arm."""
+
+    def __init__(
+        self, build: Callable, path: str, group: str, order: int, shape: tuple, mode: str, structure: str
+    ):
+        self.path, self.build = path, build
+        self.group, self.order, self.shape = group, order, shape
+        self.mode, self.structure = mode, structure
+
+    def gcnn(self, width: float) -> nn.Module:
+        return call(
+            self.build, self.path, group_gspace(self.group, self.order), width, self.shape[0], self.shape[2]
+        )
+
+    def plain(self, width: float) -> nn.Module:
+        net = call(self.build, self.path, gspaces.trivialOnR2(), width, self.shape[0], self.shape[2])
+        return apply_twin(net, self.plan(net, "plain"), 0.0)
+
+    def repeat(self, width: float, scale: float) -> nn.Module:
+        net = self.gcnn(width)
+        return apply_twin(net, self.plan(net, "repeat"), scale)
+
+    def plan(self, net: nn.Module, twin: str):
+        try:
+            return plan_twin(net, twin, self.mode, self.structure)
+        except TwinError as error:
+            raise BuilderError(f"models.builder: {self.path} ({twin} arm): {error}") from None
+
+
+def widths_of(net: nn.Module, twin: str, scale: float = 0.0) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(learnable widths, physical widths) per R2Conv of an arm's network before it is twinned:
+    G-CNN fields (or plain channels) / the repeat twin's base channels at `scale`, and output
+    channels."""
+    convs = [m for m in net.modules() if isinstance(m, enn.R2Conv)]
+    physical = tuple(c.out_type.size for c in convs)
+    if twin == "repeat":
+        return tuple(base_channels(c.out_type, scale) for c in convs), physical
+    return tuple(len(c.out_type) for c in convs), physical
+
+
+@functools.cache
+def solve_builder_arms(
+    build: Callable, path: str, budget: int, group: str, order: int, shape: tuple, mode: str,
+    structure: str, tolerance: float,
+) -> BuilderArms:  # fmt: skip
+    """Widths and base scale of the three arms of `build` (named `path` in messages) at `budget`
+    (cached per process: each count builds the user's network). shape: (in_channels, image
+    size, classes)."""
+    net = Network(build, path, group, order, shape, mode, structure)
+    label = Group(group, order).label
+    probe = net.gcnn(1.0)  # what is wrong with the network is said before any search
+    net.plan(probe, "repeat")
+    check_outputs(probe, path, f"gcnn {label}", shape, invariant_to=(group, order))
+    check_outputs(net.plain(1.0), path, "plain", shape)
+    w_g, n_g = solve_width(lambda w: learnable(net.gcnn(w)), budget, tolerance, f"gcnn {label}")
+    w_p, n_p = solve_width(lambda w: learnable(net.plain(w)), budget, tolerance, "plain")
+    g = net.gcnn(w_g)
+    check_outputs(g, path, f"gcnn {label}", shape, invariant_to=(group, order))
+    counter = twin_counter(g, net.plan(g, "repeat"))
+    top = float(Group(group, order).size)
+    scale, n_r = solve_scale(counter, budget, tolerance, top, f"repeat {label}")
+    check_outputs(net.plain(w_p), path, "plain", shape)
+    plain_widths = widths_of(call(net.build, path, gspaces.trivialOnR2(), w_p, shape[0], shape[2]), "plain")
+    (g_learn, physical), (r_learn, _) = widths_of(g, "gcnn"), widths_of(g, "repeat", scale)
+    return BuilderArms(
+        width={"plain": w_p, "repeat": w_g, "gcnn": w_g},
+        base_scale=scale,
+        n_params={"plain": n_p, "repeat": n_r, "gcnn": n_g},
+        learnable_widths={"plain": plain_widths[0], "repeat": r_learn, "gcnn": g_learn},
+        physical_widths={"plain": plain_widths[1], "repeat": physical, "gcnn": physical},
+    )
+
+
+def builder_triplet(
+    path: str, folder: str | None, budget: int, group: str, order: int, shape: tuple, mode: str,
+    structure: str, tolerance: float,
+) -> dict[str, ArmSpec]:  # fmt: skip
+    """The ArmSpecs of the three arms of a builder at `budget` (as budget.solve_triplet gives the
+    built-in backbone's); shape: (in_channels, image size, classes)."""
+    build = resolve(path, folder)
+    solved = solve_builder_arms(build, path, budget, group, order, shape, mode, structure, tolerance)
+    common = {
+        "group": group, "channels": shape[0], "classes": shape[2], "builder": path,
+        "builder_source": source_hash(build), "builder_folder": folder or "",
+    }  # fmt: skip
+    specs = {}
+    for arm in ("plain", "repeat", "gcnn"):
+        specs[arm] = ArmSpec(
+            arm, "builder", solved.learnable_widths[arm], solved.physical_widths[arm],
+            TRIVIAL_ORDER if arm == "plain" else order, mode if arm == "repeat" else None,
+            solved.n_params[arm], structure if arm == "repeat" else NO_STRUCTURE,
+            width=solved.width[arm], base_scale=solved.base_scale if arm == "repeat" else 0.0, **common,
+        )  # fmt: skip
+    return specs
+
+
+def build_builder_arm(spec: ArmSpec) -> BuilderArm:
+    """The model a builder ArmSpec (models.spec) describes: its arm's network at the spec's width
+    (and base scale), initialised from torch's current random state."""
+    shape = (spec.channels, 0, spec.classes)
+    net = Network(
+        resolve(spec.builder, spec.builder_folder or None), spec.builder, spec.group, spec.group_order, shape,
+        spec.repeat_mode or "swish", spec.repeat_structure or DEFAULT_STRUCTURE,
+    )  # fmt: skip
+    if spec.arm == "repeat":
+        model = net.repeat(spec.width, spec.base_scale)
+    elif spec.group_order == TRIVIAL_ORDER:
+        model = net.plain(spec.width)
+    else:
+        model = net.gcnn(spec.width)
+    return BuilderArm(
+        model, spec.arm, spec.group_order, spec.repeat_mode, spec.repeat_structure,
+        spec.learnable_widths, spec.physical_widths, spec.group,
+    )  # fmt: skip
+
+
+class BuilderArm(nn.Module):
+    """A network from a builder with what training and counting read of an arm (models.arms.Arm).
+    Input (B, in_channels, H, W) -> (B, classes) logits."""
+
+    def __init__(self, net: nn.Module, arm: str, group_order: int, repeat_mode, repeat_structure: str,
+                 learnable_widths, physical_widths, group: str = ROTATIONS):  # fmt: skip
+        super().__init__()
+        self.net, self.arm, self.group, self.group_order = net, arm, group, group_order
+        self.repeat_mode, self.repeat_structure = repeat_mode, repeat_structure
+        self.learnable_widths, self.physical_widths = list(learnable_widths), list(physical_widths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def export(self) -> nn.Module:
+        """The network itself, put in eval mode (escnn then keeps its expanded filters); training
+        puts it back in train mode at the next epoch, and state_dict is always train mode's."""
+        self.net.eval()
+        return self.net
+
+    def state_dict(self, *args, **kwargs):
+        """The train-mode state dict (escnn adds its expanded filters as buffers in eval mode)."""
+        was = self.training
+        self.train()
+        try:
+            return super().state_dict(*args, **kwargs)
+        finally:
+            self.train(was)
+
+
+def build_arms(
+    build: Callable, path: str, solved: BuilderArms, group: str, order: int, shape: tuple, mode: str,
+    structure: str,
+) -> dict[str, BuilderArm]:  # fmt: skip
+    """The three arms' modules of a solved triplet (fresh initialisations from torch's RNG)."""
+    net = Network(build, path, group, order, shape, mode, structure)
+    models = {
+        "plain": net.plain(solved.width["plain"]),
+        "repeat": net.repeat(solved.width["repeat"], solved.base_scale),
+        "gcnn": net.gcnn(solved.width["gcnn"]),
+    }
+    info = {
+        "plain": (TRIVIAL_ORDER, None, NO_STRUCTURE),
+        "repeat": (order, mode, structure),
+        "gcnn": (order, None, NO_STRUCTURE),
+    }
+    return {
+        arm: BuilderArm(
+            model, arm, *info[arm], solved.learnable_widths[arm], solved.physical_widths[arm], group
+        )
+        for arm, model in models.items()
+    }
