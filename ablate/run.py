@@ -18,7 +18,7 @@ from ablate.study.grid import RunSpec, expand_grid, study_shape
 from ablate.study.schema import Study, load_study, with_overrides
 from ablate.training.driver import Executor, LocalExecutor, load_study_data, run_study
 from ablate.training.pool import PoolExecutor, default_jobs
-from ablate.training.precision import run_to_precision
+from ablate.training.precision import plan_now, run_to_precision
 
 
 def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, fingerprint: str | None) -> str:
@@ -77,6 +77,7 @@ def dry_run(study: Study, source: str) -> int:
             f"pilot seeds 0-{r.pilot_seeds - 1}, "
             f"then the seeds its plan asks (at most {r.max_seeds} per arm) in rounds of {r.round_seeds}"
         )
+        print("\n".join(plan_now(study, source)))
     return 0
 
 

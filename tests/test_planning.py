@@ -135,6 +135,8 @@ def test_a_precision_run_trains_the_pilot_then_its_plan_in_rounds_and_resumes(ti
     again = capsys.readouterr().out
     assert "training 0 on cpu" in again and "training 3" not in again and "training 15" not in again
     assert len(pd.read_csv(tmp_path / "results" / "prec" / "runs.csv")) == len(runs)
+    assert main([str(path), "--dry-run"]) == 0  # the dry run shows the plan once the pilot finished
+    assert f"training seeds 0-{planned - 1}" in capsys.readouterr().out
 
 
 def test_precision_refuses_seeds_and_a_small_pilot_in_one_line(tiny_study, tmp_path, capsys):

@@ -29,6 +29,26 @@ def grid_of_seeds(study: Study, seeds: list[int], source: str) -> list[RunSpec]:
     return expand_grid(with_overrides(study, source, train={"seeds": seeds, "budget_seeds": {}}), source)
 
 
+def pilot_runs(study: Study, pilot_grid: list[RunSpec]) -> pd.DataFrame:
+    """The finished ok runs of the pilot's grid."""
+    runs = StudyResults(study.run.results, study.name).runs()
+    return runs[runs["run_key"].isin({s.run_key for s in pilot_grid}) & (runs["status"] == "ok")]
+
+
+def plan_now(study: Study, source: str) -> list[str]:
+    """For --dry-run: the plan's lines when the pilot has finished, else one line saying so."""
+    r = study.run
+    pilot_grid = grid_of_seeds(study, list(range(r.pilot_seeds)), source)
+    runs = pilot_runs(study, pilot_grid)
+    if len(runs) < len(pilot_grid):
+        return [f"plan: made once the pilot's {len(pilot_grid)} runs finished ({len(runs)} have)"]
+    try:
+        plan = stats.plan_seeds(runs, r.precision / 100, r.pilot_seeds, r.max_seeds)
+    except ValueError as error:
+        return [f"plan: none from the pilot ({error})"]
+    return plan_lines(plan, r.precision, r.pilot_seeds, r.max_seeds)
+
+
 def cell_targets(pilot_grid: list[RunSpec], pilot_runs: pd.DataFrame, plan: pd.DataFrame) -> dict:
     """Seeds per (budget, model) cell: the largest plan among the designs the cell's pilot runs
     belong to (Design.rows), at least the pilot's size."""
@@ -73,8 +93,7 @@ def run_to_precision(
     code = run_study(study, force, on_epoch, source, executor(), grid=pilot_grid)
     if code:
         return code
-    runs = StudyResults(settings.results, study.name).runs()
-    runs = runs[runs["run_key"].isin({s.run_key for s in pilot_grid}) & (runs["status"] == "ok")]
+    runs = pilot_runs(study, pilot_grid)
     try:
         plan = stats.plan_seeds(runs, settings.precision / 100, settings.pilot_seeds, settings.max_seeds)
     except ValueError as error:
