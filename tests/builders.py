@@ -86,3 +86,18 @@ class NormNet(nn.Module):
 
 def untwinnable(gspace, width, in_channels, classes):
     return NormNet(gspace, width, in_channels, classes)
+
+
+class NormPooled(RepeatNet):
+    """RepeatNet with a NormPool (the norm of each field) in place of GroupPooling: regular fields
+    throughout, but a module that acts on whole fields, so no twin."""
+
+    def __init__(self, gspace, fields, in_channels, classes):
+        super().__init__(gspace, fields, in_channels, classes)
+        *body, pooling = list(self.features.children())
+        self.features = enn.SequentialModule(*body, enn.NormPool(pooling.in_type))
+
+
+def norm_pooled(gspace, width, in_channels, classes):
+    relative = [layer.width for layer in get_backbone("repeatnet").layers]
+    return NormPooled(gspace, [max(1, round(width * r)) for r in relative], in_channels, classes)

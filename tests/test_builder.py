@@ -153,6 +153,7 @@ BAD = {
     "builders:wrong_shape": "maps images (4, 1, 28, 28) to (4, 11), expected (4, 10)",
     "builders:not_invariant": "is not invariant to a 90-degree turn at init: logits change by",
     "builders:untwinnable": "(repeat arm): conv: R2Conv on",
+    "builders:norm_pooled": "NormPool cannot be twinned; expected R2Conv, InnerBatchNorm, GroupPooling",
 }
 
 
