@@ -65,20 +65,16 @@ def _study(study: str | Path | Study) -> tuple[Study, str]:
 def run_study(study: str | Path | Study, jobs: int | None = None, force: bool = False) -> Path:
     """Train every missing run of a study (a file or a loaded Study), as `python -m ablate.run`
     does (to its precision where [run] precision is set); returns its results folder.
-    StudyError when a run did not finish."""
-    from ablate.run import main
+    StudyError when a run did not finish; bad input raises as the command line reports it."""
+    from ablate.run import local_executor
+    from ablate.training.driver import run_study as train
+    from ablate.training.precision import run_to_precision
 
     loaded, source = _study(study)
-    if not isinstance(study, Study):
-        args = [source, *(["--jobs", str(jobs)] if jobs else []), *(["--force"] if force else [])]
-        code = main(args)
+    if loaded.run.precision is not None:
+        code = run_to_precision(loaded, source, lambda: local_executor(loaded, jobs), force=force)
     else:
-        from ablate.training.driver import LocalExecutor
-        from ablate.training.driver import run_study as train
-        from ablate.training.pool import PoolExecutor
-
-        executor = PoolExecutor(jobs) if jobs and jobs > 1 else LocalExecutor()
-        code = train(loaded, force=force, source=source, executor=executor)
+        code = train(loaded, force=force, source=source, executor=local_executor(loaded, jobs))
     if code:
         raise StudyError(f"{source}: not every run finished (exit code {code}); rerun to resume")
     return Path(loaded.run.results) / loaded.name

@@ -104,6 +104,12 @@ def _int_list(flag: str, text: str | None) -> list[int] | None:
 EXECUTORS = ("local", "ray")
 
 
+def local_executor(study: Study, jobs: int | None = None) -> Executor:
+    """This machine's executor: `jobs` runs at a time (else [run] jobs, else the machine's default)."""
+    jobs = jobs if jobs is not None else (study.run.jobs or default_jobs(study))
+    return LocalExecutor() if jobs == 1 else PoolExecutor(jobs)
+
+
 def make_executor(args: argparse.Namespace, study: Study) -> Executor:
     """The executor the command line asks for; Ray is imported only for --executor ray."""
     ray_flags = {"--address": args.address, "--gpus-per-task": args.gpus_per_task}
@@ -112,8 +118,7 @@ def make_executor(args: argparse.Namespace, study: Study) -> Executor:
         given = [flag for flag, value in ray_flags.items() if value is not None]
         if given:
             raise StudyError(f"{given[0]}: only with --executor ray, found --executor local")
-        jobs = args.jobs if args.jobs is not None else (study.run.jobs or default_jobs(study))
-        return LocalExecutor() if jobs == 1 else PoolExecutor(jobs)
+        return local_executor(study, args.jobs)
     if args.jobs is not None:
         raise StudyError("--jobs: only with --executor local, found --executor ray (use --cpus-per-task)")
     from ablate.training.ray import RayExecutor  # only here: Ray is an optional extra

@@ -193,3 +193,15 @@ def test_import_ablate_stays_light_and_the_api_is_there():
     with pytest.raises(AttributeError):
         ablate.no_such_function  # noqa: B018
     assert isinstance(ablate.load_runs(ROOT / "results" / "quick"), pd.DataFrame)
+
+
+def test_run_study_from_python_trains_a_study_file_or_a_loaded_study(tiny_study, capsys):
+    from ablate.study.schema import load_study
+
+    path = tiny_study(name="api", arms='["plain"]', seeds="[0, 1]", epochs=1)
+    folder = ablate.run_study(path)
+    runs = ablate.load_runs(folder)
+    assert folder.name == "api" and sorted(runs["seed"]) == [0, 1] and (runs["status"] == "ok").all()
+    assert ablate.run_study(load_study(path)) == folder  # a loaded study: nothing left to train
+    assert "2 of 2 runs already finished; training 0" in capsys.readouterr().out
+    assert len(ablate.load_runs(folder)) == 2

@@ -277,8 +277,9 @@ def solve_builder_arms(
     counter = twin_counter(g, net.plan(g, "repeat"))
     top = float(Group(group, order).size)
     scale, n_r = solve_scale(counter, budget, tolerance, top, f"repeat {label}")
-    check_outputs(net.plain(w_p), path, "plain", shape)
-    plain_widths = widths_of(call(net.build, path, gspaces.trivialOnR2(), w_p, shape[0], shape[2]), "plain")
+    plain = call(net.build, path, gspaces.trivialOnR2(), w_p, shape[0], shape[2])
+    plain_widths = widths_of(plain, "plain")  # read before the twin replaces its R2Convs
+    check_outputs(apply_twin(plain, net.plan(plain, "plain"), 0.0), path, "plain", shape)
     (g_learn, physical), (r_learn, _) = widths_of(g, "gcnn"), widths_of(g, "repeat", scale)
     return BuilderArms(
         width={"plain": w_p, "repeat": w_g, "gcnn": w_g},

@@ -59,12 +59,6 @@ class TensorTwin(enn.EquivariantModule):
     def evaluate_output_shape(self, input_shape: tuple) -> tuple:
         raise NotImplementedError("TensorTwin: shapes come from its module")
 
-    def export(self) -> nn.Module:
-        module = self.module
-        if isinstance(module, RepeatConv2d):
-            return module.to_conv2d()
-        return module.to_batch_norm() if isinstance(module, CopyBatchNorm) else module
-
 
 class FieldMax(nn.Module):
     """(N, size * f, H, W) -> (N, f, H, W): the max over each run of `size` consecutive channels,

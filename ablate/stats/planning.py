@@ -52,6 +52,14 @@ class PilotEstimate:
         sd = {arm: s * math.sqrt(variance_factor) for arm, s in self.sd.items()}
         return seeds_for_half_width(sd, self.share, self.den, half_width, confidence)
 
+    def plan(
+        self, half_width: float, pilot: int, max_seeds: int, confidence: float, assurance: float
+    ) -> tuple[int, int]:
+        """The two-stage plan: (seeds asked at A's one-sided `assurance` bound, -1 when none is
+        predicted; the seeds to train, that within [pilot, max_seeds], max_seeds for -1)."""
+        asked = self.seeds(half_width, confidence, self.variance_factor(1 - assurance))
+        return asked, max_seeds if asked < 0 else min(max(asked, pilot), max_seeds)
+
     def variance_factor(self, quantile: float) -> float:
         """nu / chi2_{quantile}(nu): the multiplier that takes A_hat to A's `quantile` bound."""
         return self.nu / float(sps.chi2.ppf(quantile, self.nu)) if np.isfinite(self.nu) else 1.0
@@ -133,8 +141,7 @@ def plan_seeds(
     rows = []
     for cell in _pilot_cells(runs[runs["seed"] < pilot], "points", "pilot"):
         est = pilot_estimate(cell.y)
-        asked = est.seeds(half_width, confidence, est.variance_factor(1 - assurance))
-        seeds = max_seeds if asked < 0 else min(max(asked, pilot), max_seeds)
+        asked, seeds = est.plan(half_width, pilot, max_seeds, confidence, assurance)
         rows.append(
             {**cell.design.columns, "n_pilot": est.n, "share_rep": est.share, "asked": asked, "seeds": seeds}
         )
@@ -176,8 +183,7 @@ def simulate_two_stage(
         y = {arm: rng.normal(means[arm], sds[arm], pilot) for arm in DECOMPOSED}
         if rule == "two-stage":
             est = pilot_estimate(y)
-            asked = est.seeds(half_width, confidence, est.variance_factor(1 - assurance))
-            n = max_seeds if asked < 0 else min(max(asked, pilot), max_seeds)
+            _, n = est.plan(half_width, pilot, max_seeds, confidence, assurance)
             y = {arm: np.concatenate([y[arm], rng.normal(means[arm], sds[arm], n - pilot)]) for arm in y}
             share, half = _final_half_width(y, confidence)
         else:
