@@ -77,6 +77,7 @@ class RunRow:
     builder_source: str = ""  # hash of the file that defines it
     width: float = 0.0  # the width it was built at
     base_scale: float = 0.0  # the repeat twin's base channels per regular field
+    compiled: bool = False  # its training steps went through torch.compile ([run] compile)
 
 
 @dataclass(frozen=True)

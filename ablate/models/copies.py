@@ -30,7 +30,8 @@ def copy_batch_norm(
     """Batch norm of (N, T, H, W) whose statistics, scale and shift are per group of channels:
     channel t belongs to group groups[t]; weight, bias and the running stats are (G,)."""
     if training:
-        counts = torch.bincount(groups, minlength=weight.numel()).to(x.dtype) * (x.shape[0] * x[0, 0].numel())
+        ones = torch.ones(groups.shape, dtype=x.dtype, device=x.device)  # not bincount: static shapes compile
+        counts = torch.zeros_like(weight).index_add(0, groups, ones) * (x.shape[0] * x[0, 0].numel())
         mean = torch.zeros_like(weight).index_add(0, groups, x.sum(dim=(0, 2, 3))) / counts
         centred = x - mean[groups].view(1, -1, 1, 1)
         var = torch.zeros_like(weight).index_add(0, groups, centred.pow(2).sum(dim=(0, 2, 3))) / counts

@@ -8,6 +8,7 @@ import pandas as pd
 
 from ablate import stats
 from ablate.errors import ResultsError
+from ablate.models.arms import CELL_KEY
 from ablate.report import text
 from ablate.results import StudyResults
 from ablate.study.grid import expand_grid
@@ -86,7 +87,25 @@ def code_notes(runs: pd.DataFrame, study_file: str = "STUDY.toml") -> list[str]:
         notes.append(f"runs come from {len(counts)} code fingerprints: {shown}")
     if legacy:
         notes.append(f"{legacy} runs predate code fingerprints (recorded from ablate 0.2.0)")
-    return notes + _heterogeneity_notes(runs, study_file)
+    return notes + _compile_notes(runs) + _heterogeneity_notes(runs, study_file)
+
+
+def _compile_notes(runs: pd.DataFrame) -> list[str]:
+    """One line per cell whose runs mix compiled and eager training steps ([run] compile: equal
+    to rounding, not bit for bit)."""
+    if "compiled" not in runs or runs.empty:
+        return []
+    flags = runs["compiled"].astype(str).str.lower().eq("true")
+    keys = [k for k in (*CELL_KEY, "group") if k in runs]
+    notes = []
+    for _, cell in runs.assign(compiled=flags).groupby(keys, sort=True):
+        if cell["compiled"].nunique() > 1:
+            count = int(cell["compiled"].sum())
+            notes.append(
+                f"{text.cell_label(cell.iloc[0])}: {count} of {len(cell)} runs trained with compiled steps, "
+                "the rest eager (equal to rounding, not bit for bit)"
+            )
+    return notes
 
 
 def _heterogeneity_notes(runs: pd.DataFrame, study_file: str) -> list[str]:

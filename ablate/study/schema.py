@@ -266,6 +266,9 @@ class RunSettings(_Section):
     # seeds of one cell trained as one grouped network; default: all of them on CUDA, 1 on the
     # CPU (measured by `python -m ablate.bench`: grouped convolutions do not pay off there)
     fuse_seeds: int | None = Field(None, gt=0)
+    # the training step through torch.compile (training.compiled): "auto" where the bench's rule
+    # says the warm-up repays (CPU, enough work per run group), true always, false never
+    compile: Literal["auto"] | bool = "auto"
     # seeds planned to a precision (--precision, docs/stats.md): train until the repetition share's
     # 95% delta interval has this half-width (points), by stats.plan_seeds' two-stage plan from a
     # pilot of seeds 0 .. pilot_seeds - 1 (at least stats.PILOT_MIN = 5), at most max_seeds per arm,

@@ -29,6 +29,7 @@ from ablate.models.spec import ArmSpec, count_macs
 from ablate.results import Checkpoint, HistoryRow, RunBusy, RunRow, StudyResults
 from ablate.study.grid import RunSpec, arm_train_config, expand_grid
 from ablate.study.schema import DataSettings, Study
+from ablate.training.compiled import training_tflop, use_compile
 from ablate.training.loop import FitResult, build_model, fit_group, resolve_device, uses_bf16
 
 # ArmSpec fields that are not runs.csv columns: the preset is named by `model_name` instead, and
@@ -101,14 +102,14 @@ def _ident(spec: RunSpec) -> dict:
 
 
 def _run_row(
-    spec: RunSpec, model, result: FitResult, data: Dataset, device, fused: int, bf16: bool
+    spec: RunSpec, macs: int, result: FitResult, data: Dataset, device, fused: int, bf16: bool
 ) -> RunRow:
     """The runs.csv row of a finished run: built by keyword in this one place."""
     last = result.history[-1] if result.history else {}
     return RunRow(
         **_ident(spec),
         **spec_columns(spec.model),
-        macs=count_macs(model, data.x_test.shape[-1], data.x_test.shape[1]),
+        macs=macs,
         dataset=data.meta["source"],
         n_train=data.meta["n_train"],
         n_test=data.meta["n_test"],
@@ -129,6 +130,7 @@ def _run_row(
         fused=fused,
         precision="bf16" if bf16 else "fp32",
         code_fingerprint=code_fingerprint(),
+        compiled=result.compiled,
     )
 
 
@@ -145,13 +147,18 @@ def train_group(
     models = [build_model(spec.model, spec.seed, device) for spec in specs]
     config = arm_train_config(study.train, specs[0].arm)
     mirror = specs[0].model.group == "D"  # D_N: the invariance check includes the mirror
-    results = fit_group(models, data, config, [s.seed for s in specs], checkpoints, on_epoch, mirror=mirror)
+    macs = count_macs(models[0], data.x_test.shape[-1], data.x_test.shape[1])
+    work = training_tflop(macs, len(data.y_train), config.epochs, len(specs))
+    compile = use_compile(study.run.compile, device, work)
+    results = fit_group(
+        models, data, config, [s.seed for s in specs], checkpoints, on_epoch, mirror=mirror, compile=compile
+    )
     return [
         (
-            _run_row(spec, model, result, data, device, fused=len(specs), bf16=uses_bf16(config, device)),
+            _run_row(spec, macs, result, data, device, fused=len(specs), bf16=uses_bf16(config, device)),
             [HistoryRow(**_ident(spec), **h) for h in result.history],
         )
-        for spec, model, result in zip(specs, models, results)
+        for spec, result in zip(specs, results)
     ]
 
 

@@ -25,6 +25,10 @@ from ablate.models.gcnn import FieldELU
 from ablate.models.repeat import RepeatConv2d, paper_repeat_weight, repeat_weight
 
 
+class NoFusedForm(TypeError):
+    """A model with a layer (or a layout) FusedSeeds has no grouped form of."""
+
+
 class _Fused(nn.Module):
     """A fused layer: `keys` maps each stacked tensor's attribute to the seed module's state key."""
 
@@ -103,23 +107,69 @@ class FusedRepeatConv(FusedConv):
         return repeat_weight(self.weight, self.alpha, self.beta, self.mode, *self.shape), self.bias
 
 
+@torch.no_grad()
+def dense_basis(conv: enn.R2Conv) -> torch.Tensor:
+    """escnn's steerable basis of `conv` as one dense tensor (D, o, i, k, k): the filter of
+    coefficients w (n_out * n_in * D,) is einsum("abd,doikl->aobikl", w.view(n_out, n_in, D),
+    basis) reshaped to (n_out * o, n_in * i, k, k), for n_out fields of size o from n_in of size i.
+
+    Read off escnn's own expansion (D unit coefficients of the first field pair) and checked on
+    random coefficients against it to 1e-6 of the filter's scale; NoFusedForm for a conv with
+    more than one pair of field types (the package's G-CNN has one)."""
+    kinds_in, kinds_out = ({r.name for r in t.representations} for t in (conv.in_type, conv.out_type))
+    if len(kinds_in) > 1 or len(kinds_out) > 1:
+        raise NoFusedForm(f"dense_basis: fields of more than one type ({sorted(kinds_in | kinds_out)})")
+    size_in, size_out = conv.in_type.representations[0].size, conv.out_type.representations[0].size
+    n_in, n_out, k = len(conv.in_type), len(conv.out_type), conv.kernel_size
+    expansion, dim = conv.basisexpansion, conv.basisexpansion.dimension()
+    d, remainder = divmod(dim, n_in * n_out)
+    if remainder:
+        raise NoFusedForm(f"dense_basis: {dim} coefficients are not {n_out} x {n_in} field pairs")
+    unit = torch.zeros(dim, device=conv.weights.device, dtype=conv.weights.dtype)
+    basis = []
+    for j in range(d):
+        unit.zero_()
+        unit[j] = 1.0
+        basis.append(expansion(unit)[:size_out, :size_in].reshape(size_out, size_in, k, k))
+    basis = torch.stack(basis)
+    probe = torch.randn(dim, device=unit.device, dtype=unit.dtype)
+    expected = expansion(probe).reshape(n_out * size_out, n_in * size_in, k, k)
+    if not torch.allclose(
+        expand_dense(probe[None], basis, n_out, n_in)[0],
+        expected,
+        rtol=0,
+        atol=1e-6 * (1 + expected.abs().max()),
+    ):
+        raise NoFusedForm("dense_basis: escnn's expansion is not one block per field pair for this conv")
+    return basis
+
+
+def expand_dense(weights: torch.Tensor, basis: torch.Tensor, n_out: int, n_in: int) -> torch.Tensor:
+    """Filters (S, n_out * o, n_in * i, k, k) of coefficients (S, n_out * n_in * D) on a
+    dense_basis (D, o, i, k, k): one einsum."""
+    s, (d, o, i, k, _) = weights.shape[0], basis.shape
+    filters = torch.einsum("sabd,doikl->saobikl", weights.view(s, n_out, n_in, d), basis)
+    return filters.reshape(s, n_out * o, n_in * i, k, k)
+
+
 class FusedR2Conv(FusedConv):
-    """S escnn R2Conv: steerable-basis coefficients (S, dim), expanded to S filters per step."""
+    """S escnn R2Conv: steerable-basis coefficients (S, dim), expanded to S filters per step by one
+    einsum with escnn's basis as one dense tensor (dense_basis)."""
 
     keys = {"weights": "weights", "bias": "bias"}
 
     def __init__(self, convs: Sequence[enn.R2Conv]):
         nn.Module.__init__(self)
         first = convs[0]
-        self.stride, self.padding, self.kernel = first.stride, first.padding, first.kernel_size
-        self.expansion = first.basisexpansion  # fixed basis (buffers only), shared by the seeds
+        self.stride, self.padding = first.stride, first.padding
+        self.fields = (len(first.out_type), len(first.in_type))
+        self.register_buffer("basis", dense_basis(first))  # fixed, shared by the seeds
         if first.bias is not None:
             self.register_buffer("bias_expansion", first.bias_expansion.clone())
         self._stack(convs, ("weights", "bias"))
 
     def _weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        filters = torch.stack([self.expansion(w) for w in self.weights])  # (S, out, in, k * k)
-        filters = filters.reshape(*filters.shape[:3], self.kernel, self.kernel)
+        filters = expand_dense(self.weights, self.basis, *self.fields)
         bias = None if self.bias is None else self.bias @ self.bias_expansion.T
         return filters, bias
 
@@ -225,6 +275,8 @@ class GroupMax(nn.Module):
 
 def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model's layers in forward order, with their state-dict prefixes."""
+    if not all(isinstance(getattr(model, part, None), nn.Module) for part in ("features", "head")):
+        raise NoFusedForm(f"FusedSeeds: {type(model).__name__} is not a features-and-head network")
     out = []
     for part in ("features", "head"):
         for name, module in getattr(model, part).named_children():
@@ -267,7 +319,7 @@ def _fuse_layer(modules: Sequence[nn.Module]) -> _Fused | nn.Module:
         return nn.AdaptiveAvgPool2d(first.output_size)
     if isinstance(first, (nn.AdaptiveAvgPool2d, nn.Flatten)):
         return first.__class__(*([first.output_size] if isinstance(first, nn.AdaptiveAvgPool2d) else []))
-    raise TypeError(f"FusedSeeds: no fused form of {type(first).__name__}")
+    raise NoFusedForm(f"FusedSeeds: no fused form of {type(first).__name__}")
 
 
 class FusedSeeds(nn.Module):

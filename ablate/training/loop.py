@@ -23,8 +23,9 @@ from ablate.data.sources import Dataset
 from ablate.models.arms import Arm
 from ablate.models.spec import ArmSpec, build_arm
 from ablate.study.schema import TrainConfig
+from ablate.training.compiled import compiled
 from ablate.training.evaluate import evaluate
-from ablate.training.fused import FusedSeeds
+from ablate.training.fused import FusedSeeds, NoFusedForm
 
 
 @dataclass
@@ -36,6 +37,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     invariance_error_any: float = math.nan  # ... under a turn by a uniform random angle
     step_seconds: float = 0.0  # its share of this process's training steps, without evaluations
+    compiled: bool = False  # its steps went through torch.compile (training.compiled)
 
 
 class CheckpointStore(Protocol):
@@ -72,43 +74,74 @@ def lr_factor(epoch: int, config: TrainConfig) -> float:
     return 1.0 if epoch < config.constant_epochs else config.decay ** (epoch - config.constant_epochs + 1)
 
 
+def run_losses(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor, fused: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each run's mean cross-entropy (S,) and the logits (B, S, classes) of `net` (a FusedSeeds
+    when `fused`, else one model) on x (B, S C, H, W), labels y (S, B)."""
+    logits = net(x) if fused else net(x).unsqueeze(1)
+    losses = F.cross_entropy(logits.float().permute(0, 2, 1), y.T, reduction="none").mean(0)
+    return losses, logits
+
+
 class RunGroup:
     """S runs of one cell (same spec, different seeds) trained as one computation: the model
-    itself when S = 1, else a FusedSeeds of the S models. `models` stay the per-seed view:
-    `sync()` copies the fused weights back into them for evaluation and checkpoints."""
+    itself when S = 1 and eager, else a FusedSeeds of the S models (plain torch, for one seed
+    too). `compile`: the forward and the losses through torch.compile (training.compiled); a
+    model with no fused form trains eager (`compiled` then says False). `models` stay the
+    per-seed view: `sync()` copies the fused weights back into them for evaluation and
+    checkpoints."""
 
-    def __init__(self, models: Sequence[Arm]):
+    def __init__(self, models: Sequence[Arm], compile: bool = False):
         self.models = list(models)
         self.seeds = len(models)
-        self.net: nn.Module = models[0] if self.seeds == 1 else FusedSeeds(models)
+        self.net: nn.Module = models[0]
+        if self.seeds > 1 or compile:
+            try:
+                self.net = FusedSeeds(models)
+            except NoFusedForm:
+                if self.seeds > 1:
+                    raise
+        self.fused = isinstance(self.net, FusedSeeds)
+        self.compiled = compile and self.fused
         self.keys = [name for name, _ in models[0].named_parameters()]
+        self._shape: torch.Size | None = None  # the batch shape the compiled step is traced for
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, S C, H, W), channels s C ... (s + 1) C - 1 for run s -> (B, S, classes) logits."""
-        return self.net(x).unsqueeze(1) if self.seeds == 1 else self.net(x)
+        return self.net(x) if self.fused else self.net(x).unsqueeze(1)
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S,) mean cross-entropies and (B, S, classes) logits on x, labels y (S, B). Compiled for
+        the first batch shape only: an epoch's last, partial batch runs eager rather than paying
+        a second warm-up."""
+        if self.compiled and self._shape in (None, x.shape):
+            self._shape = x.shape
+            return compiled(run_losses)(self.net, x, y, True)
+        return run_losses(self.net, x, y, self.fused)
 
     def clip_grad_norm_(self, max_norm: float) -> None:
         """Clip each run's gradients to `max_norm` (its own norm, as unfused)."""
-        if self.seeds == 1:
+        if not self.fused:
             nn.utils.clip_grad_norm_(self.net.parameters(), max_norm)
         else:
             self.net.clip_grad_norm_(max_norm)
 
     def sync(self) -> None:
         """Copy the fused weights and statistics into the per-seed models."""
-        if self.seeds > 1:
+        if self.fused:
             for s, model in enumerate(self.models):
                 model.load_state_dict(self.net.seed_state(s, model.state_dict()))
 
     def optimizer_state(self, optimizer: torch.optim.Optimizer, seed: int) -> dict:
         """Run `seed`'s optimizer state dict, as for its unfused model."""
-        if self.seeds == 1:
+        if not self.fused:
             return optimizer.state_dict()
         return self.net.seed_optimizer_state(optimizer, seed, self.keys)
 
     def load_optimizer_states(self, optimizer: torch.optim.Optimizer, states: list[dict]) -> None:
         """Set the optimizer from one unfused optimizer state dict per run."""
-        if self.seeds == 1:
+        if not self.fused:
             optimizer.load_state_dict(states[0])
         else:
             self.net.load_seed_optimizer_state(optimizer, states, self.keys)
@@ -195,8 +228,7 @@ def train_step(
     sum of the alive runs' mean cross-entropies, clips each run's gradients by its own norm, and
     (test hook) scales run s's update by scale[s]. Returns the (S,) losses and (B, S, classes) logits."""
     with autocast:
-        logits = group(x)
-        losses = F.cross_entropy(logits.float().permute(0, 2, 1), y.T, reduction="none").mean(0)
+        losses, logits = group.losses(x, y)
     optimizer.zero_grad(set_to_none=True)
     torch.where(alive, losses, 0.0).sum().backward()
     if grad_clip:
@@ -211,6 +243,12 @@ def train_step(
         for p, old in zip(params, before):
             p.copy_(old + (p - old) * scale.view(-1, *[1] * (p.dim() - 1)))
     return losses, logits
+
+
+def adam(params, lr: float, weight_decay: float) -> torch.optim.Adam:
+    """The runs' optimizer: Adam with its multi-tensor (foreach) step, whose updates equal the
+    per-tensor loop's bit for bit (tests/test_compiled.py) in a few operations per step."""
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
 
 
 def exact_fp32(device: torch.device) -> None:
@@ -239,7 +277,7 @@ class _Fit:
     steps: list[float]
 
 
-def _start(models, config: TrainConfig, checkpoints, seeds, data: Dataset) -> _Fit:
+def _start(models, config: TrainConfig, checkpoints, seeds, data: Dataset, compile: bool) -> _Fit:
     """The group ready to train its first epoch: resumed from the runs' checkpoints when they
     hold one made on this data, else fresh."""
     device = data.x_train.device
@@ -250,8 +288,8 @@ def _start(models, config: TrainConfig, checkpoints, seeds, data: Dataset) -> _F
     states = _resume_states(checkpoints, fingerprint)
     fresh = [{"epoch": 0, "history": [], "elapsed": 0.0} for _ in models]
     progress = _restore(models, states, streams) if states else fresh
-    group = RunGroup(models)
-    optimizer = torch.optim.Adam(group.net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    group = RunGroup(models, compile)
+    optimizer = adam(group.net.parameters(), config.lr, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, config))
     if states:
         group.load_optimizer_states(optimizer, [s["optimizer"] for s in states])
@@ -334,6 +372,7 @@ def fit_group(
     on_epoch: Callable[[dict], None] | None = None,
     lr_scale: Sequence[float] | None = None,
     mirror: bool = False,
+    compile: bool = False,
 ) -> list[FitResult]:
     """Train S runs of one cell (models built with build_model from their seeds) together.
 
@@ -344,11 +383,12 @@ def fit_group(
     run's checkpoint is saved in the unfused form, so a group resumes after a kill, fused or not.
     on_epoch gets each run's history row (with "run": its index). lr_scale: a test hook that
     scales each run's parameter updates. mirror: the final invariance check includes the
-    horizontal mirror (D_N studies).
+    horizontal mirror (D_N studies). compile: the step through torch.compile where the model has
+    a fused form (each result's `compiled` says whether it did).
     """
     device = data.x_train.device
     exact_fp32(device)
-    fit = _start(models, config, checkpoints, seeds, data)
+    fit = _start(models, config, checkpoints, seeds, data, compile)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(config, device))
     scale = torch.tensor(lr_scale, device=device) if lr_scale is not None else None
     for epoch in range(fit.progress[0]["epoch"], config.epochs):
@@ -368,6 +408,8 @@ def fit_group(
             on_epoch(row)
         if not bool(fit.alive.any()):
             break
+    for result in (r for r in fit.results if r is not None):
+        result.compiled = fit.group.compiled
     return fit.results
 
 
