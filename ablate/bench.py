@@ -5,7 +5,8 @@ per-run cross-entropy, backward, per-run clipping, Adam) on batches of 64 digits
 per arm: images per second for one run alone, for S runs fused into one grouped network (per
 run and in all), the speed-up, the achieved GFLOP/s (2 x 3 x multiply-accumulates per image:
 forward plus a backward of about twice its cost), its fraction of the fp32 matmul peak measured
-in the same process, the same with bf16 autocast, and a RepeatNet-style reference loop (PIL
+in the same process, the same compiled ([run] compile: torch.compile, with its warm-up
+seconds), the same with bf16 autocast, and a RepeatNet-style reference loop (PIL
 images through torchvision transforms in a DataLoader, batch 64) on the same model. Timings,
 not tests: the machines are shared and noisy, so compare numbers taken in one run.
 """
@@ -29,7 +30,7 @@ from ablate.models.spec import count_macs
 from ablate.study.schema import load_study
 from ablate.training.cost import study_cost
 from ablate.training.driver import load_study_data
-from ablate.training.loop import RunGroup, build_model, resolve_device, train_step
+from ablate.training.loop import RunGroup, adam, build_model, resolve_device, train_step
 
 BATCH = 64
 
@@ -68,18 +69,25 @@ def matmul_peak(
     return spread([2 * 2048**3 / t / 1e9 for t in _timed(lambda: a @ a, device, seconds, repeats)])
 
 
-def step_throughput(spec, seeds: int, device: torch.device, bf16: bool, seconds: float, repeats: int) -> dict:
-    """Images per second (all runs together; spread) of train_step on S = `seeds` runs of `spec`."""
+def step_throughput(
+    spec, seeds: int, device: torch.device, bf16: bool, seconds: float, repeats: int, compile: bool = False
+) -> dict:
+    """Images per second (all runs together; spread) of train_step on S = `seeds` runs of `spec`,
+    eager or compiled; with "warmup_s", the seconds of the first step (tracing and compiling
+    when compiled; inductor's on-disk cache makes a second process's warm-up shorter)."""
     models = [build_model(spec, s, device) for s in range(seeds)]
-    group = RunGroup(models)
-    optimizer = torch.optim.Adam(group.net.parameters(), lr=1e-3, weight_decay=1e-7)
+    group = RunGroup(models, compile=compile)
+    optimizer = adam(group.net.parameters(), 1e-3, 1e-7)
     x = torch.rand(BATCH, seeds, 28, 28, device=device)
     y = torch.randint(0, 10, (seeds, BATCH), device=device)
     alive = torch.ones(seeds, dtype=torch.bool, device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     group.net.train()
+    start = time.perf_counter()
+    train_step(group, optimizer, x, y, alive, 1.0, autocast)
+    warmup = time.perf_counter() - start
     times = _timed(lambda: train_step(group, optimizer, x, y, alive, 1.0, autocast), device, seconds, repeats)
-    return spread([BATCH * seeds / t for t in times])
+    return spread([BATCH * seeds / t for t in times]) | {"warmup_s": warmup}
 
 
 def dataloader_throughput(spec, device: torch.device, seconds: float, repeats: int) -> dict:
@@ -143,6 +151,7 @@ def bench(
         spec = arm_spec(triplet, arm)
         flops = 6 * count_macs(build_model(spec, 0, device))  # per image: forward + backward (~2 forwards)
         alone = step_throughput(spec, 1, device, False, seconds, repeats)
+        fast = step_throughput(spec, 1, device, False, seconds, repeats, compile=True)
         fused = step_throughput(spec, seeds, device, False, seconds, repeats) if seeds > 1 else alone
         bf16 = step_throughput(spec, 1, device, True, seconds, repeats)
         reference = dataloader_throughput(spec, device, seconds, repeats)
@@ -156,6 +165,10 @@ def bench(
                 "speedup_fused": fused["median"] / alone["median"],
                 "gflop_s": alone["median"] * flops / 1e9,
                 "peak_fraction": alone["median"] * flops / 1e9 / peak32["median"],
+                "img_s_compiled": fast,
+                "speedup_compiled": fast["median"] / alone["median"],
+                "compiled_peak_fraction": fast["median"] * flops / 1e9 / peak32["median"],
+                "warmup_s": fast["warmup_s"],
                 "img_s_bf16": bf16,
                 "speedup_bf16": bf16["median"] / alone["median"],
                 "bf16_peak_fraction": bf16["median"] * flops / 1e9 / peak16["median"],
@@ -182,7 +195,7 @@ def profile_table(spec, device: torch.device, steps: int = 10, rows: int = 10) -
 
     models = [build_model(spec, 0, device)]
     group = RunGroup(models)
-    optimizer = torch.optim.Adam(group.net.parameters(), lr=1e-3, weight_decay=1e-7)
+    optimizer = adam(group.net.parameters(), 1e-3, 1e-7)
     x, y = torch.rand(BATCH, 1, 28, 28, device=device), torch.randint(0, 10, (1, BATCH), device=device)
     alive = torch.ones(1, dtype=torch.bool, device=device)
     autocast = torch.autocast(device.type, enabled=False)
@@ -211,14 +224,17 @@ def format_table(result: dict) -> str:
         f"({result['threads']} threads); matmul peak fp32 {_cell(peak['fp32'])} GFLOP/s, "
         f"bf16 {_cell(peak['bf16'])} GFLOP/s; median (min–max) of {result['repeats']} timings",
         "",
-        f"| arm | params | img/s | img/s fused ×{s} | speed-up | GFLOP/s | of fp32 peak | img/s bf16 | "
-        "bf16 speed-up | img/s DataLoader | this loop vs DataLoader |",
-        "|" + " --- |" * 11,
+        f"| arm | params | img/s | img/s fused ×{s} | speed-up | GFLOP/s | of fp32 peak | img/s compiled | "
+        "compiled speed-up | compiled of fp32 peak | warm-up s | img/s bf16 | bf16 speed-up | "
+        "img/s DataLoader | this loop vs DataLoader |",
+        "|" + " --- |" * 15,
     ]
     for r in result["arms"]:
         lines.append(
             f"| {r['arm']} | {r['params']:,} | {_cell(r['img_s'])} | {_cell(r['img_s_fused'])} | "
             f"{r['speedup_fused']:.2f}× | {r['gflop_s']:.1f} | {100 * r['peak_fraction']:.0f}% | "
+            f"{_cell(r['img_s_compiled'])} | {r['speedup_compiled']:.2f}× | "
+            f"{100 * r['compiled_peak_fraction']:.0f}% | {r['warmup_s']:.1f} | "
             f"{_cell(r['img_s_bf16'])} | {r['speedup_bf16']:.2f}× | {_cell(r['img_s_dataloader'])} | "
             f"{r['speedup_vs_dataloader']:.2f}× |"
         )
@@ -230,14 +246,15 @@ def format_cost(cost: pd.DataFrame, study: str, epochs: int, jobs: int) -> str:
     lines = [
         f"study {study}: one epoch of every cell timed; estimates for {epochs} epochs",
         "",
-        "| budget | model | params | runs | build s | steps s/epoch | eval s | final passes s | s/run "
-        "| s/cell |",
-        "|" + " --- |" * 10,
+        "| budget | model | params | runs | compiled | build s | steps s/epoch | eval s | final passes s "
+        "| s/run | s/cell |",
+        "|" + " --- |" * 11,
     ]
     for r in cost.itertuples():
         lines.append(
-            f"| {int(r.budget):,} | {r.model} | {int(r.params):,} | {r.runs} | {r.build:.2f} | "
-            f"{r.steps:.2f} | {r.eval:.2f} | {r.final:.2f} | {r.run_s:.0f} | {r.cell_s:.0f} |"
+            f"| {int(r.budget):,} | {r.model} | {int(r.params):,} | {r.runs} | "
+            f"{'yes' if r.compiled else 'no'} | {r.build:.2f} | {r.steps:.2f} | {r.eval:.2f} | "
+            f"{r.final:.2f} | {r.run_s:.0f} | {r.cell_s:.0f} |"
         )
     total = float(cost["cell_s"].sum())
     share = {k: float((cost[k] * cost["runs"]).sum()) for k in ("build", "final")}

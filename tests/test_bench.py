@@ -4,13 +4,17 @@ shape and spreads are checked, never their size), and `--study` estimates a stud
 import json
 
 from ablate.bench import main
+from ablate.training import compiled
 
 
 def _columns(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
-def test_bench_with_its_default_arms_prints_medians_with_spreads_and_writes_json(tmp_path, capsys):
+def test_bench_with_its_default_arms_prints_medians_with_spreads_and_writes_json(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(compiled, "BACKEND", "aot_eager")  # the compiled column's graphs, not inductor's
     out = tmp_path / "bench.json"
     # the default arms (all four, the augmented one included: it used to crash), short timings
     args = ["--budget", "5000", "--seeds", "2", "--seconds", "0.02", "--repeats", "5", "--json", str(out)]
@@ -23,6 +27,7 @@ def test_bench_with_its_default_arms_prints_medians_with_spreads_and_writes_json
         columns[:3] == ["arm", "params", "img/s"]
         and "img/s fused ×2" in columns
         and "of fp32 peak" in columns
+        and {"img/s compiled", "compiled speed-up", "warm-up s"} <= set(columns)
     )
     rows = {
         _columns(line)[0]: _columns(line) for line in table if line.startswith("| ") and "---" not in line
@@ -35,8 +40,9 @@ def test_bench_with_its_default_arms_prints_medians_with_spreads_and_writes_json
     assert [r["arm"] for r in result["arms"]] == ["plain", "repeat", "gcnn", "augmented"]
     assert result["seeds"] == 2 and result["repeats"] == 5
     for row in result["arms"]:
-        for key in ("img_s", "img_s_fused", "img_s_bf16", "img_s_dataloader"):
-            assert set(row[key]) == {"median", "min", "max"}
+        assert row["warmup_s"] > 0
+        for key in ("img_s", "img_s_fused", "img_s_compiled", "img_s_bf16", "img_s_dataloader"):
+            assert {"median", "min", "max"} <= set(row[key])
             assert row[key]["min"] <= row[key]["median"] <= row[key]["max"]
     for peak in result["matmul_peak_gflop_s"].values():
         assert peak["min"] <= peak["median"] <= peak["max"]
@@ -58,6 +64,7 @@ def test_bench_study_times_every_cell_and_estimates_the_cost(tiny_study, capsys,
     assert len(cells) == 6 and {c["model"] for c in cells} == {"plain", "repeat C4", "gcnn C4"}
     for cell in cells:
         assert cell["runs"] == 2 and cell["steps"] > 0 and cell["eval"] > 0
+        assert cell["compiled"] is False  # "auto": a tiny study is not worth a warm-up
         parts = cell["build"] + 3 * cell["steps"] + 3 * cell["eval"] + cell["final"]
         assert abs(cell["run_s"] - parts) < 1e-9 and abs(cell["cell_s"] - 2 * cell["run_s"]) < 1e-9
     assert "for 12 runs one at a time, about" in printed and "with --jobs 2" in printed

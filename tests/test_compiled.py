@@ -12,13 +12,14 @@ from escnn import nn as enn
 
 from ablate.models.backbone import backbone_from_table
 from ablate.models.budget import solve_triplet
+from ablate.models.gcnn import dense_basis, expand_dense
 from ablate.report.provenance import code_notes
 from ablate.results import StudyResults
 from ablate.study.schema import load_study
 from ablate.training import compiled as compiled_module
 from ablate.training.compiled import AUTO_MIN_TFLOP, training_tflop, use_compile
 from ablate.training.driver import run_study
-from ablate.training.fused import FusedSeeds, dense_basis, expand_dense
+from ablate.training.fused import FusedSeeds
 from ablate.training.loop import RunGroup, adam, build_model, train_step
 
 CPU = torch.device("cpu")
@@ -57,7 +58,7 @@ def test_a_conv_with_mixed_fields_has_no_dense_basis():
     space = gspaces.rot2dOnR2(4)
     mixed = enn.FieldType(space, [space.regular_repr, space.trivial_repr])
     conv = enn.R2Conv(mixed, enn.FieldType(space, [space.regular_repr] * 2), 3)
-    with pytest.raises(TypeError, match="more than one type"):
+    with pytest.raises(ValueError, match="more than one type"):
         dense_basis(conv)
 
 
@@ -133,6 +134,7 @@ def test_inductors_compiled_step_agrees_with_eager():
 
 def test_auto_compiles_long_cpu_groups_only():
     assert training_tflop(macs=10**7, images=4000, epochs=30, seeds=1) == pytest.approx(7.2)
+    assert training_tflop(macs=14_613_200, images=4000, epochs=30, seeds=1) < AUTO_MIN_TFLOP  # answer
     assert use_compile("auto", CPU, AUTO_MIN_TFLOP) and not use_compile("auto", CPU, AUTO_MIN_TFLOP / 2)
     assert not use_compile("auto", torch.device("cuda"), 100.0)
     assert use_compile(True, CPU, 0.0) and not use_compile(False, CPU, 100.0)

@@ -26,7 +26,8 @@ def test_columns_are_the_documented_ones_and_every_model_field_is_a_column():
         "physical_widths dataset n_train n_test epochs test_error invariance_error train_loss "
         "train_error train_seconds device status finished_at ablate_version torch_version "
         "escnn_version data_fingerprint fused precision repeat_structure invariance_error_any model_name "
-        "preset_width code_fingerprint group channels classes builder builder_source width base_scale"
+        "preset_width code_fingerprint group channels classes builder builder_source width base_scale "
+        "compiled"
     ).split()
     assert RUN_COLUMNS == documented
     assert (

@@ -7,9 +7,9 @@ with the per-run cross-entropy, compiled by inductor; its backward is the compil
 The result agrees with the eager step to rounding, not bit for bit, so runs.csv records
 `compiled` per run and the run key leaves it out (like the thread count).
 
-Warm-up: the first group of a spec in a process traces and compiles (about 15-50 s on a 2-core
-CPU when inductor's on-disk cache is cold, 3-6 s when it holds the kernels: docs/speed.md);
-later groups of the same spec in that process reuse the compiled code.
+Warm-up: the first group of a spec in a process traces and compiles (20-45 s on a 2-core CPU
+when inductor's on-disk cache is cold, 4-20 s when it holds the kernels: docs/speed.md); later
+groups of the same spec in that process reuse the compiled code.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from collections.abc import Callable
 import torch
 
 # "auto" compiles a CPU run group whose training is at least this much work (6 x MACs per image
-# x training images x epochs x seeds, in TFLOP). Measured on a 2-core CPU (docs/speed.md): the
-# compiled step saves about 10-25% of the eager step's time, and the warm-up costs 3-6 s with a
-# warm cache (15-50 s cold, once per machine); 5 TFLOP is about 50 s of eager steps there, so
-# from this size the saving repays the warm-up. CUDA stays eager under "auto": not yet measured.
-AUTO_MIN_TFLOP = 5.0
+# x training images x epochs x seeds, in TFLOP). Measured on the 2-core AMD EPYC (docs/speed.md):
+# the compiled step saves 5-25% of the eager step, 10% in whole answer-protocol epochs of the 20k
+# G-CNN, and the warm-up costs 4-20 s from inductor's on-disk cache (up to 45 s cold); a 30-epoch
+# 20k G-CNN run (10.5 TFLOP) saved 7 s of steps, less than its warm-up. At 10% saved, 50 TFLOP
+# (some 8 minutes of eager steps there) repays even a cold warm-up. CUDA stays eager under
+# "auto": not measured yet.
+AUTO_MIN_TFLOP = 50.0
 
 
 def training_tflop(macs: int, images: int, epochs: int, seeds: int) -> float:

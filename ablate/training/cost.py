@@ -19,19 +19,29 @@ from ablate.models.arms import ARM_INFO, DEFAULT_STRUCTURE, NO_STRUCTURE, Group
 from ablate.models.spec import count_macs
 from ablate.study.grid import RunSpec, arm_train_config, expand_grid
 from ablate.study.schema import Study
+from ablate.training.compiled import training_tflop, use_compile
 from ablate.training.evaluate import evaluate
 from ablate.training.loop import build_model, fit_group
 
 
 def time_cell(spec: RunSpec, study: Study, data: Dataset, device: torch.device) -> dict:
-    """Seconds of one run's parts for the cell of `spec`: build (model, MACs), steps (one epoch
-    of training), eval (one test-set evaluation), final (the last evaluation's invariance passes)."""
+    """Seconds of one run's parts for the cell of `spec`: build (model, MACs, and the compiled
+    step's warm-up where [run] compile would compile it), steps (one epoch of training, compiled
+    where it would be), eval (one test-set evaluation), final (the last evaluation's invariance
+    passes); `compiled` says which."""
     start = time.perf_counter()
     model = build_model(spec.model, spec.seed, device)
-    count_macs(model, data.x_test.shape[-1], data.x_test.shape[1])
+    macs = count_macs(model, data.x_test.shape[-1], data.x_test.shape[1])
     build = time.perf_counter() - start
     config = arm_train_config(study.train, spec.arm).model_copy(update={"epochs": 1, "eval_every": 1})
-    steps = fit_group([model], data, config, [spec.seed])[0].step_seconds  # one epoch, then its evaluation
+    work = training_tflop(macs, len(data.y_train), study.train.epochs, 1)
+    compile = use_compile(study.run.compile, device, work)
+    first = fit_group([model], data, config, [spec.seed], compile=compile)[0]  # one epoch, its evaluation
+    steps, warmup = first.step_seconds, 0.0
+    if first.compiled:  # the compiled figure: a second epoch on the warm code; the first's excess is warm-up
+        again = build_model(spec.model, spec.seed, device)
+        steps = fit_group([again], data, config, [spec.seed], compile=True)[0].step_seconds
+        warmup = max(first.step_seconds - steps, 0.0)
     start = time.perf_counter()
     evaluate(model, data)
     eval_s = time.perf_counter() - start
@@ -39,7 +49,8 @@ def time_cell(spec: RunSpec, study: Study, data: Dataset, device: torch.device) 
     evaluate(model, data, invariance=True)
     final = time.perf_counter() - start
     return {
-        "build": build,
+        "build": build + warmup,
+        "compiled": first.compiled,
         "steps": steps,
         "eval": eval_s,
         "final": max(final - eval_s, 0.0),

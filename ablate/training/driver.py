@@ -149,16 +149,14 @@ def train_group(
     mirror = specs[0].model.group == "D"  # D_N: the invariance check includes the mirror
     macs = count_macs(models[0], data.x_test.shape[-1], data.x_test.shape[1])
     work = training_tflop(macs, len(data.y_train), config.epochs, len(specs))
-    compile = use_compile(study.run.compile, device, work)
-    results = fit_group(
-        models, data, config, [s.seed for s in specs], checkpoints, on_epoch, mirror=mirror, compile=compile
-    )
+    seeds, compile = [s.seed for s in specs], use_compile(study.run.compile, device, work)
+    results = fit_group(models, data, config, seeds, checkpoints, on_epoch, mirror=mirror, compile=compile)
+    rows = [
+        _run_row(s, macs, r, data, device, len(specs), uses_bf16(config, device))
+        for s, r in zip(specs, results)
+    ]
     return [
-        (
-            _run_row(spec, macs, result, data, device, fused=len(specs), bf16=uses_bf16(config, device)),
-            [HistoryRow(**_ident(spec), **h) for h in result.history],
-        )
-        for spec, result in zip(specs, results)
+        (row, [HistoryRow(**_ident(s), **h) for h in r.history]) for row, s, r in zip(rows, specs, results)
     ]
 
 

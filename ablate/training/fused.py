@@ -21,7 +21,7 @@ from torch import nn
 
 from ablate.models.activation import ELU
 from ablate.models.copies import CopyBatchNorm, CopyMax, copy_batch_norm, copy_max
-from ablate.models.gcnn import FieldELU
+from ablate.models.gcnn import FieldELU, dense_basis, expand_dense
 from ablate.models.repeat import RepeatConv2d, paper_repeat_weight, repeat_weight
 
 
@@ -107,51 +107,6 @@ class FusedRepeatConv(FusedConv):
         return repeat_weight(self.weight, self.alpha, self.beta, self.mode, *self.shape), self.bias
 
 
-@torch.no_grad()
-def dense_basis(conv: enn.R2Conv) -> torch.Tensor:
-    """escnn's steerable basis of `conv` as one dense tensor (D, o, i, k, k): the filter of
-    coefficients w (n_out * n_in * D,) is einsum("abd,doikl->aobikl", w.view(n_out, n_in, D),
-    basis) reshaped to (n_out * o, n_in * i, k, k), for n_out fields of size o from n_in of size i.
-
-    Read off escnn's own expansion (D unit coefficients of the first field pair) and checked on
-    random coefficients against it to 1e-6 of the filter's scale; NoFusedForm for a conv with
-    more than one pair of field types (the package's G-CNN has one)."""
-    kinds_in, kinds_out = ({r.name for r in t.representations} for t in (conv.in_type, conv.out_type))
-    if len(kinds_in) > 1 or len(kinds_out) > 1:
-        raise NoFusedForm(f"dense_basis: fields of more than one type ({sorted(kinds_in | kinds_out)})")
-    size_in, size_out = conv.in_type.representations[0].size, conv.out_type.representations[0].size
-    n_in, n_out, k = len(conv.in_type), len(conv.out_type), conv.kernel_size
-    expansion, dim = conv.basisexpansion, conv.basisexpansion.dimension()
-    d, remainder = divmod(dim, n_in * n_out)
-    if remainder:
-        raise NoFusedForm(f"dense_basis: {dim} coefficients are not {n_out} x {n_in} field pairs")
-    unit = torch.zeros(dim, device=conv.weights.device, dtype=conv.weights.dtype)
-    basis = []
-    for j in range(d):
-        unit.zero_()
-        unit[j] = 1.0
-        basis.append(expansion(unit)[:size_out, :size_in].reshape(size_out, size_in, k, k))
-    basis = torch.stack(basis)
-    probe = torch.randn(dim, device=unit.device, dtype=unit.dtype)
-    expected = expansion(probe).reshape(n_out * size_out, n_in * size_in, k, k)
-    if not torch.allclose(
-        expand_dense(probe[None], basis, n_out, n_in)[0],
-        expected,
-        rtol=0,
-        atol=1e-6 * (1 + expected.abs().max()),
-    ):
-        raise NoFusedForm("dense_basis: escnn's expansion is not one block per field pair for this conv")
-    return basis
-
-
-def expand_dense(weights: torch.Tensor, basis: torch.Tensor, n_out: int, n_in: int) -> torch.Tensor:
-    """Filters (S, n_out * o, n_in * i, k, k) of coefficients (S, n_out * n_in * D) on a
-    dense_basis (D, o, i, k, k): one einsum."""
-    s, (d, o, i, k, _) = weights.shape[0], basis.shape
-    filters = torch.einsum("sabd,doikl->saobikl", weights.view(s, n_out, n_in, d), basis)
-    return filters.reshape(s, n_out * o, n_in * i, k, k)
-
-
 class FusedR2Conv(FusedConv):
     """S escnn R2Conv: steerable-basis coefficients (S, dim), expanded to S filters per step by one
     einsum with escnn's basis as one dense tensor (dense_basis)."""
@@ -163,7 +118,10 @@ class FusedR2Conv(FusedConv):
         first = convs[0]
         self.stride, self.padding = first.stride, first.padding
         self.fields = (len(first.out_type), len(first.in_type))
-        self.register_buffer("basis", dense_basis(first))  # fixed, shared by the seeds
+        try:
+            self.register_buffer("basis", dense_basis(first))  # fixed, shared by the seeds
+        except ValueError as error:
+            raise NoFusedForm(str(error)) from None
         if first.bias is not None:
             self.register_buffer("bias_expansion", first.bias_expansion.clone())
         self._stack(convs, ("weights", "bias"))
