@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -56,17 +57,51 @@ def _timed(step: Callable[[], object], device: torch.device, seconds: float, rep
     return times
 
 
+def cpu_name(cpuinfo: str | None = None) -> str:
+    """The CPU as a speed figure must name it: model name, family and model (which tell AMD's
+    AVX-512 Zen 4 from its AVX2 Zen 3, both "AMD EPYC") and the vector ISA torch's kernels use,
+    e.g. "AMD EPYC (family 25, model 1; torch kernels AVX2)". From /proc/cpuinfo (Linux) unless
+    `cpuinfo` gives its text; the platform's processor name elsewhere."""
+    import platform
+
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""
+    first_core = cpuinfo.split("\n\n")[0]
+    fields = dict(re.findall(r"^(model name|cpu family|model)\s*:\s*(.*?)\s*$", first_core, re.M))
+    name = fields.get("model name") or platform.processor() or "unknown CPU"
+    where = f"family {fields['cpu family']}, model {fields['model']}; " if "cpu family" in fields else ""
+    return f"{name} ({where}torch kernels {torch.backends.cpu.get_cpu_capability()})"
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 natively: CUDA's own answer; on the CPU, oneDNN's (AVX-512
+    BF16 or AMX). Without it bf16 runs emulated, about 100x slower than fp32 (1.1 GFLOP/s on an
+    AVX2 AMD EPYC), so the bench does not time it."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(probe()) if probe is not None else False
+
+
 def spread(values: Sequence[float]) -> dict[str, float]:
     """{"median", "min", "max"} of repeated measurements."""
     return {"median": float(statistics.median(values)), "min": float(min(values)), "max": float(max(values))}
 
 
+PEAK_SIZE = 2048  # the matrix product that measures the peak: PEAK_SIZE x PEAK_SIZE, squared
+
+
 def matmul_peak(
     device: torch.device, dtype: torch.dtype, seconds: float = 1.0, repeats: int = REPEATS
 ) -> dict:
-    """Measured GFLOP/s of a 2048 x 2048 matrix product in `dtype` on `device` (spread)."""
-    a = torch.randn(2048, 2048, device=device, dtype=dtype)
-    return spread([2 * 2048**3 / t / 1e9 for t in _timed(lambda: a @ a, device, seconds, repeats)])
+    """Measured GFLOP/s of a PEAK_SIZE x PEAK_SIZE matrix product in `dtype` on `device` (spread)."""
+    n = PEAK_SIZE
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    return spread([2 * n**3 / t / 1e9 for t in _timed(lambda: a @ a, device, seconds, repeats)])
 
 
 def step_throughput(
@@ -144,7 +179,8 @@ def bench(
     """All the numbers of the table, as a dict (the --json content): each throughput and peak a
     spread (median, min, max over `repeats` timings of about `seconds` each); ratios of medians."""
     peak32 = matmul_peak(device, torch.float32, seconds, repeats)
-    peak16 = matmul_peak(device, torch.bfloat16, seconds, repeats)
+    bf16_native = native_bf16(device)
+    peak16 = matmul_peak(device, torch.bfloat16, seconds, repeats) if bf16_native else None
     triplet = solve_triplet(budget)
     rows = []
     for arm in arms:
@@ -153,7 +189,7 @@ def bench(
         alone = step_throughput(spec, 1, device, False, seconds, repeats)
         fast = step_throughput(spec, 1, device, False, seconds, repeats, compile=True)
         fused = step_throughput(spec, seeds, device, False, seconds, repeats) if seeds > 1 else alone
-        bf16 = step_throughput(spec, 1, device, True, seconds, repeats)
+        bf16 = step_throughput(spec, 1, device, True, seconds, repeats) if bf16_native else None
         reference = dataloader_throughput(spec, device, seconds, repeats)
         rows.append(
             {
@@ -169,16 +205,16 @@ def bench(
                 "speedup_compiled": fast["median"] / alone["median"],
                 "compiled_peak_fraction": fast["median"] * flops / 1e9 / peak32["median"],
                 "warmup_s": fast["warmup_s"],
-                "img_s_bf16": bf16,
-                "speedup_bf16": bf16["median"] / alone["median"],
-                "bf16_peak_fraction": bf16["median"] * flops / 1e9 / peak16["median"],
+                "img_s_bf16": bf16,  # None: no native bf16 on this device, not timed
+                "speedup_bf16": bf16["median"] / alone["median"] if bf16 else None,
+                "bf16_peak_fraction": bf16["median"] * flops / 1e9 / peak16["median"] if bf16 else None,
                 "img_s_dataloader": reference,
                 "speedup_vs_dataloader": alone["median"] / reference["median"],
             }
         )
     return {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "threads": torch.get_num_threads(),
         "budget": budget,
         "seeds": seeds,
@@ -219,10 +255,11 @@ def format_table(result: dict) -> str:
     """The Markdown table docs/speed.md shows: medians of `repeats` timings with their min-max."""
     s = result["seeds"]
     peak = result["matmul_peak_gflop_s"]
+    bf16 = f"{_cell(peak['bf16'])} GFLOP/s" if peak["bf16"] else "not timed (no native bf16 here)"
     lines = [
         f"budget {result['budget']:,}, batch {result['batch']}, {result['device_name']} "
         f"({result['threads']} threads); matmul peak fp32 {_cell(peak['fp32'])} GFLOP/s, "
-        f"bf16 {_cell(peak['bf16'])} GFLOP/s; median (min–max) of {result['repeats']} timings",
+        f"bf16 {bf16}; median (min–max) of {result['repeats']} timings",
         "",
         f"| arm | params | img/s | img/s fused ×{s} | speed-up | GFLOP/s | of fp32 peak | img/s compiled | "
         "compiled speed-up | compiled of fp32 peak | warm-up s | img/s bf16 | bf16 speed-up | "
@@ -230,12 +267,13 @@ def format_table(result: dict) -> str:
         "|" + " --- |" * 15,
     ]
     for r in result["arms"]:
+        bf16_cells = f"{_cell(r['img_s_bf16'])} | {r['speedup_bf16']:.2f}×" if r["img_s_bf16"] else "— | —"
         lines.append(
             f"| {r['arm']} | {r['params']:,} | {_cell(r['img_s'])} | {_cell(r['img_s_fused'])} | "
             f"{r['speedup_fused']:.2f}× | {r['gflop_s']:.1f} | {100 * r['peak_fraction']:.0f}% | "
             f"{_cell(r['img_s_compiled'])} | {r['speedup_compiled']:.2f}× | "
             f"{100 * r['compiled_peak_fraction']:.0f}% | {r['warmup_s']:.1f} | "
-            f"{_cell(r['img_s_bf16'])} | {r['speedup_bf16']:.2f}× | {_cell(r['img_s_dataloader'])} | "
+            f"{bf16_cells} | {_cell(r['img_s_dataloader'])} | "
             f"{r['speedup_vs_dataloader']:.2f}× |"
         )
     return "\n".join(lines)

@@ -3,6 +3,9 @@ shape and spreads are checked, never their size), and `--study` estimates a stud
 
 import json
 
+import pytest
+
+from ablate import bench as bench_module
 from ablate.bench import main
 from ablate.training import compiled
 
@@ -11,16 +14,23 @@ def _columns(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
-def test_bench_with_its_default_arms_prints_medians_with_spreads_and_writes_json(
-    tmp_path, capsys, monkeypatch
-):
+ALL_ARMS = ["plain", "repeat", "gcnn", "augmented"]
+
+
+# bf16 timed whatever this CPU has (emulated bf16 runs at ~1 GFLOP/s, so one arm and small peak
+# products), or left out as on a CPU without native bf16 (the default arms: all four, the
+# augmented one included: it used to crash)
+@pytest.mark.parametrize("native_bf16, arms", [(True, ["plain"]), (False, ALL_ARMS)], ids=["bf16", "no bf16"])
+def test_bench_prints_medians_with_spreads_and_writes_json(tmp_path, capsys, monkeypatch, native_bf16, arms):
     monkeypatch.setattr(compiled, "BACKEND", "aot_eager")  # the compiled column's graphs, not inductor's
+    monkeypatch.setattr(bench_module, "native_bf16", lambda device: native_bf16)
+    monkeypatch.setattr(bench_module, "PEAK_SIZE", 256)
     out = tmp_path / "bench.json"
-    # the default arms (all four, the augmented one included: it used to crash), short timings
     args = ["--budget", "5000", "--seeds", "2", "--seconds", "0.02", "--repeats", "5", "--json", str(out)]
+    args += ["--arms", ",".join(arms)] if arms != ALL_ARMS else []
     assert main(args) == 0
     table = capsys.readouterr().out.splitlines()
-    assert "median (min–max) of 5 timings" in table[0]
+    assert "median (min–max) of 5 timings" in table[0] and "torch kernels" in table[0]
     header = next(line for line in table if line.startswith("| arm |"))
     columns = _columns(header)
     assert (
@@ -33,19 +43,26 @@ def test_bench_with_its_default_arms_prints_medians_with_spreads_and_writes_json
         _columns(line)[0]: _columns(line) for line in table if line.startswith("| ") and "---" not in line
     }
     rows.pop("arm")
-    assert set(rows) == {"plain", "repeat", "gcnn", "augmented"} and rows["plain"][1] == "5,001"
+    assert list(rows) == arms and rows["plain"][1] == "5,001"
     assert all(len(cells) == len(columns) for cells in rows.values())
-    assert "(" in rows["gcnn"][2] and "–" in rows["gcnn"][2]  # median (min–max)
+    assert "(" in rows[arms[-1]][2] and "–" in rows[arms[-1]][2]  # median (min–max)
     result = json.loads(out.read_text())
-    assert [r["arm"] for r in result["arms"]] == ["plain", "repeat", "gcnn", "augmented"]
+    assert [r["arm"] for r in result["arms"]] == arms
     assert result["seeds"] == 2 and result["repeats"] == 5
+    timed = ("img_s", "img_s_fused", "img_s_compiled", "img_s_dataloader") + ("img_s_bf16",) * native_bf16
     for row in result["arms"]:
         assert row["warmup_s"] > 0
-        for key in ("img_s", "img_s_fused", "img_s_compiled", "img_s_bf16", "img_s_dataloader"):
+        for key in timed:
             assert {"median", "min", "max"} <= set(row[key])
             assert row[key]["min"] <= row[key]["median"] <= row[key]["max"]
-    for peak in result["matmul_peak_gflop_s"].values():
+        assert (row["img_s_bf16"] is None) == (row["speedup_bf16"] is None) == (not native_bf16)
+    peaks = result["matmul_peak_gflop_s"]
+    for peak in peaks.values() if native_bf16 else [peaks["fp32"]]:
         assert peak["min"] <= peak["median"] <= peak["max"]
+    if not native_bf16:
+        assert peaks["bf16"] is None and "bf16 not timed (no native bf16 here)" in table[0]
+        bf16_cells = columns.index("img/s bf16"), columns.index("bf16 speed-up")
+        assert all(cells[i] == "—" for cells in rows.values() for i in bf16_cells)
 
 
 def test_bench_refuses_an_unknown_arm_in_one_line(capsys):
@@ -69,3 +86,16 @@ def test_bench_study_times_every_cell_and_estimates_the_cost(tiny_study, capsys,
         assert abs(cell["run_s"] - parts) < 1e-9 and abs(cell["cell_s"] - 2 * cell["run_s"]) < 1e-9
     assert "for 12 runs one at a time, about" in printed and "with --jobs 2" in printed
     assert main(["--study", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_cpu_name_tells_the_cpu_kinds_apart_by_family_model_and_vector_isa(monkeypatch):
+    import torch
+
+    from ablate.bench import cpu_name
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    block = "processor\t: {}\ncpu family\t: 25\nmodel\t\t: {}\nmodel name\t: AMD EPYC\nflags\t\t: fpu\n"
+    two_cores = block.format(0, 1) + "\n" + block.format(1, 17)  # the first core's block names the CPU
+    assert cpu_name(two_cores) == "AMD EPYC (family 25, model 1; torch kernels AVX2)"
+    assert cpu_name(block.format(0, 17)) == "AMD EPYC (family 25, model 17; torch kernels AVX2)"
+    assert cpu_name("").endswith("(torch kernels AVX2)")  # no /proc/cpuinfo: the platform's name
