@@ -6,8 +6,9 @@ per arm: images per second for one run alone, for S runs fused into one grouped 
 run and in all), the speed-up, the achieved GFLOP/s (2 x 3 x multiply-accumulates per image:
 forward plus a backward of about twice its cost), its fraction of the fp32 matmul peak measured
 in the same process, the same compiled ([run] compile: torch.compile, with its warm-up
-seconds), the same with bf16 autocast, and a RepeatNet-style reference loop (PIL
-images through torchvision transforms in a DataLoader, batch 64) on the same model. Timings,
+seconds; its timings alternate with the eager ones), the same with bf16 autocast, and a
+RepeatNet-style reference loop (PIL images through torchvision transforms in a DataLoader,
+batch 64) on the same model. Timings,
 not tests: the machines are shared and noisy, so compare numbers taken in one run.
 """
 
@@ -39,22 +40,33 @@ BATCH = 64
 REPEATS = 5  # each figure is the median of this many timings, shown with their min-max
 
 
-def _timed(step: Callable[[], object], device: torch.device, seconds: float, repeats: int) -> list[float]:
-    """Seconds per call of `step`, after warm-up, once per repetition (each over about `seconds`
-    of calls): `repeats` values."""
-    for _ in range(3):
-        step()
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = []
-    for _ in range(repeats):
-        sync()
-        calls, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds or calls < 3:
+def _timed_alternately(
+    steps: Sequence[Callable[[], object]], device: torch.device, seconds: float, repeats: int
+) -> list[list[float]]:
+    """Seconds per call of each of `steps`, after warm-up: `repeats` timings each (over about
+    `seconds` of calls), one of every step per repetition in an order reversed each time, so a
+    shared machine's drift falls on all of them alike. Returns one list per step."""
+    for step in steps:
+        for _ in range(3):
             step()
-            calls += 1
-        sync()
-        times.append((time.perf_counter() - start) / calls)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times: list[list[float]] = [[] for _ in steps]
+    for repetition in range(repeats):
+        order = range(len(steps)) if repetition % 2 == 0 else reversed(range(len(steps)))
+        for i in order:
+            sync()
+            calls, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds or calls < 3:
+                steps[i]()
+                calls += 1
+            sync()
+            times[i].append((time.perf_counter() - start) / calls)
     return times
+
+
+def _timed(step: Callable[[], object], device: torch.device, seconds: float, repeats: int) -> list[float]:
+    """Seconds per call of `step` after warm-up: `repeats` timings of about `seconds` each."""
+    return _timed_alternately([step], device, seconds, repeats)[0]
 
 
 def cpu_name(cpuinfo: str | None = None) -> str:
@@ -104,12 +116,9 @@ def matmul_peak(
     return spread([2 * n**3 / t / 1e9 for t in _timed(lambda: a @ a, device, seconds, repeats)])
 
 
-def step_throughput(
-    spec, seeds: int, device: torch.device, bf16: bool, seconds: float, repeats: int, compile: bool = False
-) -> dict:
-    """Images per second (all runs together; spread) of train_step on S = `seeds` runs of `spec`,
-    eager or compiled; with "warmup_s", the seconds of the first step (tracing and compiling
-    when compiled; inductor's on-disk cache makes a second process's warm-up shorter)."""
+def _train_step_call(spec, seeds: int, device: torch.device, bf16: bool, compile: bool):
+    """(a call of train_step on S = `seeds` fresh runs of `spec`, the seconds of its first call:
+    tracing and compiling when compiled; inductor's on-disk cache makes a later process's shorter)."""
     models = [build_model(spec, s, device) for s in range(seeds)]
     group = RunGroup(models, compile=compile)
     optimizer = adam(group.net.parameters(), 1e-3, 1e-7)
@@ -118,11 +127,33 @@ def step_throughput(
     alive = torch.ones(seeds, dtype=torch.bool, device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     group.net.train()
+
+    def step() -> None:
+        train_step(group, optimizer, x, y, alive, 1.0, autocast)
+
     start = time.perf_counter()
-    train_step(group, optimizer, x, y, alive, 1.0, autocast)
-    warmup = time.perf_counter() - start
-    times = _timed(lambda: train_step(group, optimizer, x, y, alive, 1.0, autocast), device, seconds, repeats)
+    step()
+    return step, time.perf_counter() - start
+
+
+def step_throughput(
+    spec, seeds: int, device: torch.device, bf16: bool, seconds: float, repeats: int, compile: bool = False
+) -> dict:
+    """Images per second (all runs together; spread) of train_step on S = `seeds` runs of `spec`,
+    eager or compiled, with "warmup_s", the seconds of its first step."""
+    step, warmup = _train_step_call(spec, seeds, device, bf16, compile)
+    times = _timed(step, device, seconds, repeats)
     return spread([BATCH * seeds / t for t in times]) | {"warmup_s": warmup}
+
+
+def eager_and_compiled(spec, device: torch.device, seconds: float, repeats: int) -> tuple[dict, dict]:
+    """step_throughput of one run of `spec`, eager and compiled, timed alternately (one timing
+    of each per repetition). Timed one after the other on a shared CPU, the plain arm's compiled
+    speed-up came out 1.52x in one bench run and 1.14x in the next (docs/speed.md)."""
+    (eager, _), (fast, warmup) = (_train_step_call(spec, 1, device, False, c) for c in (False, True))
+    times = _timed_alternately([eager, fast], device, seconds, repeats)
+    eager_s, fast_s = (spread([BATCH / t for t in ts]) for ts in times)
+    return eager_s, fast_s | {"warmup_s": warmup}
 
 
 def dataloader_throughput(spec, device: torch.device, seconds: float, repeats: int) -> dict:
@@ -186,8 +217,7 @@ def bench(
     for arm in arms:
         spec = arm_spec(triplet, arm)
         flops = 6 * count_macs(build_model(spec, 0, device))  # per image: forward + backward (~2 forwards)
-        alone = step_throughput(spec, 1, device, False, seconds, repeats)
-        fast = step_throughput(spec, 1, device, False, seconds, repeats, compile=True)
+        alone, fast = eager_and_compiled(spec, device, seconds, repeats)
         fused = step_throughput(spec, seeds, device, False, seconds, repeats) if seeds > 1 else alone
         bf16 = step_throughput(spec, 1, device, True, seconds, repeats) if bf16_native else None
         reference = dataloader_throughput(spec, device, seconds, repeats)

@@ -17,6 +17,25 @@ def _columns(line: str) -> list[str]:
 ALL_ARMS = ["plain", "repeat", "gcnn", "augmented"]
 
 
+def test_timings_alternate_and_each_step_gets_its_own():
+    """Each repetition times every step once, the order reversed every other repetition, and
+    each step's timings are its own calls' (a step that sleeps longer times longer)."""
+    import time
+
+    import torch
+
+    calls = []
+
+    def step(name, pause):
+        return lambda: (calls.append(name), time.sleep(pause))
+
+    fast, slow = step("a", 0.0), step("b", 0.002)
+    times = bench_module._timed_alternately([fast, slow], torch.device("cpu"), 0.0, 4)
+    assert [len(t) for t in times] == [4, 4] and min(times[1]) > max(times[0])
+    # 3 calls per warm-up and per timing (seconds=0): warm-up, then a-b, b-a, a-b, b-a
+    assert "".join(calls) == "aaabbb" + ("aaabbb" + "bbbaaa") * 2
+
+
 # bf16 timed whatever this CPU has (emulated bf16 runs at ~1 GFLOP/s, so one arm and small peak
 # products), or left out as on a CPU without native bf16 (the default arms: all four, the
 # augmented one included: it used to crash)
