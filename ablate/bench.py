@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ from ablate.study.schema import load_study
 from ablate.training.cost import study_cost
 from ablate.training.driver import load_study_data
 from ablate.training.loop import RunGroup, adam, build_model, resolve_device, train_step
+from ablate.training.machine import cpu_name, native_bf16
 
 BATCH = 64
 
@@ -67,36 +67,6 @@ def _timed_alternately(
 def _timed(step: Callable[[], object], device: torch.device, seconds: float, repeats: int) -> list[float]:
     """Seconds per call of `step` after warm-up: `repeats` timings of about `seconds` each."""
     return _timed_alternately([step], device, seconds, repeats)[0]
-
-
-def cpu_name(cpuinfo: str | None = None) -> str:
-    """The CPU as a speed figure must name it: model name, family and model (which tell AMD's
-    AVX-512 Zen 4 from its AVX2 Zen 3, both "AMD EPYC") and the vector ISA torch's kernels use,
-    e.g. "AMD EPYC (family 25, model 1; torch kernels AVX2)". From /proc/cpuinfo (Linux) unless
-    `cpuinfo` gives its text; the platform's processor name elsewhere."""
-    import platform
-
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            cpuinfo = ""
-    first_core = cpuinfo.split("\n\n")[0]
-    fields = dict(re.findall(r"^(model name|cpu family|model)\s*:\s*(.*?)\s*$", first_core, re.M))
-    name = fields.get("model name") or platform.processor() or "unknown CPU"
-    where = f"family {fields['cpu family']}, model {fields['model']}; " if "cpu family" in fields else ""
-    return f"{name} ({where}torch kernels {torch.backends.cpu.get_cpu_capability()})"
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes bfloat16 natively: CUDA's own answer; on the CPU, oneDNN's (AVX-512
-    BF16 or AMX). Without it bf16 runs emulated, about 100x slower than fp32 (1.1 GFLOP/s on an
-    AVX2 AMD EPYC), so the bench does not time it."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(probe()) if probe is not None else False
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:

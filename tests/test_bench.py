@@ -110,7 +110,7 @@ def test_bench_study_times_every_cell_and_estimates_the_cost(tiny_study, capsys,
 def test_cpu_name_tells_the_cpu_kinds_apart_by_family_model_and_vector_isa(monkeypatch):
     import torch
 
-    from ablate.bench import cpu_name
+    from ablate.training.machine import cpu_name
 
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     block = "processor\t: {}\ncpu family\t: 25\nmodel\t\t: {}\nmodel name\t: AMD EPYC\nflags\t\t: fpu\n"
