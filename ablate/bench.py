@@ -8,8 +8,8 @@ forward plus a backward of about twice its cost), its fraction of the fp32 matmu
 in the same process, the same compiled ([run] compile: torch.compile, with its warm-up
 seconds; its timings alternate with the eager ones), the same with bf16 autocast, and a
 RepeatNet-style reference loop (PIL images through torchvision transforms in a DataLoader,
-batch 64) on the same model. Timings,
-not tests: the machines are shared and noisy, so compare numbers taken in one run.
+batch 64) on the same model. Timings, not tests: the machines are shared and noisy, so compare
+numbers taken in one run.
 """
 
 from __future__ import annotations
@@ -87,8 +87,9 @@ def matmul_peak(
 
 
 def _train_step_call(spec, seeds: int, device: torch.device, bf16: bool, compile: bool):
-    """(a call of train_step on S = `seeds` fresh runs of `spec`, the seconds of its first call:
-    tracing and compiling when compiled; inductor's on-disk cache makes a later process's shorter)."""
+    """A call of train_step on S = `seeds` fresh runs of `spec`, and the seconds its first call
+    took (tracing and compiling when compiled; inductor's on-disk cache makes a later process's
+    shorter)."""
     models = [build_model(spec, s, device) for s in range(seeds)]
     group = RunGroup(models, compile=compile)
     optimizer = adam(group.net.parameters(), 1e-3, 1e-7)
