@@ -42,8 +42,10 @@ def write_study(
     rng_seed=0,
     epochs=3,
     study_seeds=None,
+    errors=None,
 ):
-    """A results folder as ablate.run writes it, with errors drawn around MEANS."""
+    """A results folder as ablate.run writes it, with errors drawn around MEANS; `errors` maps
+    (budget, arm) to given test errors instead, one per seed."""
     rng = np.random.default_rng(rng_seed)
     store = StudyResults(root, name)
     for budget in budgets:
@@ -53,6 +55,8 @@ def write_study(
                     continue
                 key = f"{name}-{budget}-{arm}-{seed}"
                 error = float(rng.normal(mean, 0.002))
+                if errors is not None:
+                    error = float(errors[budget, arm][list(seeds).index(seed)])
                 run = RunRow(
                     **BLANK_ROW,
                     study=name,
@@ -213,3 +217,29 @@ def test_figures_draw_on_the_axes_they_are_given(tmp_path):
     assert fig_gain_decomposition(report, axes=axes[1, :2]) is fig
     assert axes[1, 0].has_data() and axes[1, 1].has_data() and not axes[1, 2].has_data()
     plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    "gcnn_at_10k",
+    [[0.5, 0.51, 0.52], [0.88, 0.9, 0.92], [0.9, 0.9, 0.9]],
+    ids=["one identifiable", "none", "every arm tied"],
+)
+def test_gain_figure_keeps_a_normal_size_when_arms_tie(tmp_path, gcnn_at_10k):
+    # Chance-level models tie: plain and repeat at 90.00% with no spread. Where the G-CNN is
+    # clearly better the share is exactly 0 with a zero-width Fieller interval; the forest plot
+    # once autoscaled to that width, and the other budget's "not identifiable" label (at x = 50 in
+    # data units) landed 1e17 axis widths away: a 1e21-pixel PNG matplotlib refused (CI). With
+    # nothing identifiable the same label made a 36,000-pixel-wide PNG. With every arm tied the
+    # pooled share divided by a zero total gain.
+    from ablate.report.analysis import analyse
+    from ablate.report.figures import fig_gain_decomposition, save
+
+    errors = {(b, a): [0.9, 0.9, 0.9] for b in (10_000, 50_000) for a in MEANS}
+    errors[10_000, "gcnn"] = gcnn_at_10k
+    write_study(tmp_path / "results", seeds=range(3), errors=errors)
+    report = analyse(tmp_path / "results" / "synth", n_boot=0, n_perm=0)
+    shown = report.table.set_index("budget")["identifiable"].astype(bool)
+    assert not shown[50_000] and shown[10_000] == (gcnn_at_10k[0] == 0.5)
+    (png,) = save(fig_gain_decomposition(report), tmp_path, "gain", ["png"])
+    width, height = Image.open(png).size
+    assert width < 2500 and height < 1200, (width, height)

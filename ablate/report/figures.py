@@ -56,8 +56,15 @@ def decorate(ax: plt.Axes, xlabel: str, ylabel: str, title: str, log: str = "", 
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    if legend:
+    if legend and ax.get_legend_handles_labels()[0]:
         ax.legend(frameon=False, fontsize=8)
+
+
+def share_axis(ax: plt.Axes, axis: str = "x") -> None:
+    """Show at least 0-100% on a share axis (in %): a share near 0 with no spread would otherwise
+    leave matplotlib a range of 1e-16 around it, on which any text or margin explodes."""
+    lo, hi = getattr(ax, f"get_{axis}lim")()
+    getattr(ax, f"set_{axis}lim")(min(lo, -10.0), max(hi, 110.0))
 
 
 def save(fig: plt.Figure, out: Path, name: str, formats: Sequence[str]) -> list[Path]:
@@ -142,8 +149,16 @@ def _share_forest(r: StudyReport, t: pd.DataFrame, ax: plt.Axes) -> None:
             label=f"95% CI, {label}",
             color=sns.color_palette("colorblind")[colour],
         )
-    for i in pos[~identifiable]:
-        ax.text(50, i, "not identifiable", ha="center", va="center", fontsize=8)
+    for i in pos[~identifiable]:  # x in axes fraction, y at the budget's row
+        ax.text(
+            0.5,
+            i,
+            "not identifiable",
+            transform=ax.get_yaxis_transform(),
+            ha="center",
+            va="center",
+            fontsize=8,
+        )
     if r.pooled is not None and r.pooled.iloc[0]["identifiable"]:
         p = r.pooled.iloc[0]
         ax.axvline(
@@ -155,6 +170,8 @@ def _share_forest(r: StudyReport, t: pd.DataFrame, ax: plt.Axes) -> None:
         )
         ax.axvspan(100 * p["share_rep_lo"], 100 * p["share_rep_hi"], color="grey", alpha=0.15)
     ax.set_yticks(pos, t["design"], fontsize=7 if len(t) > 4 else None)
+    ax.set_ylim(-0.5, len(t) - 0.5)
+    share_axis(ax, "x")
     decorate(ax, "repetition share of the gain (%)", "parameter budget", "Repetition share (forest plot)")
 
 
@@ -307,6 +324,7 @@ def fig_share_vs_group_order(r: StudyReport, ax: plt.Axes | None = None) -> plt.
             x, 100 * line["share_rep"], yerr=err.clip(min=0), marker="o", capsize=3, label=label, **style
         )
     ax.axhline(0, color="grey", linewidth=0.8)
+    share_axis(ax, "y")
     ax.set_xscale("log", base=2)
     orders = sorted(r.table["group_order"].unique())
     ax.set_xticks(orders, [Group(r.group, n).label for n in orders])
@@ -362,6 +380,7 @@ def fig_single_seed(r: StudyReport, ax: plt.Axes | None = None) -> plt.Figure:
         label=f"paper: {100 * first.threshold:.0f}%",
     )
     ax.axvline(0, color="grey", linewidth=0.8)
+    share_axis(ax, "x")
     ax.set_yticks(range(len(labels)), labels)
     title = f"One seed, as the paper computed it, against many\n{r.title}"
     decorate(ax, "repetition share of the gain (%)", "", title, legend=False)

@@ -74,7 +74,7 @@ def _share_columns(cell: Cell, paired: bool, confidence: float, n_boot: int, see
     q = quantile(m, confidence)
     row: dict = {"share_rep_point": m.share, "share_df": m.df, "identifiable": identifiable(m, confidence)}
     row["share_rep"] = m.share
-    lo, hi = delta_interval(m.num, m.den, m.var_num, m.var_den, m.cov, q) if m.den else (math.nan, math.nan)
+    lo, hi = delta_interval(m.num, m.den, m.var_num, m.var_den, m.cov, q)
     if hi - lo <= 0:  # no spread: never a zero-width interval
         lo, hi = math.nan, math.nan
     row["share_rep_lo_delta"], row["share_rep_hi_delta"] = lo, hi

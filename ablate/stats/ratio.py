@@ -89,7 +89,10 @@ def identifiable(m: RatioMoments, confidence: float) -> bool:
 def delta_interval(
     num: float, den: float, var_num: float, var_den: float, cov: float, q: float
 ) -> tuple[float, float]:
-    """Delta-method interval of num / den (first-order Taylor, covariance included)."""
+    """Delta-method interval of num / den (first-order Taylor, covariance included); (nan, nan)
+    when den is 0, where the ratio is undefined."""
+    if den == 0:
+        return math.nan, math.nan
     share = num / den
     var = (var_num - 2 * share * cov + share**2 * var_den) / den**2
     half = q * math.sqrt(max(var, 0.0))
