@@ -60,11 +60,14 @@ def decorate(ax: plt.Axes, xlabel: str, ylabel: str, title: str, log: str = "", 
         ax.legend(frameon=False, fontsize=8)
 
 
-def share_axis(ax: plt.Axes, axis: str = "x") -> None:
-    """Show at least 0-100% on a share axis (in %): a share near 0 with no spread would otherwise
-    leave matplotlib a range of 1e-16 around it, on which any text or margin explodes."""
+def share_axis(ax: plt.Axes, axis: str = "x", span: float = 10.0) -> None:
+    """Widen a share axis (in %) to at least `span` points about its middle: a share with a
+    zero-width interval otherwise leaves matplotlib a range of 1e-16 around it, on which a label
+    or margin lands 1e17 axis widths away."""
     lo, hi = getattr(ax, f"get_{axis}lim")()
-    getattr(ax, f"set_{axis}lim")(min(lo, -10.0), max(hi, 110.0))
+    if hi - lo < span:
+        middle = (lo + hi) / 2
+        getattr(ax, f"set_{axis}lim")(middle - span / 2, middle + span / 2)
 
 
 def save(fig: plt.Figure, out: Path, name: str, formats: Sequence[str]) -> list[Path]:
@@ -170,7 +173,6 @@ def _share_forest(r: StudyReport, t: pd.DataFrame, ax: plt.Axes) -> None:
         )
         ax.axvspan(100 * p["share_rep_lo"], 100 * p["share_rep_hi"], color="grey", alpha=0.15)
     ax.set_yticks(pos, t["design"], fontsize=7 if len(t) > 4 else None)
-    ax.set_ylim(-0.5, len(t) - 0.5)
     share_axis(ax, "x")
     decorate(ax, "repetition share of the gain (%)", "parameter budget", "Repetition share (forest plot)")
 
@@ -380,7 +382,6 @@ def fig_single_seed(r: StudyReport, ax: plt.Axes | None = None) -> plt.Figure:
         label=f"paper: {100 * first.threshold:.0f}%",
     )
     ax.axvline(0, color="grey", linewidth=0.8)
-    share_axis(ax, "x")
     ax.set_yticks(range(len(labels)), labels)
     title = f"One seed, as the paper computed it, against many\n{r.title}"
     decorate(ax, "repetition share of the gain (%)", "", title, legend=False)
