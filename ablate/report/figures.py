@@ -70,6 +70,12 @@ def share_axis(ax: plt.Axes, axis: str = "x", span: float = 10.0) -> None:
         getattr(ax, f"set_{axis}lim")(middle - span / 2, middle + span / 2)
 
 
+def no_table(ax: plt.Axes) -> None:
+    """In place of a plot that needs the decomposition table: why there is none."""
+    ax.text(0.5, 0.5, "needs at least two ok seeds per arm", ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+
+
 def save(fig: plt.Figure, out: Path, name: str, formats: Sequence[str]) -> list[Path]:
     """Write `fig` as out/name.<fmt> for each format (PDFs without a date: same input, same bytes)."""
     paths = []
@@ -173,6 +179,7 @@ def _share_forest(r: StudyReport, t: pd.DataFrame, ax: plt.Axes) -> None:
         )
         ax.axvspan(100 * p["share_rep_lo"], 100 * p["share_rep_hi"], color="grey", alpha=0.15)
     ax.set_yticks(pos, t["design"], fontsize=7 if len(t) > 4 else None)
+    ax.set_ylim(-0.5, len(t) - 0.5)  # every row, drawn or labelled only
     share_axis(ax, "x")
     decorate(ax, "repetition share of the gain (%)", "parameter budget", "Repetition share (forest plot)")
 
@@ -186,15 +193,7 @@ def fig_gain_decomposition(r: StudyReport, axes: Sequence[plt.Axes] | None = Non
     left, right = axes
     if r.table is None:
         for ax in (left, right):
-            ax.text(
-                0.5,
-                0.5,
-                "needs at least two ok seeds per arm",
-                ha="center",
-                va="center",
-                transform=ax.transAxes,
-            )
-            ax.set_axis_off()
+            no_table(ax)
     else:
         t = r.table.sort_values("budget")
         _gain_bars(t, left)
@@ -306,10 +305,7 @@ def fig_share_vs_group_order(r: StudyReport, ax: plt.Axes | None = None) -> plt.
     structure (the control's sensitivity to N and to the choice of control)."""
     fig, ax = axes(ax, (6, 4))
     if r.table is None:
-        ax.text(
-            0.5, 0.5, "needs at least two ok seeds per arm", ha="center", va="center", transform=ax.transAxes
-        )
-        ax.set_axis_off()
+        no_table(ax)
         return fig
     t = r.table[r.table["identifiable"].astype(bool)]
     lines = t.groupby(["budget", "repeat_structure"], sort=True)
