@@ -220,11 +220,11 @@ def test_figures_draw_on_the_axes_they_are_given(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "gcnn_at_10k",
-    [[0.5, 0.51, 0.52], [0.88, 0.9, 0.92], [0.9, 0.9, 0.9]],
+    "gcnn_at_10k, identifiable_at_10k",
+    [([0.5, 0.51, 0.52], True), ([0.88, 0.9, 0.92], False), ([0.9, 0.9, 0.9], False)],
     ids=["one identifiable", "none", "every arm tied"],
 )
-def test_gain_figure_keeps_a_normal_size_when_arms_tie(tmp_path, gcnn_at_10k):
+def test_every_figure_keeps_a_normal_size_when_arms_tie(tmp_path, gcnn_at_10k, identifiable_at_10k):
     # Chance-level models tie: plain and repeat at 90.00% with no spread. Where the G-CNN is
     # clearly better the share is exactly 0 with a zero-width Fieller interval; the forest plot
     # once autoscaled to that width, and the other budget's "not identifiable" label (at x = 50 in
@@ -232,14 +232,17 @@ def test_gain_figure_keeps_a_normal_size_when_arms_tie(tmp_path, gcnn_at_10k):
     # nothing identifiable the same label made a 36,000-pixel-wide PNG. With every arm tied the
     # pooled share divided by a zero total gain.
     from ablate.report.analysis import analyse
-    from ablate.report.figures import fig_gain_decomposition, save
 
     errors = {(b, a): [0.9, 0.9, 0.9] for b in (10_000, 50_000) for a in MEANS}
     errors[10_000, "gcnn"] = gcnn_at_10k
     write_study(tmp_path / "results", seeds=range(3), errors=errors)
     report = analyse(tmp_path / "results" / "synth", n_boot=0, n_perm=0)
     shown = report.table.set_index("budget")["identifiable"].astype(bool)
-    assert not shown[50_000] and shown[10_000] == (gcnn_at_10k[0] == 0.5)
-    (png,) = save(fig_gain_decomposition(report), tmp_path, "gain", ["png"])
-    width, height = Image.open(png).size
-    assert width < 2500 and height < 1200, (width, height)
+    assert shown[10_000] == identifiable_at_10k and not shown[50_000]
+    out = tmp_path / "figs"
+    assert main(["--results", str(tmp_path / "results"), "--out", str(out), "--format", "png"]) == 0
+    pngs = sorted((out / "synth").glob("*.png"))
+    assert {png.stem for png in pngs} == set(FIGURES)
+    for png in pngs:
+        with Image.open(png) as image:
+            assert image.size[0] < 2500 and image.size[1] < 1200, (png.name, image.size)
