@@ -1,5 +1,6 @@
 """The only code that reads or writes results files: results/<study>/{runs,history}.csv,
-the study copy, per-run claims and checkpoints.
+the study copy, per-run claims and checkpoints, and superseded/{runs,history}.csv: the rows of
+runs that were retrained (`--retrain`, `--force`), kept with their code fingerprints.
 
 Writes are atomic (a temporary file in the same folder, then os.replace) and made under a
 study-wide file lock, so concurrent runners never write a row twice or corrupt a file. A run
@@ -78,6 +79,8 @@ class RunRow:
     width: float = 0.0  # the width it was built at
     base_scale: float = 0.0  # the repeat twin's base channels per regular field
     compiled: bool = False  # its training steps went through torch.compile ([run] compile)
+    # added in wave 5
+    cpu: str = ""  # the CPU that trained it (training.machine.cpu_name: family, model, vector ISA)
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,7 @@ class StudyResults:
         self.dir = Path(root) / study
         self.runs_path = self.dir / "runs.csv"
         self.history_path = self.dir / "history.csv"
+        self.superseded_dir = self.dir / "superseded"
         self._lock = FileLock(str(self.dir / ".lock"))
 
     def _ensure(self) -> None:
@@ -223,12 +227,23 @@ class StudyResults:
     def history(self) -> pd.DataFrame:
         return read_history(self.history_path)
 
-    def finished_keys(self, fingerprint: str | None = None) -> set[str]:
+    def superseded_runs(self) -> pd.DataFrame:
+        """superseded/runs.csv: rows of runs.csv that a retraining replaced, as they were."""
+        return read_runs(self.superseded_dir / "runs.csv")
+
+    def superseded_history(self) -> pd.DataFrame:
+        """superseded/history.csv: the history rows of the superseded runs."""
+        return read_history(self.superseded_dir / "history.csv")
+
+    def finished_keys(self, fingerprint: str | None = None, code: str | None = None) -> set[str]:
         """Run keys with a row in runs.csv; given the current data's fingerprint, only the rows made
-        on that data (rows from before fingerprints were recorded count as made on it)."""
+        on that data (rows from before fingerprints were recorded count as made on it); given a
+        code fingerprint, only the rows made by that code."""
         runs = self.runs()
         if fingerprint is not None:
             runs = runs[_fingerprints(runs).isin(["", fingerprint])]
+        if code is not None:
+            runs = runs[runs["code_fingerprint"].astype(str) == code]
         return set(runs["run_key"].astype(str))
 
     def other_data_rows(self, fingerprint: str) -> pd.DataFrame:
@@ -288,8 +303,9 @@ class StudyResults:
     def record(self, run: RunRow, history: Sequence[HistoryRow], replace: bool = False) -> bool:
         """Add a finished run and its history atomically; False if the run is already there.
 
-        With replace=True an existing row of the same run_key (and its history) is replaced.
-        Anything but a RunRow and HistoryRows is refused (TypeError), so no column goes astray.
+        With replace=True an existing row of the same run_key (and its history) is replaced, and
+        the replaced rows move to superseded/ (nothing finished is lost). Anything but a RunRow
+        and HistoryRows is refused (TypeError), so no column goes astray.
         """
         if not isinstance(run, RunRow) or not all(isinstance(h, HistoryRow) for h in history):
             raise TypeError(
@@ -303,7 +319,9 @@ class StudyResults:
             if key in set(runs["run_key"].astype(str)):
                 if not replace:
                     return False
-                runs = runs[runs["run_key"].astype(str) != key]
+                mine = runs["run_key"].astype(str) == key
+                self._supersede(runs[mine], past[past["run_key"].astype(str) == key])
+                runs = runs[~mine]
             past = past[past["run_key"].astype(str) != key]  # left by an interrupted record
             new_history = pd.DataFrame([asdict(h) for h in history], columns=HISTORY_COLUMNS)
             past = new_history if past.empty else pd.concat([past, new_history], ignore_index=True)
@@ -314,6 +332,27 @@ class StudyResults:
             _atomic_write(self.runs_path, runs.to_csv(index=False).encode())
         return True
 
+    def _supersede(self, runs: pd.DataFrame, history: pd.DataFrame) -> None:
+        """Append replaced rows to superseded/{runs,history}.csv (under the study's lock); a row
+        already there (same run key and finish time: an interrupted record) is not added twice."""
+        self.superseded_dir.mkdir(parents=True, exist_ok=True)
+        old_runs, old_history = self.superseded_runs(), self.superseded_history()
+        stamps = set(zip(old_runs["run_key"].astype(str), old_runs["finished_at"].astype(str)))
+        new = [
+            (k, t) not in stamps for k, t in zip(runs["run_key"].astype(str), runs["finished_at"].astype(str))
+        ]
+        runs = runs[new]
+        if runs.empty:
+            return
+        keys = set(runs["run_key"].astype(str))
+        history = history[history["run_key"].astype(str).isin(keys)]
+        for path, old, rows, columns in (
+            (self.superseded_dir / "history.csv", old_history, history, HISTORY_COLUMNS),
+            (self.superseded_dir / "runs.csv", old_runs, runs, RUN_COLUMNS),
+        ):
+            both = rows[columns] if old.empty else pd.concat([old, rows[columns]], ignore_index=True)
+            _atomic_write(path, both.to_csv(index=False).encode())
+
 
 def _fingerprints(runs: pd.DataFrame) -> pd.Series:
     """The data_fingerprint column as text, "" where a row has none."""
@@ -321,6 +360,7 @@ def _fingerprints(runs: pd.DataFrame) -> pd.Series:
 
 
 def study_dirs(root: str | Path) -> list[Path]:
-    """Study folders under a results root that hold a runs.csv."""
+    """Study folders under a results root that hold a runs.csv (a study's superseded/ is none)."""
     root = Path(root)
-    return sorted(p.parent for p in root.glob("*/runs.csv")) if root.is_dir() else []
+    found = root.glob("*/runs.csv") if root.is_dir() else []
+    return sorted(p.parent for p in found if p.parent.name != "superseded")

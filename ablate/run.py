@@ -140,7 +140,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--arms", help=f"comma-separated arms: {', '.join(ARMS)}")
     parser.add_argument("--results", help="results root (overrides [run].results)")
     parser.add_argument("--dry-run", action="store_true", help="print the grid and its status, train nothing")
-    parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="retrain runs that already finished (old rows kept in superseded/)",
+    )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="retrain finished runs made by another version of the code (code_fingerprint), resumably; "
+        "their old rows move to results/<study>/superseded/",
+    )
     parser.add_argument("--jobs", type=int, help="runs at a time on the CPU (overrides [run].jobs)")
     parser.add_argument(
         "--precision",
@@ -158,25 +168,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     ray.add_argument("--max-retries", type=int, default=2, help="retries of a failed run group (default 2)")
     args = parser.parse_args(argv)
     try:
-        study = load_study(args.study)
+        source = f"{args.study} (command line)"
+        recorded = with_overrides(
+            load_study(args.study),
+            source,
+            run={"device": args.device, "results": args.results, "precision": args.precision},
+        )  # the study as its file says, where it runs: saved beside its results
         arms = args.arms.split(",") if args.arms else None
         study = with_overrides(
-            study,
-            f"{args.study} (command line)",
-            train={"seeds": _int_list("--seeds", args.seeds), "budget_seeds": _budget_seeds(study, args)},
+            recorded,
+            source,
+            train={"seeds": _int_list("--seeds", args.seeds), "budget_seeds": _budget_seeds(recorded, args)},
             models={"budgets": _int_list("--budgets", args.budgets), "arms": arms},
-            run={"device": args.device, "results": args.results, "precision": args.precision},
         )
         if args.dry_run:
             return dry_run(study, args.study)
-        if study.run.precision is not None:
-            if args.seeds:
-                raise StudyError(
-                    "--seeds: not with --precision or run.precision (a precision run plans seeds)"
-                )
-            return run_to_precision(study, args.study, lambda: make_executor(args, study), force=args.force)
-        executor = make_executor(args, study)
-        return run_study(study, force=args.force, source=args.study, executor=executor)
+        options = {"force": args.force, "retrain": args.retrain, "recorded": recorded}
+        if study.run.precision is not None and not args.seeds:  # --seeds: exactly those, no plan
+            return run_to_precision(study, args.study, lambda: make_executor(args, study), **options)
+        return run_study(study, source=args.study, executor=make_executor(args, study), **options)
     except AblateError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

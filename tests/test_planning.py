@@ -139,12 +139,17 @@ def test_a_precision_run_trains_the_pilot_then_its_plan_in_rounds_and_resumes(ti
     assert f"training seeds 0-{planned - 1}" in capsys.readouterr().out
 
 
-def test_precision_refuses_seeds_and_a_small_pilot_in_one_line(tiny_study, tmp_path, capsys):
+def test_seeds_narrow_a_precision_study_to_them_and_a_small_pilot_is_one_line(tiny_study, tmp_path, capsys):
     path = precision_study(tiny_study, tmp_path)
-    assert main([str(path), "--seeds", "0,1"]) == 2
-    assert capsys.readouterr().err.strip().splitlines() == [
-        "error: --seeds: not with --precision or run.precision (a precision run plans seeds)"
-    ]
+    assert main([str(path), "--seeds", "3", "--arms", "plain"]) == 0  # exactly these: no pilot, no plan
+    out = capsys.readouterr().out
+    assert "plan" not in out and "training 1 on cpu" in out
+    saved = load_study(tmp_path / "results" / "prec" / "study.toml")  # the study as its file says
+    assert (
+        saved.train.seeds == [0]
+        and saved.run.precision == 30
+        and saved.models.arms == load_study(path).models.arms
+    )
     path.write_text(path.read_text().replace("pilot_seeds = 5", "pilot_seeds = 4"))
     with pytest.raises(StudyError, match=r"run.pilot_seeds: expected .*5.*found 4"):
         load_study(path)

@@ -27,7 +27,7 @@ def test_columns_are_the_documented_ones_and_every_model_field_is_a_column():
         "train_error train_seconds device status finished_at ablate_version torch_version "
         "escnn_version data_fingerprint fused precision repeat_structure invariance_error_any model_name "
         "preset_width code_fingerprint group channels classes builder builder_source width base_scale "
-        "compiled"
+        "compiled cpu"
     ).split()
     assert RUN_COLUMNS == documented
     assert (
@@ -72,8 +72,16 @@ def test_record_writes_every_column_once_and_refuses_a_second_copy(tmp_path):
     runs = pd.read_csv(store.runs_path)
     assert list(runs.columns) == RUN_COLUMNS and len(runs) == 1 and runs.loc[0, "test_error"] == 0.25
     assert list(pd.read_csv(store.history_path).columns) == HISTORY_COLUMNS
-    assert store.record(run_row(test_error=0.5), history, replace=True)
+    assert store.record(run_row(test_error=0.5, finished_at="t2"), history, replace=True)
     assert read_runs(store.runs_path)["test_error"].tolist() == [0.5]
+    # the replaced row and its history are kept in superseded/, once however often it is recorded
+    assert store.superseded_runs()["test_error"].tolist() == [0.25]
+    assert len(store.superseded_history()) == 1
+    store._supersede(store.superseded_runs(), store.superseded_history())  # an interrupted record again
+    assert len(store.superseded_runs()) == 1 and len(store.superseded_history()) == 1
+    assert store.record(run_row(test_error=0.75, finished_at="t3"), history, replace=True)
+    assert store.superseded_runs()["test_error"].tolist() == [0.25, 0.5]
+    assert len(store.runs()) == 1 and len(store.history()) == 1
 
 
 def test_a_recorded_float_survives_later_records_bit_for_bit(tmp_path):

@@ -166,6 +166,33 @@ def test_changed_setting_gives_new_keys_and_keeps_old_rows(tiny_study):
     assert len(again) == 2 and again["run_key"].is_unique
 
 
+def test_retrain_replaces_other_code_runs_resumably_and_keeps_the_old_rows(tiny_study, monkeypatch, capsys):
+    import ablate.training.driver as driver
+
+    path = tiny_study(name="again", arms='["plain"]', seeds="[0, 1]", epochs=1)
+    store = StudyResults(path.parent / "results", "again")
+    assert main([str(path)]) == 0
+    first = store.runs()
+    assert first["cpu"].str.contains("torch kernels").all()  # the CPU kind that trained each run
+    assert main([str(path), "--retrain"]) == 0  # same code: nothing to retrain
+    assert "2 of 2 runs already finished; training 0" in capsys.readouterr().out
+    monkeypatch.setattr(driver, "code_fingerprint", lambda: "0.0.0+newcode")
+    assert main([str(path), "--retrain", "--seeds", "1"]) == 0
+    assert main([str(path), "--retrain", "--seeds", "1"]) == 0  # resumed: seed 1 is this code's now
+    assert "1 of 1 runs already finished; training 0" in capsys.readouterr().out
+    runs, old = store.runs(), store.superseded_runs()
+    assert len(runs) == 2 and runs["run_key"].is_unique and len(store.history()) == 2
+    assert runs.set_index("seed")["code_fingerprint"].to_dict() == {
+        0: first.loc[0, "code_fingerprint"],
+        1: "0.0.0+newcode",
+    }
+    assert old["seed"].tolist() == [1] and old["code_fingerprint"].tolist() == [
+        first.loc[1, "code_fingerprint"]
+    ]
+    assert len(store.superseded_history()) == 1
+    assert load_study(store.dir / "study.toml").train.seeds == [0, 1]  # --seeds narrowed the training only
+
+
 def test_dry_run_prints_grid_and_trains_nothing(tiny_study, capsys):
     path = tiny_study(name="dry")
     assert main([str(path), "--dry-run", "--arms", "plain,gcnn"]) == 0

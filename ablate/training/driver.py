@@ -31,6 +31,7 @@ from ablate.study.grid import RunSpec, arm_train_config, expand_grid
 from ablate.study.schema import DataSettings, Study
 from ablate.training.compiled import training_tflop, use_compile
 from ablate.training.loop import FitResult, build_model, fit_group, resolve_device, uses_bf16
+from ablate.training.machine import cpu_name
 
 # ArmSpec fields that are not runs.csv columns: the preset is named by `model_name` instead, and
 # where a builder imports from is no part of a result
@@ -131,6 +132,7 @@ def _run_row(
         precision="bf16" if bf16 else "fp32",
         code_fingerprint=code_fingerprint(),
         compiled=result.compiled,
+        cpu=cpu_name(),
     )
 
 
@@ -234,8 +236,11 @@ def drive(
     executor: Executor,
     force: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
+    code: str | None = None,
 ) -> Outcome:
-    """Train `todo` via `executor` (claim, re-check, submit, collect, record); then wait for held runs."""
+    """Train `todo` via `executor` (claim, re-check, submit, collect, record); then wait for held
+    runs. A run counts as finished when runs.csv holds it (made by the code fingerprint `code`,
+    where given: --retrain); with `force` none does."""
     fingerprint, outcome = data.meta["fingerprint"], Outcome()
     pending: dict[tuple[str, ...], contextlib.ExitStack] = {}  # run keys of a group in flight -> its claims
     bar = tqdm(total=len(todo), desc="runs", position=0)
@@ -259,7 +264,7 @@ def drive(
             collect_one()
         claims = contextlib.ExitStack()
         mine, busy = claim_group(store, group, claims, wait)
-        finished_now = store.finished_keys(fingerprint)
+        finished_now = store.finished_keys(fingerprint, code)
         mine = [s for s in mine if force or s.run_key not in finished_now]  # done meanwhile
         bar.update(len(group) - len(mine) - len(busy))
         if not mine:
@@ -361,13 +366,19 @@ def run_study(
     source: str = "<study>",
     executor: Executor | None = None,
     grid: list[RunSpec] | None = None,
+    retrain: bool = False,
+    recorded: Study | None = None,
 ) -> int:
     """Train every missing run of `study` (of `grid`, a part of its grid, where given); returns the
     exit code (0 when all runs finished).
 
     `executor`: LocalExecutor (default, this process) or ablate.training.ray.RayExecutor (one Ray
-    task per group). Either way this process is the only writer of results/<study>/."""
-    code_fingerprint()  # of the code as it is now, before anything could change it under the study
+    task per group). Either way this process is the only writer of results/<study>/. `force`
+    retrains finished runs, `retrain` those made by another code fingerprint (resumably: a rerun
+    skips what this code finished); the rows they replace move to superseded/. `recorded`: the
+    study as its file says, saved beside the results (default `study`; the command line's
+    --seeds, --arms and --budgets narrow what trains, not what the study is)."""
+    code = code_fingerprint()  # of the code as it is now, before anything could change it under the study
     grid = expand_grid(study, source) if grid is None else grid
     store = StudyResults(study.run.results, study.name)
     executor = executor or LocalExecutor()
@@ -376,7 +387,8 @@ def run_study(
     fingerprint = data.meta["fingerprint"]
     if not force:
         check_data_unchanged(store, grid, fingerprint)
-    finished = store.finished_keys(fingerprint)
+    current = code if retrain else None
+    finished = store.finished_keys(fingerprint, current)
     todo = [s for s in grid if force or s.run_key not in finished]
     print(
         f"study {study.name}: {len(grid) - len(todo)} of {len(grid)} runs already finished; "
@@ -384,14 +396,14 @@ def run_study(
     )
     if not todo:
         return 0
-    store.write_study(study)
+    store.write_study(recorded or study)
     if force:
         for spec in todo:
             store.checkpoint(spec.run_key).remove()
-    outcome = drive(todo, study, data, store, executor, force, on_epoch)
+    outcome = drive(todo, study, data, store, executor, force, on_epoch, current)
     for spec, reason in outcome.failed:
         print(f"failed: {spec.arm} budget {spec.budget} seed {spec.seed} (run {spec.run_key}): {reason}")
-    missing = [s for s in grid if s.run_key not in store.finished_keys(fingerprint)]
+    missing = [s for s in grid if s.run_key not in store.finished_keys(fingerprint, current)]
     if missing:
         print(f"study {study.name}: {len(missing)} runs did not finish")
         return 1

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import torch
 
 
+@functools.cache
 def cpu_name(cpuinfo: str | None = None) -> str:
     """The CPU as a speed figure must name it: model name, family and model (which tell AMD's
     AVX-512 Zen 4 from its AVX2 Zen 3, both "AMD EPYC") and the vector ISA torch's kernels use,

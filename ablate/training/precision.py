@@ -84,13 +84,15 @@ def run_to_precision(
     executor: Callable[[], Executor],
     force: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
+    **options,
 ) -> int:
     """Train the pilot, plan the seeds from it and train them in rounds; the exit code of the last
-    run_study (0 when every planned run finished). `executor` makes one executor per round."""
+    run_study (0 when every planned run finished). `executor` makes one executor per round;
+    `options` go to each run_study (retrain, recorded)."""
     settings = study.run
     pilot = list(range(settings.pilot_seeds))
     pilot_grid = grid_of_seeds(study, pilot, source)
-    code = run_study(study, force, on_epoch, source, executor(), grid=pilot_grid)
+    code = run_study(study, force, on_epoch, source, executor(), grid=pilot_grid, **options)
     if code:
         return code
     runs = pilot_runs(study, pilot_grid)
@@ -112,7 +114,7 @@ def run_to_precision(
             if spec.seed < targets.get((spec.budget, spec.model), 0) or spec.seed in listed
         ]
         print(f"round: seeds {seeds[0]}-{seeds[-1]} ({len(grid)} runs)")
-        code = run_study(study, force, on_epoch, source, executor(), grid=grid)
+        code = run_study(study, force, on_epoch, source, executor(), grid=grid, **options)
         if code:
             return code
         start += settings.round_seeds
