@@ -13,20 +13,23 @@ from torch import nn
 
 from ablate.errors import AblateError, StudyError
 from ablate.models.arms import DEFAULT_STRUCTURE, Group
-from ablate.models.builder import build_arms, resolve, solve_builder_arms
-from ablate.models.spec import count_params
+from ablate.models.build import build_arm, solve_triplet
+from ablate.models.builder import resolve
+from ablate.models.counting import count_params
+from ablate.models.spec import ArmSpec
 from ablate.results import StudyResults
 from ablate.study.schema import Study, load_study
 
 
 @dataclass
 class Triplet:
-    """The matched triplet of one builder at one budget: three nn.Modules mapping images
-    (B, in_channels, size, size) to logits (B, classes), and their learnable counts."""
+    """The matched triplet of one network at one budget: three nn.Modules mapping images
+    (B, in_channels, size, size) to logits (B, classes), their ArmSpecs and learnable counts."""
 
     plain: nn.Module
     repeat: nn.Module
     gcnn: nn.Module
+    specs: dict[str, ArmSpec]
 
     @property
     def counts(self) -> dict[str, int]:
@@ -36,7 +39,7 @@ class Triplet:
 def triplet(
     builder: str | Callable,
     budget: int,
-    group: str = "C4",
+    group: Group | str | object = "C4",
     in_channels: int = 1,
     classes: int = 10,
     size: int = 28,
@@ -46,16 +49,19 @@ def triplet(
 ) -> Triplet:
     """The plain, repeat and G-CNN arms of `builder` (a function with the builder signature of
     ablate.models.builder, or its "package.module:function" path) at `budget` learnable
-    parameters, each within `tolerance`; the G-CNN on `group` ("C4", "D4", ...), checked
-    invariant at init on random (size x size) images."""
-    g = Group.parse(group)
-    build, name = (resolve(builder), builder) if isinstance(builder, str) else (builder, builder.__name__)
-    shape = (in_channels, size, classes)
-    solved = solve_builder_arms(
-        build, name, budget, g.kind, g.order, shape, repeat_mode, repeat_structure, tolerance
-    )
-    arms = build_arms(build, name, solved, g.kind, g.order, shape, repeat_mode, repeat_structure)
-    return Triplet(**arms)
+    parameters, each within `tolerance`; the G-CNN on `group` (a Group, its label "C4", "D1", ...,
+    or an escnn gspace), checked invariant at init on random (size x size) images. Fresh
+    initialisations from torch's random state."""
+    try:
+        group = Group.parse(group)
+    except ValueError as error:
+        raise StudyError(f"ablate.triplet: {error}") from None
+    build = resolve(builder) if isinstance(builder, str) else builder
+    specs = solve_triplet(
+        budget, builder=builder, group=group, repeat_structure=repeat_structure, repeat_mode=repeat_mode,
+        tolerance=tolerance, channels=in_channels, classes=classes, size=size,
+    )  # fmt: skip
+    return Triplet(**{arm: build_arm(spec, build) for arm, spec in specs.items()}, specs=specs)
 
 
 def _study(study: str | Path | Study) -> tuple[Study, str]:
@@ -65,18 +71,17 @@ def _study(study: str | Path | Study) -> tuple[Study, str]:
 def run_study(study: str | Path | Study, jobs: int | None = None, force: bool = False) -> Path:
     """Train every missing run of a study (a file or a loaded Study), as `python -m ablate.run`
     does (to its precision where [run] precision is set); returns its results folder.
-    StudyError when a run did not finish; bad input raises as the command line reports it."""
-    from ablate.run import local_executor
+    training.driver.RunsUnfinished when a run did not finish; bad input raises the AblateError
+    the command line reports in one line."""
     from ablate.training.driver import run_study as train
+    from ablate.training.executors import local_executor
     from ablate.training.precision import run_to_precision
 
     loaded, source = _study(study)
     if loaded.run.precision is not None:
-        code = run_to_precision(loaded, source, lambda: local_executor(loaded, jobs), force=force)
+        run_to_precision(loaded, source, lambda: local_executor(loaded, jobs), force=force)
     else:
-        code = train(loaded, force=force, source=source, executor=local_executor(loaded, jobs))
-    if code:
-        raise StudyError(f"{source}: not every run finished (exit code {code}); rerun to resume")
+        train(loaded, force=force, source=source, executor=local_executor(loaded, jobs))
     return Path(loaded.run.results) / loaded.name
 
 
@@ -89,16 +94,25 @@ def results_folder(study_or_results: str | Path | Study) -> Path:
 
 
 def build_report(
-    study_or_results: str | Path | Study,
+    study_or_results: str | Path | Study | pd.DataFrame,
     out: str | Path = "paper_figs",
     formats: Sequence[str] = ("png", "pdf"),
+    name: str = "runs",
 ) -> Path:
-    """Figures and tables of one study (its file, a loaded Study, or its results folder), as
-    `python -m ablate.report` writes them; returns out/<study>/."""
-    from ablate.report.__main__ import build_report as write
-    from ablate.report.analysis import analyse
+    """Figures and tables of one study (its file, a loaded Study, or its results folder), or of a
+    runs table your own training loop wrote (a DataFrame, or a .csv file: arm, seed, test_error
+    and the optional columns of docs/stats.md), as `python -m ablate.report` writes them; returns
+    out/<study> (out/<name> for a DataFrame, out/<file name> for a CSV)."""
+    from ablate.report.analysis import analyse, analyse_runs
+    from ablate.report.own_runs import read_user_runs, user_runs
+    from ablate.report.write import build_report as write
 
-    report = analyse(results_folder(study_or_results))
+    if isinstance(study_or_results, pd.DataFrame):
+        report = analyse_runs(user_runs(study_or_results, f"<{name}>"), name=name)
+    elif str(study_or_results).endswith(".csv"):
+        report = analyse_runs(read_user_runs(study_or_results), name=Path(study_or_results).stem)
+    else:
+        report = analyse(results_folder(study_or_results))
     write(report, Path(out), formats)
     return Path(out) / report.name
 

@@ -26,13 +26,13 @@ import torch
 
 from ablate.errors import AblateError, StudyError, expect_one_of
 from ablate.models.arms import ARMS, arm_spec
-from ablate.models.budget import solve_triplet
-from ablate.models.spec import count_macs
+from ablate.models.build import solve_triplet
+from ablate.models.counting import count_macs
 from ablate.study.schema import load_study
 from ablate.training.cost import study_cost
-from ablate.training.driver import load_study_data
-from ablate.training.loop import RunGroup, adam, build_model, resolve_device, train_step
+from ablate.training.loop import Cohort, adam, build_model, resolve_device, train_step
 from ablate.training.machine import cpu_name, native_bf16
+from ablate.training.runs import load_study_data
 
 BATCH = 64
 
@@ -91,16 +91,16 @@ def _train_step_call(spec, seeds: int, device: torch.device, bf16: bool, compile
     took (tracing and compiling when compiled; inductor's on-disk cache makes a later process's
     shorter)."""
     models = [build_model(spec, s, device) for s in range(seeds)]
-    group = RunGroup(models, compile=compile)
-    optimizer = adam(group.net.parameters(), 1e-3, 1e-7)
+    cohort = Cohort(models, compile=compile)
+    optimizer = adam(cohort.net.parameters(), 1e-3, 1e-7)
     x = torch.rand(BATCH, seeds, 28, 28, device=device)
     y = torch.randint(0, 10, (seeds, BATCH), device=device)
     alive = torch.ones(seeds, dtype=torch.bool, device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-    group.net.train()
+    cohort.net.train()
 
     def step() -> None:
-        train_step(group, optimizer, x, y, alive, 1.0, autocast)
+        train_step(cohort, optimizer, x, y, alive, 1.0, autocast)
 
     start = time.perf_counter()
     step()
@@ -231,18 +231,18 @@ def profile_table(spec, device: torch.device, steps: int = 10, rows: int = 10) -
     from torch.profiler import ProfilerActivity, profile
 
     models = [build_model(spec, 0, device)]
-    group = RunGroup(models)
-    optimizer = adam(group.net.parameters(), 1e-3, 1e-7)
+    cohort = Cohort(models)
+    optimizer = adam(cohort.net.parameters(), 1e-3, 1e-7)
     x, y = torch.rand(BATCH, 1, 28, 28, device=device), torch.randint(0, 10, (1, BATCH), device=device)
     alive = torch.ones(1, dtype=torch.bool, device=device)
     autocast = torch.autocast(device.type, enabled=False)
-    group.net.train()
+    cohort.net.train()
     for _ in range(3):
-        train_step(group, optimizer, x, y, alive, 1.0, autocast)
+        train_step(cohort, optimizer, x, y, alive, 1.0, autocast)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         for _ in range(steps):
-            train_step(group, optimizer, x, y, alive, 1.0, autocast)
+            train_step(cohort, optimizer, x, y, alive, 1.0, autocast)
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=rows)
 

@@ -25,7 +25,8 @@ import torch
 from filelock import FileLock, Timeout
 
 from ablate.errors import ResultsError, StudyError
-from ablate.models.arms import DEFAULT_STRUCTURE, NO_STRUCTURE, ROTATIONS
+from ablate.models.arms import DEFAULT_STRUCTURE, GROUPED_ARMS, NO_STRUCTURE, ROTATIONS
+from ablate.models.groups import INVARIANCE_COLUMNS
 from ablate.study.schema import Study, load_study
 
 
@@ -50,7 +51,8 @@ class RunRow:
     n_test: int
     epochs: int
     test_error: float
-    invariance_error: float
+    invariance_error: float  # under its own group's exact transformations (before wave 5: a 90-degree turn,
+    # and the mirror in a D_N study, for every arm)
     train_loss: float
     train_error: float
     train_seconds: float
@@ -64,13 +66,15 @@ class RunRow:
     data_fingerprint: str = ""
     fused: int = 1
     precision: str = "fp32"
-    repeat_structure: str = NO_STRUCTURE  # the repeat arm's control, "" for other arms (see _legacy)
+    repeat_structure: str = NO_STRUCTURE  # the repeat arm's control, "" for other arms (see legacy_rows)
     invariance_error_any: float = math.nan
     model_name: str = ""  # a preset's model ('baseline', 'c4_rep', ...); empty for solved budgets
     # added in wave 3
     preset_width: float = 1.0  # a preset's width multiplier
     code_fingerprint: str = ""  # version + hash of the package's source files; "" before 0.2.0
-    group: str = ROTATIONS  # C_N or D_N: the G-CNN's group, and the transformations of invariance_error
+    group: str = (
+        ROTATIONS  # with group_order, the arm's group: C_N, D_N, C1 (trivial) for the arms without one
+    )
     channels: int = 1  # input channels
     classes: int = 10  # classes
     # added in wave 4: a user's network ([models] builder)
@@ -81,6 +85,13 @@ class RunRow:
     compiled: bool = False  # its training steps went through torch.compile ([run] compile)
     # added in wave 5
     cpu: str = ""  # the CPU that trained it (training.machine.cpu_name: family, model, vector ISA)
+    # fraction of test images whose class changes under some transformation of each subgroup of
+    # the pixel grid's symmetries (models.groups.EXACT_GROUPS); a design reads its group's column
+    invariance_C2: float = math.nan
+    invariance_C4: float = math.nan
+    invariance_D1: float = math.nan
+    invariance_D2: float = math.nan
+    invariance_D4: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,9 @@ class HistoryRow:
 
 
 RUN_COLUMNS = [f.name for f in fields(RunRow)]
+# the invariance columns a run's evaluation fills: its own group's, any angle's, each subgroup's
+INVARIANCE_FIELDS = ("invariance_error", "invariance_error_any", *INVARIANCE_COLUMNS)
+assert set(INVARIANCE_FIELDS) <= set(RUN_COLUMNS), "RunRow lacks an invariance column of EXACT_GROUPS"
 HISTORY_COLUMNS = [f.name for f in fields(HistoryRow)]
 
 
@@ -144,10 +158,10 @@ def _read_csv(path: Path, row_type: type) -> pd.DataFrame:
         raise ResultsError(
             f"{path}: expected the columns of an ablate {path.name}, missing {', '.join(missing)}"
         )
-    return _legacy(frame, row_type)
+    return legacy_rows(frame, row_type)
 
 
-def _legacy(frame: pd.DataFrame, row_type: type) -> pd.DataFrame:
+def legacy_rows(frame: pd.DataFrame, row_type: type) -> pd.DataFrame:
     """Rows as this version writes them, from any earlier version's file: a column added later
     gets its field's default, empty text cells read as "", and the repeat arm's rows from
     before repeat controls were recorded get the control they had ("paper")."""
@@ -161,6 +175,8 @@ def _legacy(frame: pd.DataFrame, row_type: type) -> pd.DataFrame:
             frame[f.name] = frame[f.name].fillna(f.default)
     if "repeat_structure" in added:
         frame.loc[frame["arm"] == "repeat", "repeat_structure"] = DEFAULT_STRUCTURE
+    if "group" in frame and "arm" in frame:  # before D1 existed a D_N study's plain arm said "D", order 1
+        frame.loc[~frame["arm"].isin(GROUPED_ARMS), "group"] = ROTATIONS
     return frame
 
 

@@ -12,13 +12,15 @@ from collections.abc import Sequence
 
 from ablate.errors import AblateError, StudyError
 from ablate.models.arms import ARMS, NOT_APPLICABLE, Group
-from ablate.models.spec import build_arm, count_macs
+from ablate.models.build import build_arm
+from ablate.models.counting import count_macs
 from ablate.results import StudyResults
 from ablate.study.grid import RunSpec, expand_grid, study_shape
 from ablate.study.schema import Study, load_study, with_overrides
-from ablate.training.driver import Executor, LocalExecutor, load_study_data, run_study
-from ablate.training.pool import PoolExecutor, default_jobs
+from ablate.training.driver import RunsUnfinished, run_study
+from ablate.training.executors import EXECUTORS, make_executor
 from ablate.training.precision import plan_now, run_to_precision
+from ablate.training.runs import load_study_data
 
 
 def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, fingerprint: str | None) -> str:
@@ -39,11 +41,11 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
     groups = Group.labels(m.group, m.group_orders)
     lines = [
         f"study {study.name}: {len(grid)} runs in {len(cells)} cells ({what}, "
-        f"{len(m.arms)} arms, {groups}, {size}x{size} inputs, {'/'.join(m.structures)} repeat "
+        f"{len(m.arms)} arms, {groups}, {size}x{size} inputs, {'/'.join(m.all_repeat_structures)} repeat "
         f"structure, {len(t.all_seeds)} seeds) -> {store.dir}",
         f"training: {t.epochs} epochs, batch {t.batch_size}, {precision}"
         f"{', last partial batch dropped' if t.drop_last else ''}, augment {t.augment}, lr {t.lr:g}",
-        f"{'budget':>8} {'model':>9} {'arm':>9} {'N':>2} {'structure':>9} {'params':>8} "
+        f"{'budget':>8} {'model':>9} {'arm':>9} {'G':>3} {'structure':>9} {'params':>8} "
         f"{'MACs/image':>13}  {'done':>4} {'partial':>7} {'missing':>7}  physical widths",
     ]
     for (budget, model_spec), specs in cells.items():
@@ -52,7 +54,7 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
         widths = "-".join(map(str, model_spec.physical_widths))
         name = model_spec.model_name or NOT_APPLICABLE
         lines.append(
-            f"{budget:>8} {name:>9} {model_spec.arm:>9} {model_spec.group_order:>2} "
+            f"{budget:>8} {name:>9} {model_spec.arm:>9} {model_spec.group.label:>3} "
             f"{model_spec.repeat_structure or NOT_APPLICABLE:>9} {model_spec.n_params:>8} "
             f"{count_macs(build_arm(model_spec), size, model_spec.channels):>13,}  "
             f"{n_done:>4} {partial:>7} {len(specs) - n_done - partial:>7}  {widths}"
@@ -101,36 +103,6 @@ def _int_list(flag: str, text: str | None) -> list[int] | None:
         raise StudyError(f"{flag}: expected comma-separated integers, found {text!r}") from None
 
 
-EXECUTORS = ("local", "ray")
-
-
-def local_executor(study: Study, jobs: int | None = None) -> Executor:
-    """This machine's executor: `jobs` runs at a time (else [run] jobs, else the machine's default)."""
-    jobs = jobs if jobs is not None else (study.run.jobs or default_jobs(study))
-    return LocalExecutor() if jobs == 1 else PoolExecutor(jobs)
-
-
-def make_executor(args: argparse.Namespace, study: Study) -> Executor:
-    """The executor the command line asks for; Ray is imported only for --executor ray."""
-    ray_flags = {"--address": args.address, "--gpus-per-task": args.gpus_per_task}
-    ray_flags["--cpus-per-task"] = args.cpus_per_task
-    if args.executor == "local":
-        given = [flag for flag, value in ray_flags.items() if value is not None]
-        if given:
-            raise StudyError(f"{given[0]}: only with --executor ray, found --executor local")
-        return local_executor(study, args.jobs)
-    if args.jobs is not None:
-        raise StudyError("--jobs: only with --executor local, found --executor ray (use --cpus-per-task)")
-    from ablate.training.ray import RayExecutor  # only here: Ray is an optional extra
-
-    return RayExecutor(
-        address=args.address,
-        gpus_per_task=args.gpus_per_task,
-        cpus_per_task=args.cpus_per_task,
-        max_retries=args.max_retries,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ablate.run", description=__doc__.splitlines()[0])
     parser.add_argument("study", help="study TOML file, e.g. studies/quick.toml")
@@ -159,13 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(overrides [run].precision; a pilot, then the seeds it plans, docs/stats.md)",
     )
     ray = parser.add_argument_group(
-        "executor", "where run groups train (docs/training.md: several GPUs or machines)"
+        "executor", "where cohorts train (docs/training.md: several GPUs or machines)"
     )
     ray.add_argument("--executor", choices=EXECUTORS, default="local", help="local (this process) or ray")
     ray.add_argument("--address", help="Ray cluster to join (default: start a local Ray instance)")
-    ray.add_argument("--gpus-per-task", type=float, help="GPUs per run group, fractions share a GPU")
-    ray.add_argument("--cpus-per-task", type=int, help="CPUs (torch threads) per run group (default 1)")
-    ray.add_argument("--max-retries", type=int, default=2, help="retries of a failed run group (default 2)")
+    ray.add_argument("--gpus-per-task", type=float, help="GPUs per cohort, fractions share a GPU")
+    ray.add_argument("--cpus-per-task", type=int, help="CPUs (torch threads) per cohort (default 1)")
+    ray.add_argument("--max-retries", type=int, default=2, help="retries of a failed cohort (default 2)")
     args = parser.parse_args(argv)
     try:
         source = f"{args.study} (command line)"
@@ -184,9 +156,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dry_run:
             return dry_run(study, args.study)
         options = {"force": args.force, "retrain": args.retrain, "recorded": recorded}
+        ray = {
+            "address": args.address,
+            "gpus_per_task": args.gpus_per_task,
+            "cpus_per_task": args.cpus_per_task,
+        }
+
+        def executor():
+            return make_executor(study, args.executor, args.jobs, **ray, max_retries=args.max_retries)
+
         if study.run.precision is not None and not args.seeds:  # --seeds: exactly those, no plan
-            return run_to_precision(study, args.study, lambda: make_executor(args, study), **options)
-        return run_study(study, source=args.study, executor=make_executor(args, study), **options)
+            run_to_precision(study, args.study, executor, **options)
+        else:
+            run_study(study, source=args.study, executor=executor(), **options)
+        return 0
+    except RunsUnfinished as error:
+        print(error, file=sys.stderr)
+        return 1
     except AblateError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ import torch
 from escnn import nn as enn
 
 import ablate
-from ablate.models.budget import solve_triplet
+from ablate.models.build import solve_triplet
 from ablate.models.builder import INVARIANCE_TOLERANCE
 from ablate.models.repeat import RepeatConv2d
 from ablate.models.twin import TensorTwin
@@ -97,7 +97,8 @@ def test_the_repeat_twin_is_as_wide_as_the_gcnn_and_the_plain_twin_has_full_filt
 def test_the_plain_twin_learns_every_filter_entry_the_trivial_group_basis_leaves_out():
     from escnn import gspaces
 
-    from ablate.models.twin import learnable, plan_twin
+    from ablate.models.counting import count_params as learnable
+    from ablate.models.twin import plan_twin
     from ablate.models.zoo import equivariant_resnet
 
     raw = equivariant_resnet(gspaces.trivialOnR2(), 2.0, 1, 10)
@@ -179,9 +180,13 @@ def test_a_budget_no_width_reaches_names_the_nearest_count(tmp_path, capsys):
     assert main([str(study), "--dry-run"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert (
-        "models.budgets: gcnn C4: budget 300 is out of reach within 2.0%; the closest reachable count is"
+        "models.budgets: gcnn C4: budget 300 is out of reach within 2.0%: the nearest reachable counts are"
         in line
     )
+    below, above = (int(n) for n in line.split("counts are ")[1].split(" learnable")[0].split(" and "))
+    assert below < 300 < above and f"or take a budget of {below} or {above}" in line
+    needed = float(line.split("tolerance = ")[1].split()[0])  # the tolerance it names admits the nearest
+    assert needed >= min(300 - below, above - 300) / 300 > 0.02
 
 
 def test_import_ablate_stays_light_and_the_api_is_there():

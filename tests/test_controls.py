@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ablate.models.copies import CopyBatchNorm, CopyMax, copy_batch_norm, copy_max
-from ablate.models.spec import count_params
+from ablate.models.counting import count_params
 from ablate.results import StudyResults
 from ablate.run import main
 from ablate.stats import decompose, pooled
@@ -151,11 +151,11 @@ def test_copy_norm_and_max_take_the_reshape_path_with_the_general_paths_values()
     for training in (True, False):
         fast.train(training)
         general.train(training)
-        args = (general.groups, general.weight, general.bias, general.running_mean, general.running_var)
+        args = (general.copy_of, general.weight, general.bias, general.running_mean, general.running_var)
         expected = copy_batch_norm(x, *args, training, general.momentum, general.eps)
         assert torch.allclose(fast(x), expected, atol=1e-5)
         assert torch.allclose(fast.running_mean, general.running_mean, atol=1e-6)
         assert torch.allclose(fast.running_var, general.running_var, atol=1e-6)
-    assert torch.equal(CopyMax(12, 4)(x), copy_max(x, CopyMax(12, 4).groups, 4))
+    assert torch.equal(CopyMax(12, 4)(x), copy_max(x, CopyMax(12, 4).copy_of, 4))
     odd = CopyBatchNorm(10, 4)  # 10 is not a whole number of copies: the general path
     assert odd(torch.randn(4, 10, 3, 3)).shape == (4, 10, 3, 3)

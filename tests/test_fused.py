@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from ablate.data.sources import load_dataset
-from ablate.models.budget import solve_triplet
+from ablate.models.build import solve_triplet
 from ablate.results import StudyResults
 from ablate.study.grid import expand_grid
 from ablate.study.schema import TrainConfig, load_study, with_overrides
 from ablate.training.driver import run_study
 from ablate.training.fused import FusedSeeds
-from ablate.training.loop import build_model, fit, fit_group
+from ablate.training.loop import build_model, fit, fit_cohort
 
 CPU = torch.device("cpu")
 SEEDS = [0, 1, 2]
@@ -79,7 +79,7 @@ def test_one_step_matches_the_unfused_runs(arm):
 @pytest.mark.parametrize("arm", ["plain", "repeat", "gcnn"])
 def test_two_epochs_of_fit_group_match_the_unfused_losses(arm, data):
     config = TrainConfig(epochs=2, batch_size=32, augment="rotation")
-    fused = fit_group([build_model(SPECS[arm], s, CPU) for s in SEEDS], data, config, SEEDS)
+    fused = fit_cohort([build_model(SPECS[arm], s, CPU) for s in SEEDS], data, config, SEEDS)
     for s, result in zip(SEEDS, fused):
         alone = fit(build_model(SPECS[arm], s, CPU), data, config, s)
         for f, u in zip(result.history, alone.history, strict=True):
@@ -88,7 +88,7 @@ def test_two_epochs_of_fit_group_match_the_unfused_losses(arm, data):
 
 def test_a_diverging_seed_is_recorded_and_the_others_finish(data):
     config = TrainConfig(epochs=2, batch_size=32)
-    results = fit_group(
+    results = fit_cohort(
         [build_model(SPECS["plain"], s, CPU) for s in SEEDS], data, config, SEEDS, lr_scale=[1.0, 1e30, 1.0]
     )
     assert [r.status for r in results] == ["ok", "diverged", "ok"]
@@ -130,15 +130,15 @@ def test_kill_mid_group_and_resume_gives_the_uninterrupted_rows(tiny_study):
         state["epoch"] == 1
         and {"model", "optimizer", "scheduler", "order_gen", "augment_gen"} <= state.keys()
     )
-    assert run_study(cut) == 0
-    assert run_study(clean) == 0
+    run_study(cut)
+    run_study(clean)
     resumed = pd.read_csv(store.runs_path).set_index("run_key").sort_index()
     reference = (
         pd.read_csv(StudyResults(clean.run.results, "clean").runs_path).set_index("run_key").sort_index()
     )
     assert list(resumed.index) == list(reference.index) and (resumed["fused"] == 3).all()
-    for column in ("test_error", "invariance_error", "train_loss", "epochs"):
-        assert (resumed[column] == reference[column]).all(), column
+    for column in ("test_error", "invariance_error", "invariance_C4", "train_loss", "epochs"):
+        assert resumed[column].equals(reference[column]), column  # NaN where both have none
 
 
 def test_a_fused_checkpoint_resumes_unfused(tiny_study):
@@ -150,7 +150,7 @@ def test_a_fused_checkpoint_resumes_unfused(tiny_study):
 
     with pytest.raises(Interrupt):
         run_study(fused, on_epoch=stop)
-    assert run_study(with_overrides(base, "test", run={"fuse_seeds": 1})) == 0
+    run_study(with_overrides(base, "test", run={"fuse_seeds": 1}))
     runs = pd.read_csv(StudyResults(base.run.results, "mixed").runs_path)
     assert len(runs) == 2 and (runs["status"] == "ok").all() and (runs["fused"] == 1).all()
     assert (runs["epochs"] == 2).all()

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ablate.report.__main__ import write_ladder
 from ablate.report.analysis import analyse
 from ablate.report.tables import write_tables
+from ablate.report.write import write_ladder
 from ablate.results import StudyResults
 from ablate.study.grid import expand_grid
 from ablate.study.ladder import load_ladder
@@ -79,7 +79,7 @@ def test_committed_run_keys_recompute_unchanged(name):
     everyone = sorted(int(s) for s in runs["seed"].unique())
     per_budget = {"budget_seeds": seeds} if study.models.budgets else {}  # a preset has no budgets
     ran = with_overrides(study, "test", train={"seeds": everyone, **per_budget})
-    recomputed = {(s.arm, s.budget, s.seed, s.model.group_order, s.run_key) for s in expand_grid(ran)}
+    recomputed = {(s.arm, s.budget, s.seed, s.model.group.order, s.run_key) for s in expand_grid(ran)}
     committed = set(
         runs[["arm", "budget", "seed", "group_order", "run_key"]].itertuples(index=False, name=None)
     )

@@ -7,10 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from ablate.models.arms import Group
 from ablate.models.backbone import BACKBONES
+from ablate.models.counting import count_macs, count_params
 from ablate.models.gcnn import GCNN, gcnn_params
 from ablate.models.repeat import RepeatConv2d
-from ablate.models.spec import count_macs, count_params
 from tests.triplets import build_triplet
 
 
@@ -35,7 +36,7 @@ def test_escnn_counts_are_bilinear_in_fields():
 
 
 def test_infeasible_budget_is_a_clear_value_error():
-    with pytest.raises(ValueError, match=r"repeat: budget 2000 .* closest reachable count is \d+"):
+    with pytest.raises(ValueError, match=r"repeat: budget 2000 .* nearest reachable count is \d+"):
         build_triplet(2000)
     with pytest.raises(ValueError, match="repeat_mode"):
         build_triplet(50_000, repeat_mode="rotate")
@@ -148,7 +149,7 @@ def test_the_arms_widths_and_macs():
     models = build_triplet(50_000)
     macs = {arm: count_macs(m) for arm, m in models.items()}
     assert all(n > 0 for n in macs.values()) and all(m.arm == arm for arm, m in models.items())
-    assert models["gcnn"].group_order == 4 and models["repeat"].repeat_mode == "swish"
+    assert models["gcnn"].group == Group("C", 4) and models["repeat"].repeat_mode == "swish"
     assert list(models["repeat"].physical_widths) == list(models["gcnn"].physical_widths)
     # same parameters, physically larger network: about N-fold the width costs ~N^2/N more MACs
     assert macs["repeat"] > 3 * macs["plain"]

@@ -13,6 +13,7 @@ import torch
 from ablate._compat import tomllib
 from ablate.data.example import write_example_npz
 from ablate.data.sources import load_dataset
+from ablate.models.arms import Group
 from ablate.models.backbone import backbone_from_table
 from ablate.models.gcnn import GCNN
 from ablate.report.__main__ import main as report_main
@@ -41,9 +42,12 @@ def test_the_example_npz_study_runs_end_to_end_and_its_report_names_d4_and_the_s
     assert run_main([str(path), "--jobs", "1"]) == 0
     runs = pd.read_csv(tmp_path / "results" / "example-npz" / "runs.csv")
     assert len(runs) == 12 and (runs["status"] == "ok").all()
-    assert (runs["group"] == "D").all() and (runs["channels"] == 3).all() and (runs["classes"] == 10).all()
+    grouped = runs["arm"] != "plain"
+    assert (runs.loc[grouped, "group"] == "D").all() and (runs.loc[~grouped, "group"] == "C").all()  # C1
+    assert (runs["channels"] == 3).all() and (runs["classes"] == 10).all()
     assert set(runs["backbone"]) == {"three-layer"} and (runs["dataset"] == "npz").all()
-    assert (runs.loc[runs["arm"] == "gcnn", "invariance_error"] == 0).all()  # turns and mirror: exact
+    gcnn = runs[runs["arm"] == "gcnn"]
+    assert (gcnn["invariance_error"] == 0).all() and (gcnn["invariance_D4"] == 0).all()  # turns and mirrors
     assert (abs(runs["n_params"] / runs["budget"] - 1) <= 0.02).all()
     capsys.readouterr()
     out = tmp_path / "figs"
@@ -53,21 +57,21 @@ def test_the_example_npz_study_runs_end_to_end_and_its_report_names_d4_and_the_s
     )
     table = (out / "example-npz" / "table.md").read_text()
     assert table.startswith("# example-npz: digits32.npz (32x32, 3 channels) · D4 · 2 seeds per arm")
-    assert "90-degree turn or the horizontal mirror (32x32 inputs" in table
+    assert "change predictions under their own group's exact" not in table  # exact on 32x32 inputs
     assert "D4 G-CNN" in capsys.readouterr().out
 
 
 def test_a_d4_gcnn_is_exactly_invariant_to_turns_and_the_mirror():
     torch.manual_seed(0)
     backbone = backbone_from_table(kernels=[5, 3, 3], widths=[4, 6, 8], pool_after=[False, True, False])
-    model = GCNN(backbone, [2, 3, 4], group_order=4, classes=10, channels=3, group="D").eval()
+    model = GCNN(backbone, [2, 3, 4], Group("D", 4), classes=10, channels=3).eval()
     x = torch.rand(6, 3, 16, 16)
     with torch.no_grad():
         logits = model(x)
         for image in (torch.rot90(x, 1, dims=(2, 3)), x.flip(-1), torch.rot90(x.flip(-2), 1, dims=(2, 3))):
             assert torch.allclose(model(image), logits, atol=1e-5)
             assert torch.equal(model(image).argmax(1), logits.argmax(1))
-    c4 = GCNN(backbone, [2, 3, 4], group_order=4, classes=10, channels=3, group="C").eval()
+    c4 = GCNN(backbone, [2, 3, 4], Group("C", 4), classes=10, channels=3).eval()
     with torch.no_grad():
         assert not torch.allclose(c4(x.flip(-1)), c4(x), atol=1e-3)  # C4 alone is not mirror-invariant
 

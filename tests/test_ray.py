@@ -19,7 +19,7 @@ from ablate.results import StudyResults  # noqa: E402
 from ablate.run import main  # noqa: E402
 from ablate.study.grid import expand_grid  # noqa: E402
 from ablate.study.schema import load_study  # noqa: E402
-from ablate.training.driver import run_study  # noqa: E402
+from ablate.training.driver import RunsUnfinished, run_study  # noqa: E402
 from ablate.training.ray import Fault, RayExecutor, node_checkpoints  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,8 +40,8 @@ TWO_BUDGETS = "[5000, 10000]"
 def test_ray_gives_the_same_runs_as_the_local_executor(local_ray, tmp_path, tiny_study):
     local = load_study(tiny_study("same", epochs=1, budgets=TWO_BUDGETS, results=tmp_path / "local"))
     distributed = load_study(tiny_study("same", epochs=1, budgets=TWO_BUDGETS, results=tmp_path / "ray"))
-    assert run_study(local) == 0
-    assert run_study(distributed, executor=RayExecutor(cpus_per_task=1)) == 0
+    run_study(local)
+    run_study(distributed, executor=RayExecutor(cpus_per_task=1))
     a = pd.read_csv(StudyResults(local.run.results, "same").runs_path)
     b = pd.read_csv(StudyResults(distributed.run.results, "same").runs_path)
     assert len(a) == 12 and sorted(a["run_key"]) == sorted(b["run_key"])
@@ -60,7 +60,7 @@ def test_a_task_failing_once_is_retried_and_the_study_finishes(local_ray, tmp_pa
     store = StudyResults(study.run.results, study.name)
     key = expand_grid(study)[1].run_key
     fault = Fault(run_key=key, folder=str(tmp_path), times=1, kind=kind)
-    assert run_study(study, executor=RayExecutor(cpus_per_task=1, max_retries=2, fault=fault)) == 0
+    run_study(study, executor=RayExecutor(cpus_per_task=1, max_retries=2, fault=fault))
     assert (tmp_path / f"{key}.attempts").read_text() == "xx"  # failed once, then finished
     runs = pd.read_csv(store.runs_path)
     assert len(runs) == 2 and runs["run_key"].is_unique and (runs["status"] == "ok").all()
@@ -70,13 +70,13 @@ def test_a_task_that_always_fails_is_reported_and_the_rest_finish(local_ray, tmp
     study = load_study(tiny_study("doomed", arms='["plain", "repeat"]', epochs=1))
     doomed = expand_grid(study)[0]
     fault = Fault(run_key=doomed.run_key, folder=str(tmp_path), times=None)
-    assert run_study(study, executor=RayExecutor(cpus_per_task=1, max_retries=1, fault=fault)) == 1
+    with pytest.raises(RunsUnfinished, match="^study doomed: 1 runs did not finish"):
+        run_study(study, executor=RayExecutor(cpus_per_task=1, max_retries=1, fault=fault))
     out = capsys.readouterr().out
     assert (
         f"failed: plain budget 5000 seed {doomed.seed} (run {doomed.run_key}): "
         f"RuntimeError: injected failure of run {doomed.run_key}"
     ) in out
-    assert "study doomed: 1 runs did not finish" in out
     assert (tmp_path / f"{doomed.run_key}.attempts").read_text() == "xx"  # first try + 1 retry
     runs = pd.read_csv(StudyResults(study.run.results, "doomed").runs_path)
     assert len(runs) == 3 and doomed.run_key not in set(runs["run_key"])

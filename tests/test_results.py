@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
+from ablate.models.arms import Group
 from ablate.models.spec import ArmSpec
 from ablate.results import HISTORY_COLUMNS, RUN_COLUMNS, HistoryRow, RunRow, StudyResults, read_runs
 from ablate.study.schema import parse_study
-from ablate.training.driver import NOT_IN_RUNS, spec_columns
+from ablate.training.runs import NOT_IN_RUNS, spec_columns
 
 IDENT = {"study": "s", "run_key": "k", "arm": "plain", "budget": 5000, "seed": 0}
 
@@ -27,24 +28,27 @@ def test_columns_are_the_documented_ones_and_every_model_field_is_a_column():
         "train_error train_seconds device status finished_at ablate_version torch_version "
         "escnn_version data_fingerprint fused precision repeat_structure invariance_error_any model_name "
         "preset_width code_fingerprint group channels classes builder builder_source width base_scale "
-        "compiled cpu"
+        "compiled cpu invariance_C2 invariance_C4 invariance_D1 invariance_D2 invariance_D4"
     ).split()
     assert RUN_COLUMNS == documented
     assert (
         HISTORY_COLUMNS
         == "study run_key arm budget seed epoch train_loss train_error test_error lr seconds".split()
     )
-    model_fields = {f.name for f in dataclasses.fields(ArmSpec)} - set(NOT_IN_RUNS)
+    model_fields = set(ArmSpec("plain", "repeatnet", (2,), (2,), 10).flat()) - set(NOT_IN_RUNS)
     assert model_fields <= set(RUN_COLUMNS)  # a new ArmSpec field is a column unless excluded
 
 
 def test_spec_columns_fill_every_model_column_of_a_row():
-    spec = ArmSpec("repeat", "repeatnet", (2, 3), (8, 12), 4, "swish", 1234, "matched")
+    spec = ArmSpec("repeat", "repeatnet", (2, 3), (8, 12), 1234, Group("C", 4), "swish", "matched")
     columns = spec_columns(spec)
     assert columns["learnable_widths"] == "2-3" and columns["physical_widths"] == "8-12"
     assert columns["repeat_structure"] == "matched" and columns["model_name"] == ""
-    plain = spec_columns(ArmSpec("plain", "repeatnet", (2,), (2,), 1, None, 10))
+    plain = spec_columns(ArmSpec("plain", "repeatnet", (2,), (2,), 10))
     assert plain["repeat_mode"] == "" and plain["repeat_structure"] == "" and plain["group_order"] == 1
+    assert plain["group"] == "C" and columns["group_order"] == 4 and columns["group"] == "C"
+    d1 = spec_columns(ArmSpec("gcnn", "repeatnet", (2,), (4,), 10, Group("D", 1)))
+    assert (d1["group"], d1["group_order"]) == ("D", 1)  # the mirror group, not the plain arm's C1
 
 
 def test_a_misnamed_or_missing_column_is_refused(tmp_path):

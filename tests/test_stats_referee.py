@@ -16,7 +16,7 @@ from ablate.report.analysis import analyse
 from ablate.results import StudyResults
 from ablate.run import main as run_main
 from ablate.stats import pooled, seed_trends, single_seed_shares
-from ablate.training.driver import code_fingerprint
+from ablate.training.runs import code_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 SIMULATIONS = 400

@@ -1,8 +1,7 @@
 """A test helper: the three built models of a budget (the package builds arms from their specs,
 ablate.models.spec.build_arm, through the grid)."""
 
-from ablate.models.budget import solve_triplet
-from ablate.models.spec import build_arm
+from ablate.models.build import build_arm, solve_triplet
 
 
 def build_triplet(budget: int, **settings) -> dict:

@@ -12,6 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from ablate.models.groups import (  # noqa: F401 (the registry's vocabulary: arms, groups, designs)
+    DEFAULT_GROUP,
+    GROUP_KINDS,
+    ROTATIONS,
+    ROTATIONS_AND_MIRRORS,
+    TRIVIAL_GROUP,
+    TRIVIAL_ORDER,
+    Group,
+)
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -50,73 +60,23 @@ ARM_TRAINING = {arm.name: arm.training for arm in REGISTRY if arm.training}
 # "Not applicable" has one spelling per column of runs.csv (docs/study.md's columns table): an
 # arm without a group has the trivial group C1 (group "C", group_order 1), an arm without a repeat
 # control has NO_STRUCTURE (written ""); a report's cell with no number shows NOT_APPLICABLE.
-TRIVIAL_ORDER = 1
 NO_STRUCTURE = ""
 DEFAULT_STRUCTURE = "paper"  # the repeat control of runs from before controls were recorded
 NOT_APPLICABLE = "–"  # a table cell or a figure label with no value
-ROTATIONS, ROTATIONS_AND_MIRRORS = "C", "D"  # the group kinds: C_N and D_N
-GROUP_KINDS = (ROTATIONS, ROTATIONS_AND_MIRRORS)  # [models].group
 STRUCTURES = ("paper", "matched")  # [models].repeat_structure: the repeat arm's controls (models.repeat)
 REPEAT_MODES = ("swish", "scale", "tile")  # [models].repeat_mode: how a block's copy is made (models.repeat)
 PRESETS = ("repeatnet-paper",)  # [models].preset: the seed paper's fixed models (models.paper)
 PRESET_GROUP_ORDERS = (4, 8, 16)  # the orders N of C_N the preset has models for
 
 
-@dataclass(frozen=True, order=True)
-class Group:
-    """A planar symmetry group: kind "C" (N rotations) or "D" (N rotations and the mirrors), and
-    N. C1 is the trivial group of the arms without one. Every group label is made here."""
-
-    kind: str = ROTATIONS
-    order: int = 4
-
-    def __post_init__(self) -> None:
-        if self.kind not in GROUP_KINDS or int(self.order) < 1:
-            raise ValueError(
-                f"group: expected C or D with an order >= 1, found {self.kind!r}, {self.order!r}"
-            )
-        object.__setattr__(self, "order", int(self.order))
-
-    @property
-    def size(self) -> int:
-        """|G|: N for C_N, 2N for D_N (the copies of each filter a regular G-CNN layer holds)."""
-        return self.order if self.kind == ROTATIONS else 2 * self.order
-
-    @property
-    def label(self) -> str:
-        """'C4', 'D4', 'C1'."""
-        return f"{self.kind}{self.order}"
-
-    @classmethod
-    def of(cls, row) -> Group | None:
-        """The group of a mapping with group_order (and group): None when N is unknown (0)."""
-        order = int(row.get("group_order", 0) or 0)
-        return cls(row.get("group") or ROTATIONS, order) if order > 0 else None
-
-    @classmethod
-    def parse(cls, label: str) -> Group:
-        """Group.parse('D4') == Group('D', 4); ValueError naming what was found otherwise."""
-        kind, order = str(label)[:1], str(label)[1:]
-        if kind not in GROUP_KINDS or not order.isdigit() or int(order) < 2:
-            raise ValueError(f"group: expected C or D and an order >= 2, e.g. 'C4' or 'D4', found {label!r}")
-        return cls(kind, int(order))
-
-    @classmethod
-    def labels(cls, kind: str, orders) -> str:
-        """'C2/C4/C8': the labels of several orders of one kind."""
-        return "/".join(cls(kind, n).label for n in orders)
-
-
-TRIVIAL_GROUP = Group(ROTATIONS, TRIVIAL_ORDER)
-
 # The columns that name one cell of a study: a budget, an arm, its group order and its repeat
 # control (stats.table.prepare fills them with the one spelling of "not applicable").
 CELL_KEY = ("budget", "arm", "group_order", "repeat_structure")
 
 
-def control_phrase(structure: str) -> str:
+def control_phrase(repeat_structure: str) -> str:
     """'matched control': the words for a repeat control."""
-    return f"{structure} control"
+    return f"{repeat_structure} control"
 
 
 def arm_spec(triplet: dict, arm: str):
@@ -154,17 +114,24 @@ class Design:
         return order + control
 
     @property
+    def budget_text(self) -> str:
+        """'20,000'; NOT_APPLICABLE for budget 0, a runs table of your own that names no budget."""
+        return f"{int(self.budget):,}" if self.budget else NOT_APPLICABLE
+
+    @property
     def label(self) -> str:
         """'budget 20,000, C4, matched control'."""
-        return f"budget {int(self.budget):,}{self.phrase}"
+        return f"budget {self.budget_text}{self.phrase}"
 
-    def short(self, orders: bool, structures: bool) -> str:
-        """'20,000 C4 matched': the budget, and the group and the control where a study varies them."""
-        return (
-            f"{int(self.budget):,}"
-            + (f" {self.group_label}" if orders else "")
-            + (f" {self.repeat_structure}" if structures else "")
-        )
+    def short(self, orders: bool, repeat_structures: bool) -> str:
+        """'20,000 C4 matched': the budget, and the group and the control where a study varies them
+        (without a budget, a table of your own: the group and the control, 'C4' at least)."""
+        parts = [
+            self.budget_text if self.budget else "",
+            self.group_label if orders or not self.budget else "",
+            self.repeat_structure if repeat_structures else "",
+        ]
+        return " ".join(part for part in parts if part) or NOT_APPLICABLE
 
     def name(self, controls: bool) -> str:
         """'C4, matched control' (the control named when `controls`), else 'C4'."""
@@ -187,14 +154,16 @@ class Design:
         order = self.group_order if ARM_INFO[arm].grouped else TRIVIAL_ORDER
         return (self.budget, arm, order, self.repeat_structure if arm == "repeat" else NO_STRUCTURE)
 
-    def rows(self, table):
+    def rows(self, table, any_control: bool = False):
         """Boolean mask of the rows of a runs-like table (arm, group_order, repeat_structure and,
         where the design has one, budget; as stats.table.prepare leaves them) in this design: the
-        shared plain and augmented arms, the G-CNN of its group and the repeat arm of its control."""
+        shared plain and augmented arms, the G-CNN of its group and the repeat arm of its control
+        (of every control with `any_control`)."""
         arm = table["arm"]
         grouped = table["group_order"] == self.group_order
         mine = ~arm.isin(GROUPED_ARMS) | (grouped & (arm == "gcnn"))
-        mine |= grouped & (arm == "repeat") & (table["repeat_structure"] == self.repeat_structure)
+        control = True if any_control else table["repeat_structure"] == self.repeat_structure
+        mine |= grouped & (arm == "repeat") & control
         if self.budget is not None:
             mine &= table["budget"] == self.budget
         return mine
@@ -215,20 +184,21 @@ class Arm(Protocol):
     """What training, evaluation and counting may ask of any arm's model.
 
     learnable_widths: per layer, plain channels / repeat base channels / G-CNN fields.
-    physical_widths: per layer, channels the convolutions compute. group_order: N of C_N
-    (TRIVIAL_ORDER for the plain arm); repeat_mode and repeat_structure: the repeat arm's block
-    formula and its "paper" or "matched" norm-and-head structure, else None.
+    physical_widths: per layer, channels the convolutions compute. group: the arm's symmetry
+    group (TRIVIAL_GROUP for the plain arm; the G-CNN's for its repeat twin, whose widths it has);
+    repeat_mode and repeat_structure: the repeat arm's block formula and its "paper" or "matched"
+    norm-and-head structure, else None and NO_STRUCTURE.
     """
 
     arm: str
     backbone: Backbone
     learnable_widths: Sequence[int]
     physical_widths: Sequence[int]
-    group_order: int
+    group: Group
     repeat_mode: str | None
     repeat_structure: str
 
     def export(self) -> nn.Module:
-        """A plain-torch module in eval mode with this model's eval-mode outputs, (N, 1, H, W) ->
-        (N, classes); it may share parameters with the model."""
+        """A plain-torch module in eval mode with this model's eval-mode outputs, (B, channels, H,
+        W) -> (B, classes); it may share parameters with the model."""
         ...

@@ -7,7 +7,7 @@ A builder is a function
 named in a study as "package.module:function" ([models] builder). It returns a module mapping
 images (B, in_channels, H, W) to logits (B, classes), invariant to the gspace's group. From it:
 
-- gcnn: build(rot2dOnR2(N) or flipRot2dOnR2(N), w_g), as written;
+- gcnn: build(group.gspace(), w_g), as written (rot2dOnR2(N) or flipRot2dOnR2(N));
 - repeat: the same network at w_g with every R2Conv, InnerBatchNorm and GroupPooling twinned
   (models.twin), its base scale solved to the budget: exactly as wide as the G-CNN;
 - plain: build(trivialOnR2(), w_p) with full k x k convolutions and BatchNorm2d.
@@ -22,30 +22,21 @@ import functools
 import hashlib
 import importlib
 import inspect
-import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from escnn import gspaces
 from escnn import nn as enn
 from torch import nn
 
 from ablate.errors import AblateError
-from ablate.models.arms import (
-    DEFAULT_STRUCTURE,
-    NO_STRUCTURE,
-    ROTATIONS,
-    ROTATIONS_AND_MIRRORS,
-    TRIVIAL_ORDER,
-    Group,
-)
-from ablate.models.gcnn import gspace as group_space
+from ablate.models.arms import DEFAULT_GROUP, DEFAULT_STRUCTURE, NO_STRUCTURE, TRIVIAL_GROUP, Group
+from ablate.models.budget import Solution, solve_multiplier
+from ablate.models.counting import count_params
 from ablate.models.spec import ArmSpec
-from ablate.models.twin import TwinError, apply_twin, base_channels, learnable, plan_twin, twin_counter
+from ablate.models.twin import TwinError, apply_twin, base_channels, plan_twin, twin_counter
 
 INVARIANCE_TOLERANCE = 1e-4  # max |logit change| / (1 + max |logit|) under the group's exact turns
 PROBE_IMAGES = 4  # random images of the init-time output and invariance check
@@ -87,11 +78,6 @@ def source_hash(build: Callable) -> str:
         return ""
 
 
-def group_gspace(group: str, order: int):
-    """escnn's gspace of the G-CNN arm, or of the plain arm (order TRIVIAL_ORDER)."""
-    return gspaces.trivialOnR2() if order == TRIVIAL_ORDER else group_space(group, order)
-
-
 def call(build: Callable, path: str, space, width: float, in_channels: int, classes: int) -> nn.Module:
     """build(space, width, in_channels, classes), its exceptions as one BuilderError line."""
     try:
@@ -109,26 +95,13 @@ def call(build: Callable, path: str, space, width: float, in_channels: int, clas
     return net
 
 
-def exact_transforms(group: str, order: int) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
-    """The group's transformations that map the pixel grid onto itself: a 90-degree turn (N a
-    multiple of 4) or a half turn (N even), and the horizontal mirror for D_N."""
-    out = []
-    if order % 4 == 0:
-        out.append(("a 90-degree turn", lambda x: torch.rot90(x, 1, dims=(2, 3))))
-    elif order % 2 == 0:
-        out.append(("a half turn", lambda x: torch.rot90(x, 2, dims=(2, 3))))
-    if group == ROTATIONS_AND_MIRRORS:
-        out.append(("the mirror", lambda x: x.flip(-1)))
-    return out
-
-
 @torch.no_grad()
 def check_outputs(
-    net: nn.Module, path: str, what: str, shape: tuple[int, int, int], invariant_to=None
+    net: nn.Module, path: str, what: str, shape: tuple[int, int, int], invariant_to: Group | None = None
 ) -> None:
     """BuilderError unless `net` (eval mode) maps a random (PROBE_IMAGES, *shape[:2]...) batch to
-    (PROBE_IMAGES, classes) logits and, with invariant_to = (group, order), is invariant under the
-    group's exact transformations within INVARIANCE_TOLERANCE."""
+    (PROBE_IMAGES, classes) logits and, with `invariant_to`, is invariant under that group's exact
+    transformations within INVARIANCE_TOLERANCE."""
     channels, size, classes = shape
     x = torch.randn(PROBE_IMAGES, channels, size, size, generator=torch.Generator().manual_seed(0))
     was = net.training
@@ -140,8 +113,9 @@ def check_outputs(
                 f"models.builder: {path} ({what}) maps images {tuple(x.shape)} to {tuple(logits.shape)}, "
                 f"expected ({PROBE_IMAGES}, {classes})"
             )
-        for name, transform in exact_transforms(*invariant_to) if invariant_to else []:
-            change = float((net(transform(x)) - logits).abs().max())
+        for transform in invariant_to.transformations if invariant_to else ():
+            name = transform.name
+            change = float((net(transform.apply(x)) - logits).abs().max())
             scale = 1.0 + float(logits.abs().max())
             if change > INVARIANCE_TOLERANCE * scale:
                 raise BuilderError(
@@ -154,8 +128,9 @@ def check_outputs(
 
 
 def solve_width(count: Callable[[float], int], budget: int, tolerance: float, what: str) -> tuple[float, int]:
-    """A width whose count is within `tolerance` of `budget`: bracket by doubling or halving from
-    1, then bisect in log width; BuilderError naming the closest count when none is."""
+    """A width whose count (a build of the network) is within `tolerance` of `budget`
+    (budget.solve_multiplier from the width whose count is first under the budget, halving from 1;
+    few points: every count builds the network); BuilderError naming the counts around it."""
     counts: dict[float, int] = {}
 
     def at(w: float) -> int:
@@ -163,42 +138,25 @@ def solve_width(count: Callable[[float], int], budget: int, tolerance: float, wh
             counts[w] = count(w)
         return counts[w]
 
-    def inside(w: float) -> bool:
-        return abs(at(w) - budget) <= tolerance * budget
-
-    lo = hi = 1.0
-    while at(hi) < budget and hi < 2**10:
-        hi *= 2
+    lo = 1.0
     while at(lo) > budget and lo > 2**-10:
         lo /= 2
-    if not inside(hi) and not inside(lo):
-        for _ in range(40):
-            mid = math.sqrt(lo * hi)
-            if inside(mid) or hi / lo < 1 + 1e-6:
-                break
-            lo, hi = (mid, hi) if at(mid) < budget else (lo, mid)
-    w, n = min(counts.items(), key=lambda item: abs(item[1] - budget))
-    if abs(n - budget) > tolerance * budget:
-        raise BuilderError(
-            f"models.budgets: {what}: budget {budget} is out of reach within {tolerance:.1%}; the closest "
-            f"reachable count is {n} learnable parameters (width {w:.4g})"
-        )
-    return w, n
+    return _checked(
+        solve_multiplier(at, budget, tolerance, lo=lo, hi=2 * lo, points=6), budget, tolerance, what
+    )
 
 
 def solve_scale(count: Callable[[float], int], budget: int, tolerance: float, top: float, what: str):
-    """The repeat twin's base scale in (0, top]: on a fine geometric grid, the count closest to the
-    budget on its rising branch (below its minimum the scalars of small bases outgrow the bases)."""
-    grid = np.geomspace(top / 4096, top, 3000)
-    counts = [count(float(s)) for s in grid]
-    lowest = int(np.argmin(counts))
-    best = min(range(lowest, len(grid)), key=lambda i: abs(counts[i] - budget))
-    if abs(counts[best] - budget) > tolerance * budget:
-        raise BuilderError(
-            f"models.budgets: {what}: budget {budget} is out of reach within {tolerance:.1%}; the closest "
-            f"reachable count is {counts[best]} learnable parameters"
-        )
-    return float(grid[best]), counts[best]
+    """The repeat twin's base scale in (0, top] (budget.solve_multiplier on a fine grid: its count
+    is arithmetic); BuilderError naming the counts around the budget."""
+    solved = solve_multiplier(count, budget, tolerance, lo=top / 4096, hi=top, points=3000, top=top)
+    return _checked(solved, budget, tolerance, what)
+
+
+def _checked(solved: Solution, budget: int, tolerance: float, what: str) -> tuple[float, int]:
+    if not solved.within(budget, tolerance):
+        raise BuilderError(f"models.budgets: {solved.error(what, budget, tolerance)}")
+    return solved.multiplier, solved.count
 
 
 @dataclass(frozen=True)
@@ -219,19 +177,21 @@ class Network:
     """One builder with everything fixed but the width: builds, twins and counts an arm."""
 
     def __init__(
-        self, build: Callable, path: str, group: str, order: int, shape: tuple, mode: str, structure: str
+        self, build: Callable, path: str, group: Group, shape: tuple, mode: str, repeat_structure: str
     ):
         self.path, self.build = path, build
-        self.group, self.order, self.shape = group, order, shape
-        self.mode, self.structure = mode, structure
+        self.group, self.shape = group, shape
+        self.mode, self.repeat_structure = mode, repeat_structure
+
+    def on(self, group: Group, width: float) -> nn.Module:
+        """The network as written on `group`'s gspace at `width`."""
+        return call(self.build, self.path, group.gspace(), width, self.shape[0], self.shape[2])
 
     def gcnn(self, width: float) -> nn.Module:
-        return call(
-            self.build, self.path, group_gspace(self.group, self.order), width, self.shape[0], self.shape[2]
-        )
+        return self.on(self.group, width)
 
     def plain(self, width: float) -> nn.Module:
-        net = call(self.build, self.path, gspaces.trivialOnR2(), width, self.shape[0], self.shape[2])
+        net = self.on(TRIVIAL_GROUP, width)
         return apply_twin(net, self.plan(net, "plain"), 0.0)
 
     def repeat(self, width: float, scale: float) -> nn.Module:
@@ -240,7 +200,7 @@ class Network:
 
     def plan(self, net: nn.Module, twin: str):
         try:
-            return plan_twin(net, twin, self.mode, self.structure)
+            return plan_twin(net, twin, self.mode, self.repeat_structure)
         except TwinError as error:
             raise BuilderError(f"models.builder: {self.path} ({twin} arm): {error}") from None
 
@@ -258,26 +218,25 @@ def widths_of(net: nn.Module, twin: str, scale: float = 0.0) -> tuple[tuple[int,
 
 @functools.cache
 def solve_builder_arms(
-    build: Callable, path: str, budget: int, group: str, order: int, shape: tuple, mode: str,
-    structure: str, tolerance: float,
+    build: Callable, path: str, budget: int, group: Group, shape: tuple, mode: str, repeat_structure: str,
+    tolerance: float,
 ) -> BuilderArms:  # fmt: skip
     """Widths and base scale of the three arms of `build` (named `path` in messages) at `budget`
     (cached per process: each count builds the user's network). shape: (in_channels, image
     size, classes)."""
-    net = Network(build, path, group, order, shape, mode, structure)
-    label = Group(group, order).label
+    net = Network(build, path, group, shape, mode, repeat_structure)
+    label = group.label
     probe = net.gcnn(1.0)  # what is wrong with the network is said before any search
     net.plan(probe, "repeat")
-    check_outputs(probe, path, f"gcnn {label}", shape, invariant_to=(group, order))
+    check_outputs(probe, path, f"gcnn {label}", shape, invariant_to=group)
     check_outputs(net.plain(1.0), path, "plain", shape)
-    w_g, n_g = solve_width(lambda w: learnable(net.gcnn(w)), budget, tolerance, f"gcnn {label}")
-    w_p, n_p = solve_width(lambda w: learnable(net.plain(w)), budget, tolerance, "plain")
+    w_g, n_g = solve_width(lambda w: count_params(net.gcnn(w)), budget, tolerance, f"gcnn {label}")
+    w_p, n_p = solve_width(lambda w: count_params(net.plain(w)), budget, tolerance, "plain")
     g = net.gcnn(w_g)
-    check_outputs(g, path, f"gcnn {label}", shape, invariant_to=(group, order))
+    check_outputs(g, path, f"gcnn {label}", shape, invariant_to=group)
     counter = twin_counter(g, net.plan(g, "repeat"))
-    top = float(Group(group, order).size)
-    scale, n_r = solve_scale(counter, budget, tolerance, top, f"repeat {label}")
-    plain = call(net.build, path, gspaces.trivialOnR2(), w_p, shape[0], shape[2])
+    scale, n_r = solve_scale(counter, budget, tolerance, float(group.size), f"repeat {label}")
+    plain = net.on(TRIVIAL_GROUP, w_p)
     plain_widths = widths_of(plain, "plain")  # read before the twin replaces its R2Convs
     check_outputs(apply_twin(plain, net.plan(plain, "plain"), 0.0), path, "plain", shape)
     (g_learn, physical), (r_learn, _) = widths_of(g, "gcnn"), widths_of(g, "repeat", scale)
@@ -291,45 +250,70 @@ def solve_builder_arms(
 
 
 def builder_triplet(
-    path: str, folder: str | None, budget: int, group: str, order: int, shape: tuple, mode: str,
-    structure: str, tolerance: float,
-) -> dict[str, ArmSpec]:  # fmt: skip
-    """The ArmSpecs of the three arms of a builder at `budget` (as budget.solve_triplet gives the
-    built-in backbone's); shape: (in_channels, image size, classes)."""
-    build = resolve(path, folder)
-    solved = solve_builder_arms(build, path, budget, group, order, shape, mode, structure, tolerance)
+    budget: int,
+    *,
+    builder: str | Callable,
+    folder: str | None = None,
+    group: Group = DEFAULT_GROUP,
+    repeat_structure: str = DEFAULT_STRUCTURE,
+    repeat_mode: str = "swish",
+    tolerance: float = 0.02,
+    channels: int = 1,
+    classes: int = 10,
+    size: int = 28,
+) -> dict[str, ArmSpec]:
+    """The ArmSpecs of the three arms of a builder ("package.module:function", imported with
+    `folder` on the path, or the function itself) at `budget`, as budget.solve_builtin_triplet
+    gives the built-in backbone's; the network is probed on (channels, size, size) images."""
+    build, path = (
+        (resolve(builder, folder), builder) if isinstance(builder, str) else (builder, name_of(builder))
+    )
+    shape = (channels, size, classes)
+    solved = solve_builder_arms(build, path, budget, group, shape, repeat_mode, repeat_structure, tolerance)
     common = {
-        "group": group, "channels": shape[0], "classes": shape[2], "builder": path,
-        "builder_source": source_hash(build), "builder_folder": folder or "",
+        "channels": channels, "classes": classes, "builder": path, "builder_source": source_hash(build),
+        "builder_folder": folder or "",
     }  # fmt: skip
     specs = {}
     for arm in ("plain", "repeat", "gcnn"):
         specs[arm] = ArmSpec(
-            arm, "builder", solved.learnable_widths[arm], solved.physical_widths[arm],
-            TRIVIAL_ORDER if arm == "plain" else order, mode if arm == "repeat" else None,
-            solved.n_params[arm], structure if arm == "repeat" else NO_STRUCTURE,
-            width=solved.width[arm], base_scale=solved.base_scale if arm == "repeat" else 0.0, **common,
+            arm, "builder", solved.learnable_widths[arm], solved.physical_widths[arm], solved.n_params[arm],
+            group=TRIVIAL_GROUP if arm == "plain" else group,
+            repeat_mode=repeat_mode if arm == "repeat" else None,
+            repeat_structure=repeat_structure if arm == "repeat" else NO_STRUCTURE, width=solved.width[arm],
+            base_scale=solved.base_scale if arm == "repeat" else 0.0, **common,
         )  # fmt: skip
     return specs
 
 
-def build_builder_arm(spec: ArmSpec) -> BuilderArm:
+def name_of(build: Callable) -> str:
+    """'package.module:function' of a builder function (its path in messages and runs.csv)."""
+    return f"{getattr(build, '__module__', '?')}:{getattr(build, '__qualname__', repr(build))}"
+
+
+def build_builder_arm(spec: ArmSpec, build: Callable | None = None) -> BuilderArm:
     """The model a builder ArmSpec (models.spec) describes: its arm's network at the spec's width
-    (and base scale), initialised from torch's current random state."""
+    (and base scale), initialised from torch's current random state. `build`: the builder
+    function itself (else imported from the spec's path)."""
     shape = (spec.channels, 0, spec.classes)
+    build = build or resolve(spec.builder, spec.builder_folder or None)
     net = Network(
-        resolve(spec.builder, spec.builder_folder or None), spec.builder, spec.group, spec.group_order, shape,
-        spec.repeat_mode or "swish", spec.repeat_structure or DEFAULT_STRUCTURE,
-    )  # fmt: skip
+        build,
+        spec.builder,
+        spec.group,
+        shape,
+        spec.repeat_mode or "swish",
+        spec.repeat_structure or DEFAULT_STRUCTURE,
+    )
     if spec.arm == "repeat":
         model = net.repeat(spec.width, spec.base_scale)
-    elif spec.group_order == TRIVIAL_ORDER:
+    elif spec.group.trivial:
         model = net.plain(spec.width)
     else:
         model = net.gcnn(spec.width)
     return BuilderArm(
-        model, spec.arm, spec.group_order, spec.repeat_mode, spec.repeat_structure,
-        spec.learnable_widths, spec.physical_widths, spec.group,
+        model, spec.arm, spec.group, spec.repeat_mode, spec.repeat_structure, spec.learnable_widths,
+        spec.physical_widths,
     )  # fmt: skip
 
 
@@ -337,10 +321,10 @@ class BuilderArm(nn.Module):
     """A network from a builder with what training and counting read of an arm (models.arms.Arm).
     Input (B, in_channels, H, W) -> (B, classes) logits."""
 
-    def __init__(self, net: nn.Module, arm: str, group_order: int, repeat_mode, repeat_structure: str,
-                 learnable_widths, physical_widths, group: str = ROTATIONS):  # fmt: skip
+    def __init__(self, net: nn.Module, arm: str, group: Group, repeat_mode, repeat_structure: str,
+                 learnable_widths, physical_widths):  # fmt: skip
         super().__init__()
-        self.net, self.arm, self.group, self.group_order = net, arm, group, group_order
+        self.net, self.arm, self.group = net, arm, group
         self.repeat_mode, self.repeat_structure = repeat_mode, repeat_structure
         self.learnable_widths, self.physical_widths = list(learnable_widths), list(physical_widths)
 
@@ -361,27 +345,3 @@ class BuilderArm(nn.Module):
             return super().state_dict(*args, **kwargs)
         finally:
             self.train(was)
-
-
-def build_arms(
-    build: Callable, path: str, solved: BuilderArms, group: str, order: int, shape: tuple, mode: str,
-    structure: str,
-) -> dict[str, BuilderArm]:  # fmt: skip
-    """The three arms' modules of a solved triplet (fresh initialisations from torch's RNG)."""
-    net = Network(build, path, group, order, shape, mode, structure)
-    models = {
-        "plain": net.plain(solved.width["plain"]),
-        "repeat": net.repeat(solved.width["repeat"], solved.base_scale),
-        "gcnn": net.gcnn(solved.width["gcnn"]),
-    }
-    info = {
-        "plain": (TRIVIAL_ORDER, None, NO_STRUCTURE),
-        "repeat": (order, mode, structure),
-        "gcnn": (order, None, NO_STRUCTURE),
-    }
-    return {
-        arm: BuilderArm(
-            model, arm, *info[arm], solved.learnable_widths[arm], solved.physical_widths[arm], group
-        )
-        for arm, model in models.items()
-    }

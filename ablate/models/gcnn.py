@@ -1,4 +1,4 @@
-"""The `gcnn` arm: an escnn C_N regular-representation G-CNN on the shared backbone."""
+"""The `gcnn` arm: an escnn regular-representation G-CNN (C_N or D_N, D1 included) on the shared backbone."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ from collections.abc import Callable, Sequence
 from functools import cache
 
 import torch
-from escnn import gspaces
 from escnn import nn as enn
 from torch import nn
 
-from ablate.errors import expect_one_of
 from ablate.models.activation import ELU, elu, mlp_head
-from ablate.models.arms import GROUP_KINDS, NO_STRUCTURE, ROTATIONS, Group
+from ablate.models.arms import DEFAULT_GROUP, NO_STRUCTURE, Group
 from ablate.models.backbone import Backbone, mlp_head_params
+from ablate.models.counting import count_params
 
 
 class FieldELU(enn.EquivariantModule):
@@ -39,12 +38,6 @@ def _activation(name: str, field_type: enn.FieldType) -> enn.EquivariantModule:
     return FieldELU(field_type) if name == "elu" else enn.ReLU(field_type, inplace=True)
 
 
-def gspace(group: str, order: int):
-    """escnn's gspace of C_N (rot2dOnR2) or D_N (flipRot2dOnR2, reflections about the vertical axis)."""
-    expect_one_of("group", group, GROUP_KINDS)
-    return gspaces.rot2dOnR2(N=order) if group == ROTATIONS else gspaces.flipRot2dOnR2(N=order)
-
-
 class GCNN(nn.Module):
     """C_N or D_N G-CNN: per layer R2Conv -> InnerBatchNorm -> activation [-> PointwiseMaxPool],
     then GroupPooling (invariant fields) and the backbone's head.
@@ -53,8 +46,8 @@ class GCNN(nn.Module):
     r2conv_options: extra R2Conv arguments per layer index (sigma, rings, frequencies_cutoff of
     the steerable basis; escnn's defaults otherwise). pool_space_first: average over space before
     GroupPooling (the seed paper's order) instead of after it.
-    Input (N, channels, H, W) -> (N, classes) logits, invariant to 90-degree turns when N % 4 == 0
-    (and every pooled map is even), and to the horizontal mirror for D_N.
+    Input (B, channels, H, W) -> (B, classes) logits, invariant to the group's exact
+    transformations (`group.transformations`) when every pooled map is even.
     """
 
     arm = "gcnn"
@@ -65,20 +58,19 @@ class GCNN(nn.Module):
         self,
         backbone: Backbone,
         fields: Sequence[int],
-        group_order: int = 4,
+        group: Group = DEFAULT_GROUP,
         classes: int = 10,
         r2conv_options: Callable[[int], dict] | None = None,
         pool_space_first: bool = False,
         channels: int = 1,
-        group: str = ROTATIONS,
     ):
         super().__init__()
-        if group_order < 2:
-            raise ValueError(f"group_order: expected an integer >= 2, found {group_order}")
-        self.backbone, self.group_order, self.group = backbone, group_order, group
+        if group.trivial:
+            raise ValueError(f"group: expected a group with more than one element, found {group.label}")
+        self.backbone, self.group = backbone, group
         self.learnable_widths = [int(f) for f in fields]
-        self.physical_widths = [Group(group, group_order).size * f for f in self.learnable_widths]
-        self.gspace = gspace(group, group_order)
+        self.physical_widths = [group.size * f for f in self.learnable_widths]
+        self.gspace = group.gspace()
         self.in_type = enn.FieldType(self.gspace, [self.gspace.trivial_repr] * channels)
         regular = self.gspace.regular_repr
         modules: list[enn.EquivariantModule] = []
@@ -123,33 +115,32 @@ class GCNN(nn.Module):
 
 
 @cache
-def _conv_params(group_order: int, in_trivial: bool, kernel: int, bias: bool, group: str = ROTATIONS) -> int:
+def _conv_params(group: Group, in_trivial: bool, kernel: int, bias: bool) -> int:
     """Learnable parameters of one R2Conv from one field (trivial or regular) to one regular field."""
-    space = gspace(group, group_order)
+    space = group.gspace()
     field_in = enn.FieldType(space, [space.trivial_repr if in_trivial else space.regular_repr])
     conv = enn.R2Conv(
         field_in, enn.FieldType(space, [space.regular_repr]), kernel, bias=bias, initialize=False
     )
-    return sum(p.numel() for p in conv.parameters() if p.requires_grad)
+    return count_params(conv)
 
 
 def gcnn_params(
     backbone: Backbone,
     fields: Sequence[int],
-    group_order: int = 4,
+    group: Group = DEFAULT_GROUP,
     classes: int = 10,
     channels: int = 1,
-    group: str = ROTATIONS,
 ) -> int:
     """Learnable parameters of GCNN(...) from escnn's per-field-pair counts (bilinear in fields)."""
     total, f_in, trivial = 0, channels, True
     for layer, f_out in zip(backbone.layers, fields):
-        total += f_in * f_out * _conv_params(group_order, trivial, layer.kernel, False, group) + 2 * f_out
+        total += f_in * f_out * _conv_params(group, trivial, layer.kernel, False) + 2 * f_out
         f_in, trivial = f_out, False
     if backbone.head == "mlp":
         return total + mlp_head_params(f_in, backbone.hidden, classes)
-    per_pair = _conv_params(group_order, False, backbone.head_kernel, False, group)
-    bias = _conv_params(group_order, False, backbone.head_kernel, True, group) - per_pair
+    per_pair = _conv_params(group, False, backbone.head_kernel, False)
+    bias = _conv_params(group, False, backbone.head_kernel, True) - per_pair
     return total + f_in * classes * per_pair + classes * bias
 
 

@@ -24,7 +24,7 @@ import math
 from dataclasses import replace
 
 from ablate.models.arms import PRESET_GROUP_ORDERS as GROUP_ORDERS
-from ablate.models.arms import TRIVIAL_ORDER, Arm, Group
+from ablate.models.arms import ROTATIONS, TRIVIAL_GROUP, Arm, Group
 from ablate.models.backbone import REPEATNET, Backbone
 from ablate.models.gcnn import GCNN
 from ablate.models.plain import PlainCNN
@@ -40,9 +40,9 @@ PAPER_ORDER = ["baseline"] + [MODEL_ARMS[a].format(n=n) for n in GROUP_ORDERS fo
 PAPER_SEED = 42  # the one seed of the seed paper's runs
 
 
-def model_name(arm: str, group_order: int) -> str:
-    """'baseline', 'c4', 'c4_rep', ... for an arm of the preset."""
-    return MODEL_ARMS[arm].format(n=group_order)
+def model_name(arm: str, group: Group) -> str:
+    """'baseline', 'c4', 'c4_rep', ... for an arm of the preset on `group` (C1 for the baseline)."""
+    return MODEL_ARMS[arm].format(n=group.order)
 
 
 def backbone(width: float = 1.0) -> Backbone:
@@ -80,23 +80,22 @@ def paper_r2conv_options(index: int) -> dict:
     return {"sigma": [0.6, 0.6, 0.4], "rings": [0, 1, 2], "frequencies_cutoff": _cutoff}
 
 
-def build_paper_model(
-    arm: str, group_order: int = TRIVIAL_ORDER, classes: int = 10, width: float = 1.0
-) -> Arm:
-    """One of the preset's models: arm "plain" (baseline), "gcnn" (cN) or "repeat" (cN_rep), every
-    width scaled by `width` (preset_width)."""
+def build_paper_model(arm: str, group: Group = TRIVIAL_GROUP, classes: int = 10, width: float = 1.0) -> Arm:
+    """One of the preset's models: arm "plain" (baseline), "gcnn" (cN) or "repeat" (cN_rep) on
+    `group` (C4, C8 or C16), every width scaled by `width` (preset_width)."""
     if arm == "plain":
         return PlainCNN(backbone(width), baseline_widths(width), classes)
-    if group_order not in GROUP_ORDERS:
+    if group.kind != ROTATIONS or group.order not in GROUP_ORDERS:
         raise ValueError(
-            f"group_order: the repeatnet-paper preset has {Group.labels('C', GROUP_ORDERS)}, "
-            f"found {Group('C', group_order).label}"
+            f"group_order: the repeatnet-paper preset has {Group.labels(ROTATIONS, GROUP_ORDERS)}, "
+            f"found {group.label}"
         )
+    group_order = group.order
     if arm == "gcnn":
         return GCNN(
             backbone(width),
             gcnn_fields(group_order, width),
-            group_order,
+            group,
             classes,
             r2conv_options=paper_r2conv_options,
             pool_space_first=True,
@@ -108,7 +107,7 @@ def build_paper_model(
             baseline_widths(width),
             "swish",
             classes,
-            group_order=group_order,
+            group=group,
             conv_bias=True,
             remainder="floor",
         )

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ablate.models.activation import activation, mlp_head
-from ablate.models.arms import NO_STRUCTURE, TRIVIAL_ORDER
+from ablate.models.arms import NO_STRUCTURE, TRIVIAL_GROUP
 from ablate.models.backbone import Backbone, mlp_head_params
 
 # conv_factory(layer_index, in_channels, out_channels, kernel, padding, bias) -> module
@@ -83,7 +83,7 @@ class PlainCNN(ConvNet):
     """Ordinary CNN: `nn.Conv2d` layers with `widths` output channels. arm: "plain", or
     "augmented" (the same network, trained with rotation augmentation)."""
 
-    group_order = TRIVIAL_ORDER
+    group = TRIVIAL_GROUP
     repeat_mode = None
     repeat_structure = NO_STRUCTURE
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ablate.errors import expect_one_of
-from ablate.models.arms import DEFAULT_STRUCTURE, STRUCTURES
+from ablate.models.arms import DEFAULT_STRUCTURE, STRUCTURES, TRIVIAL_GROUP, Group
 from ablate.models.arms import REPEAT_MODES as MODES
 from ablate.models.backbone import Backbone, mlp_head_params
 from ablate.models.copies import CopyBatchNorm, CopyMax
@@ -236,13 +236,13 @@ class RepeatCNN(ConvNet):
         base_widths: Sequence[int],
         mode: str = "swish",
         classes: int = 10,
-        group_order: int | None = None,
-        structure: str = DEFAULT_STRUCTURE,
+        group: Group = TRIVIAL_GROUP,
+        repeat_structure: str = DEFAULT_STRUCTURE,
         conv_bias: bool = False,
         remainder: str = "crop",
         channels: int = 1,
     ):
-        expect_one_of("repeat_structure", structure, STRUCTURES)
+        expect_one_of("repeat_structure", repeat_structure, STRUCTURES)
         bases = [channels, *base_widths, classes]
 
         def conv(index, c_in, c_out, kernel, padding, bias):
@@ -259,7 +259,7 @@ class RepeatCNN(ConvNet):
             )
 
         extra = {}
-        if structure == "matched":
+        if repeat_structure == "matched":
             extra = {
                 "norm_factory": lambda index, width: CopyBatchNorm(width, bases[index + 1]),
                 "pre_head": CopyMax(physical_widths[-1], base_widths[-1]),
@@ -268,8 +268,8 @@ class RepeatCNN(ConvNet):
         super().__init__(backbone, physical_widths, conv, classes, channels, conv_bias=conv_bias, **extra)
         self.learnable_widths = [int(b) for b in base_widths]
         self.repeat_mode = mode
-        self.group_order = group_order
-        self.repeat_structure = structure
+        self.group = group  # the G-CNN's whose physical widths it has
+        self.repeat_structure = repeat_structure
 
     def export(self) -> nn.Sequential:
         """The full-weight plain network in eval mode: every RepeatConv2d becomes an nn.Conv2d."""
@@ -293,13 +293,13 @@ def repeat_params(
     base_widths: Sequence[int],
     mode: str = "swish",
     classes: int = 10,
-    structure: str = DEFAULT_STRUCTURE,
+    repeat_structure: str = DEFAULT_STRUCTURE,
     conv_bias: bool = False,
     channels: int = 1,
 ) -> int:
     """Learnable parameters of RepeatCNN(...) without building it."""
     per_block = SCALARS_PER_BLOCK[mode]
-    matched = structure == "matched"
+    matched = repeat_structure == "matched"
     total, t_in, c_in = 0, channels, channels
     for layer, t_out, c_out in zip(backbone.layers, physical_widths, base_widths):
         blocks = math.ceil(t_out / c_out) * math.ceil(t_in / c_in)

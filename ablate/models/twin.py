@@ -19,6 +19,7 @@ from escnn import nn as enn
 from torch import nn
 
 from ablate.models.copies import CopyBatchNorm
+from ablate.models.counting import count_params
 from ablate.models.gcnn import FieldELU
 from ablate.models.repeat import SCALARS_PER_BLOCK, RepeatConv2d
 
@@ -140,18 +141,18 @@ def _norm_options(norm: enn.InnerBatchNorm, path: str) -> dict:
     return {"eps": norm.eps, "momentum": norm.momentum}
 
 
-def _repeat_norm(norm: enn.InnerBatchNorm, path: str, structure: str) -> Replacement:
+def _repeat_norm(norm: enn.InnerBatchNorm, path: str, repeat_structure: str) -> Replacement:
     """ "paper": a BatchNorm2d per physical channel; "matched": one scale and shift per base channel,
     statistics over its copies (CopyBatchNorm, as the built-in matched control)."""
     channels, options = norm.in_type.size, _norm_options(norm, path)
 
     def make(scale: float) -> nn.Module:
-        if structure == "matched":
+        if repeat_structure == "matched":
             return CopyBatchNorm(channels, base_channels(norm.in_type, scale), **options)
         return nn.BatchNorm2d(channels, **options)
 
     def count(scale: float) -> int:
-        return 2 * (base_channels(norm.in_type, scale) if structure == "matched" else channels)
+        return 2 * (base_channels(norm.in_type, scale) if repeat_structure == "matched" else channels)
 
     return Replacement(path, norm.in_type, norm.out_type, make, count)
 
@@ -196,7 +197,9 @@ def _check_fields(module: enn.EquivariantModule, path: str, plain: bool) -> None
             )
 
 
-def _replacement(module: nn.Module, path: str, twin: str, mode: str, structure: str) -> Replacement | None:
+def _replacement(
+    module: nn.Module, path: str, twin: str, mode: str, repeat_structure: str
+) -> Replacement | None:
     """How `module` is replaced in the `twin` ("repeat" or "plain") arm; None if it is kept."""
     plain = twin == "plain"
     if isinstance(module, enn.R2Conv):
@@ -204,14 +207,16 @@ def _replacement(module: nn.Module, path: str, twin: str, mode: str, structure: 
         return _plain_conv(module, path) if plain else _repeat_conv(module, path, mode)
     if isinstance(module, enn.InnerBatchNorm):
         _check_fields(module, path, plain)
-        return _plain_norm(module, path) if plain else _repeat_norm(module, path, structure)
+        return _plain_norm(module, path) if plain else _repeat_norm(module, path, repeat_structure)
     if isinstance(module, enn.GroupPooling):
         _check_fields(module, path, plain)
         return _pooling(module, path, 1 if plain else module.in_type.representations[0].size)
     return None
 
 
-def plan_twin(net: nn.Module, twin: str, mode: str = "swish", structure: str = "paper") -> list[Replacement]:
+def plan_twin(
+    net: nn.Module, twin: str, mode: str = "swish", repeat_structure: str = "paper"
+) -> list[Replacement]:
     """Every module of `net` the twin replaces, in module order. TwinError (naming the module's
     path and type) for an escnn module that is neither replaced nor acts channel by channel."""
     out: list[Replacement] = []
@@ -219,7 +224,7 @@ def plan_twin(net: nn.Module, twin: str, mode: str = "swish", structure: str = "
     def walk(module: nn.Module, prefix: str) -> None:
         for name, child in module.named_children():
             path = f"{prefix}.{name}" if prefix else name
-            found = _replacement(child, path, twin, mode, structure)
+            found = _replacement(child, path, twin, mode, repeat_structure)
             if found is not None:
                 out.append(found)
             elif isinstance(child, CHANNELWISE):
@@ -236,15 +241,11 @@ def plan_twin(net: nn.Module, twin: str, mode: str = "swish", structure: str = "
     return out
 
 
-def learnable(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
 def twin_counter(net: nn.Module, plan: list[Replacement]) -> Callable[[float], int]:
     """scale -> learnable parameters of the twin, without building it: the kept modules' own
     (counted once) plus each replacement's."""
     modules = dict(net.named_modules())
-    kept = learnable(net) - sum(learnable(modules[r.path]) for r in plan)
+    kept = count_params(net) - sum(count_params(modules[r.path]) for r in plan)
     return lambda scale: kept + sum(r.count(scale) for r in plan)
 
 

@@ -1,7 +1,8 @@
 """`python -m ablate.report [FILE.toml]`: figures and tables from results/<study>/ into paper_figs/<study>/.
 
 Without FILE, every study under --results; with a study file, that study (its [run] results
-folder); with a ladder file (ablate.study.ladder), the ladder's report into paper_figs/<ladder>/.
+folder); with a ladder file (ablate.study.ladder), the ladder's report into paper_figs/<ladder>/;
+with --runs FILE.csv, a runs table your own training loop wrote (paper_figs/<file name>/).
 The numbers come from ablate.report.analysis and ablate.report.ladder (computed once), the words
 from ablate.report.text; tables and figures are drawn from them.
 """
@@ -15,47 +16,13 @@ from pathlib import Path
 
 from ablate.errors import AblateError, ResultsError
 from ablate.report import text
-from ablate.report.analysis import HALF_WIDTHS, StudyReport, analyse
-from ablate.report.figures import FIGURES, save, use_theme
-from ablate.report.ladder import COLUMNS as LADDER_COLUMNS
-from ablate.report.ladder import analyse_ladder, fig_ladder, ladder_rows, ladder_sentence
-from ablate.report.tables import headline_text, markdown_table, write_tables
+from ablate.report.analysis import HALF_WIDTHS, StudyReport, analyse, analyse_runs
+from ablate.report.own_runs import read_user_runs
+from ablate.report.tables import headline_text
+from ablate.report.write import build_report, write_ladder
 from ablate.results import StudyResults, study_dirs
-from ablate.study.ladder import Ladder, is_ladder, load_ladder
+from ablate.study.ladder import is_ladder, load_ladder
 from ablate.study.schema import load_study
-
-
-def build_report(r: StudyReport, out_root: Path, formats: Sequence[str]) -> list[Path]:
-    """Write every figure and table of one study into out_root/<study>/; returns the paths."""
-    out = out_root / r.name
-    out.mkdir(parents=True, exist_ok=True)
-    use_theme()
-    paths = []
-    for name, make in FIGURES.items():
-        if (name == "learning_curves" and r.history.empty) or (name == "single_seed" and not r.single_seed):
-            continue
-        paths += save(make(r), out, name, formats)
-    return paths + write_tables(r, out)
-
-
-def write_ladder(ladder: Ladder, base: Path, out_root: Path, formats: Sequence[str]) -> list[Path]:
-    """A ladder's report (ablate.report.ladder; its results folders under `base`) into
-    out_root/<ladder>/: <ladder>.png/pdf and table.md; prints its summary."""
-    r = analyse_ladder(ladder, base)
-    out = out_root / ladder.name
-    out.mkdir(parents=True, exist_ok=True)
-    use_theme()
-    paths = save(fig_ladder(r), out, ladder.name, formats) if not r.rows.empty else []
-    md = [f"# {ladder.name}: {ladder.settings.title}", "", ladder_sentence(r), ""]
-    md += [markdown_table(LADDER_COLUMNS, ladder_rows(r))]
-    if r.notes:
-        md += ["", "## Notes", *[f"- {n}" for n in r.notes]]
-    (out / "table.md").write_text("\n".join(md) + "\n")
-    print(f"== {ladder.name}\n{ladder_sentence(r)}")
-    for note in r.notes:
-        print(f"note: {note}")
-    print(f"wrote {len(paths) + 1} files to {out}\n")
-    return [*paths, out / "table.md"]
 
 
 def _study_folders(file: str | None, root: Path, study: str | None) -> list[Path]:
@@ -111,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("file", nargs="?", help="a study file, or a ladder file (e.g. studies/bridge.toml)")
     parser.add_argument("--results", default="results", help="results root (default: results)")
     parser.add_argument("--study", help="only this study (a folder under the results root)")
+    parser.add_argument(
+        "--runs",
+        help="a runs table your own training loop wrote (CSV: arm, seed, test_error, ...; docs/stats.md)",
+    )
     parser.add_argument("--out", default="paper_figs", help="output root (default: paper_figs)")
     parser.add_argument("--format", default="png,pdf", help="comma-separated figure formats (png, pdf, svg)")
     args = parser.parse_args(argv)
@@ -123,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.file and is_ladder(args.file):
             write_ladder(load_ladder(args.file), Path("."), Path(args.out), formats)
+            return 0
+        if args.runs:
+            report = analyse_runs(read_user_runs(args.runs), name=Path(args.runs).stem)
+            _print_summary(report, build_report(report, Path(args.out), formats), Path(args.out))
             return 0
         for directory in _study_folders(args.file, Path(args.results), args.study):
             report = analyse(directory)

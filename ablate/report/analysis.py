@@ -15,7 +15,7 @@ from ablate.models.arms import ARM_LABELS, ARMS, GROUPED_ARMS, TRIVIAL_GROUP, De
 from ablate.models.paper import PAPER_ORDER, PAPER_SEED
 from ablate.report import text
 from ablate.report.provenance import code_notes, data_notes, what_ran_notes
-from ablate.results import StudyResults
+from ablate.results import HISTORY_COLUMNS, StudyResults
 from ablate.study.grid import study_shape
 
 HALF_WIDTHS = (0.10, 0.05)  # seeds_needed is reported for these half-widths of the share interval
@@ -31,8 +31,9 @@ DATASET_LABELS = {
 class PaperSummary:
     """A preset study's models (rows in PAPER_ORDER): model, arm, group_order, n_params,
     final-epoch test error (n, mean, sd, lo, hi), best-epoch test error (best_mean, best_sd;
-    selected on the test set), invariance_error; and the repetition shares computed as the
-    paper computes them (stats.point_shares) on final means and on one seed's best epochs."""
+    selected on the test set), invariance_error (under its C_N's exact turns); and the repetition
+    shares computed as the paper computes them (stats.point_shares) on final means and on one
+    seed's best epochs."""
 
     models: pd.DataFrame
     shares_final: pd.DataFrame
@@ -41,13 +42,15 @@ class PaperSummary:
     width: float = 1.0  # the preset's width multiplier (preset_width)
 
 
-def _paper_summary(runs: pd.DataFrame, history: pd.DataFrame) -> PaperSummary:
+def _paper_summary(runs: pd.DataFrame, history: pd.DataFrame, invariance: pd.DataFrame) -> PaperSummary:
     ok = runs[runs["status"] == "ok"]
     best_runs = stats.best_epoch(history, ok)
     final = stats.arm_summary(ok, by="model_name").set_index("model_name")
     best = stats.arm_summary(best_runs, by="model_name").set_index("model_name")
     first = ok.groupby("model_name")[["arm", "group_order", "n_params"]].first()
-    invariance = ok.groupby("model_name")["invariance_error"].mean()
+    # each model under its own C_N's exact turns; the baseline under the smallest N's (all are C4)
+    own = invariance.drop_duplicates("run_key").merge(ok[["run_key", "model_name"]], on="run_key")
+    invariance = own.groupby("model_name")["exact"].mean()
     names = [m for m in PAPER_ORDER if m in final.index]
     models = (
         final.loc[names, ["n", "mean", "sd", "lo", "hi"]]
@@ -103,6 +106,7 @@ class StudyReport:
     trends: dict[str, pd.DataFrame] = field(default_factory=dict)  # stats.seed_trends by seed / finished_at
     single_seed: dict[str, stats.SingleSeedShares] = field(default_factory=dict)  # by "best" / "final"
     group: str = TRIVIAL_GROUP.kind  # C_N or D_N
+    invariance: pd.DataFrame | None = None  # stats.design_invariance, with each run's variant
 
     @property
     def unconverged(self) -> dict[int, list[str]]:
@@ -170,8 +174,8 @@ def _statistics(runs: pd.DataFrame, complete: list, n_boot: int, n_perm: int, no
     return out
 
 
-def _dataset_label(runs: pd.DataFrame, saved, group: str, notes: list[str]) -> str:
-    """'MNIST-rot', 'digits.npz (32x32, 3 channels)', ...; notes what the input size implies."""
+def _dataset_label(runs: pd.DataFrame, saved) -> str:
+    """'MNIST-rot', 'digits.npz (32x32, 3 channels)', ..."""
     source = str(runs["dataset"].iloc[0]) if "dataset" in runs else "unknown data"
     dataset = DATASET_LABELS.get(source, source)
     size, channels = _input_shape(saved, runs)
@@ -180,24 +184,43 @@ def _dataset_label(runs: pd.DataFrame, saved, group: str, notes: list[str]) -> s
         dataset = f"{Path(saved.data.path).name} ({shape}, {channels} channel{'s' if channels > 1 else ''})"
     elif size != 28:
         dataset += f" ({shape})"
-    if group == "D":
-        exact = "exact symmetries of the D_N G-CNN when every pooled map is even"
-        notes.append(
-            f"invariance_error counts the test images whose class changes under a 90-degree turn or "
-            f"the horizontal mirror ({shape} inputs; {exact})"
-        )
-    if size and size % 2:
-        notes.append(
-            f"inputs are {size}x{size}: pooled maps are odd, so 90-degree turns are inexact after "
-            "pooling and the G-CNNs' invariance_error is not zero; it is measured anyway"
-        )
     return dataset
+
+
+def _invariance(runs: pd.DataFrame, saved, notes: list[str]) -> pd.DataFrame:
+    """stats.design_invariance with each run's variant; notes on what it measures: rows from
+    before the per-group columns, groups without an exact transformation, a G-CNN that is not
+    exactly invariant (and odd inputs, where they explain it)."""
+    table = stats.design_invariance(runs).merge(runs[["run_key", "variant"]], on="run_key")
+    if table["legacy"].any():
+        notes.append(
+            f"invariance: {table.loc[table['legacy'], 'run_key'].nunique()} runs predate the per-group "
+            "columns; their exact invariance is invariance_error as recorded then (a 90-degree turn, "
+            "and the mirror for D_N), whatever the design's group"
+        )
+    for label in sorted(set(table["group"])):
+        note = Group.parse(label).no_exact_note
+        if note:
+            notes.append(f"invariance: {note}")
+    gcnn = table[(table["arm"] == "gcnn") & ~table["legacy"] & (table["exact"] > 0)]
+    if len(gcnn):
+        size, _ = _input_shape(saved, runs)
+        odd = (
+            f" (inputs are {size}x{size}: pooled maps are odd, so turns are inexact after pooling)"
+            if size and size % 2
+            else ""
+        )
+        notes.append(
+            f"invariance: {len(gcnn)} G-CNN runs change predictions under their own group's exact "
+            f"transformations (up to {100 * gcnn['exact'].max():.2f}%){odd}"
+        )
+    return table
 
 
 def _convergence(history: pd.DataFrame, runs: pd.DataFrame, notes: list[str]) -> pd.DataFrame | None:
     """stats.convergence per cell (None without history), its flags noted."""
     if history.empty:
-        notes.append("history.csv is empty: no learning curves")
+        notes.append("no history of epochs (history.csv empty, or a runs table alone): no learning curves")
         return None
     conv = stats.convergence(history, runs)
     window = f"the last {100 * stats.convergence_window:.0f}% of"
@@ -228,10 +251,28 @@ def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyRep
         + what_ran_notes(runs, store, saved)
         + code_notes(runs, str(store.dir / "study.toml"))
     )
+    return analyse_runs(runs, history, directory.name, notes, saved, n_boot, n_perm)
+
+
+def analyse_runs(
+    runs: pd.DataFrame,
+    history: pd.DataFrame | None = None,
+    name: str = "runs",
+    notes: list[str] | None = None,
+    saved=None,
+    n_boot: int = 2000,
+    n_perm: int = 5000,
+) -> StudyReport:
+    """A report's numbers from a runs table (runs.csv's columns: results.read_runs, or your own
+    table through results.user_runs) and its history (empty: no learning curves, final-epoch
+    errors only); `saved`, the study it ran, where known."""
+    notes = list(notes or [])
+    history = history if history is not None else pd.DataFrame(columns=HISTORY_COLUMNS)
     diverged = int((runs["status"] != "ok").sum())
     if diverged:
         notes.append(f"{diverged} runs did not finish ok (diverged) and are left out of the statistics")
-    group = str(runs["group"].iloc[0]) or TRIVIAL_GROUP.kind  # C_N or D_N: one group per study
+    kinds = runs.loc[runs["arm"].isin(GROUPED_ARMS), "group"].astype(str)
+    group = next((k for k in kinds if k), TRIVIAL_GROUP.kind)  # C_N or D_N: one kind per study
     runs, variants = _with_variants(runs)
     history = history.merge(runs[["run_key", "variant"]], on="run_key", how="inner")
     summary = stats.arm_summary(runs, by="variant")
@@ -244,11 +285,12 @@ def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyRep
         )
     numbers = _statistics(runs, complete, n_boot, n_perm, notes)
     orders = runs.loc[runs["arm"].isin(GROUPED_ARMS), "group_order"]
+    invariance = _invariance(runs, saved, notes)
     paper = None
     if runs.get("model_name", pd.Series(dtype=str)).fillna("").ne("").any():
-        paper = _paper_summary(runs, history)
+        paper = _paper_summary(runs, history, invariance)
         notes += _paper_notes(paper)
-    dataset = _dataset_label(runs, saved, group, notes)  # a preset is never D_N: notes in order
+    dataset = _dataset_label(runs, saved)
     conv = _convergence(history, runs, notes)
     single = {}
     if numbers and int(summary["n"].max()) >= MIN_SINGLE_SEEDS:
@@ -257,11 +299,11 @@ def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyRep
             e: stats.single_seed_shares(runs[runs["budget"].isin(complete)], history, e) for e in errors
         }
     return StudyReport(
-        name=directory.name, runs=runs, history=history, dataset=dataset,
+        name=name, runs=runs, history=history, dataset=dataset,
         group_orders=sorted({int(n) for n in orders}) or [4], summary=summary,
         table=numbers.get("table"), pooled=numbers.get("pooled"), notes=notes,
         table_log=numbers.get("table_log"), seeds=numbers.get("seeds", {}), variants=variants,
-        convergence=conv, paper=paper, single_seed=single, group=group,
+        convergence=conv, paper=paper, single_seed=single, group=group, invariance=invariance,
         trends={by: stats.seed_trends(runs, by=by) for by in stats.TREND_ORDERS},
     )  # fmt: skip
 
@@ -303,5 +345,5 @@ def _with_variants(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 def _design_labels(table: pd.DataFrame) -> list[str]:
     """Short labels of a decomposition's rows: the budget, plus N and control where they vary."""
-    orders, structures = table["group_order"].nunique() > 1, table["repeat_structure"].nunique() > 1
-    return [Design.of(row).short(orders, structures) for _, row in table.iterrows()]
+    orders, repeat_structures = table["group_order"].nunique() > 1, table["repeat_structure"].nunique() > 1
+    return [Design.of(row).short(orders, repeat_structures) for _, row in table.iterrows()]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ablate import stats
 from ablate.models.arms import DEFAULT_ARMS, NOT_APPLICABLE, Design
-from ablate.report.figures import axes, decorate
+from ablate.report.plots import axes, decorate
 from ablate.report.provenance import code_notes
 from ablate.report.text import bound_phrase, cell_name, convergence_rule, format_interval, pct
 from ablate.results import StudyResults
@@ -61,7 +61,9 @@ def _read(base: Path, step: Step, studies: tuple[Study, ...]) -> tuple[pd.DataFr
         store = StudyResults(base / study.run.results, study.name)
         runs.append(store.runs())
         history.append(store.history())
-    runs = pd.concat([r for r in runs if len(r)] or [runs[0]], ignore_index=True).drop_duplicates("run_key")
+    runs = pd.concat([frame for frame in runs if len(frame)] or [runs[0]], ignore_index=True).drop_duplicates(
+        "run_key"
+    )
     history = pd.concat([h for h in history if len(h)] or [history[0]], ignore_index=True)
     history = history.drop_duplicates(["run_key", "epoch"])
     if step.budget is not None:
@@ -103,7 +105,7 @@ def _pilot(runs: pd.DataFrame, table: pd.DataFrame) -> list[int]:
         plan = stats.plan_seeds(runs, PILOT_HALF_WIDTH, PILOT_SEEDS, max_seeds=10**6)
     except ValueError:
         return [-1] * len(table)
-    by_design = {(int(r.group_order), r.repeat_structure): int(r.asked) for r in plan.itertuples()}
+    by_design = {(int(row.group_order), row.repeat_structure): int(row.asked) for row in plan.itertuples()}
     return [by_design.get((int(t.group_order), t.repeat_structure), -1) for t in table.itertuples()]
 
 
@@ -198,11 +200,11 @@ def _adjusted(t) -> str:
     return f"largest of {int(t['up_to_k'])}, adjusted 95% CI {format_interval(t['up_to_lo'], t['up_to_hi'])}"
 
 
-def ladder_rows(r: LadderReport) -> list[list[str]]:
+def ladder_rows(report: LadderReport) -> list[list[str]]:
     """The step table's cells, one row per decomposition step and design; then each estimator
     step's, by best- and final-epoch errors."""
     out = []
-    for _, t in r.rows.iterrows():
+    for _, t in report.rows.iterrows():
         errors = " / ".join(pct(t[f"err_{a}"], 2, unit="") for a in DEFAULT_ARMS)
         gains = " / ".join(f"{100 * t[f'gain_{g}']:.2f}" for g in ("total", "rep", "eq"))
         if t["identifiable"]:
@@ -219,8 +221,8 @@ def ladder_rows(r: LadderReport) -> list[list[str]]:
         )
         step = f"{t['step']} ({t['design']})"
         out.append([step, t["change"], t["models"], seeds, errors, gains, share, delta, fieller, converged])
-    for key, by_error in r.single.items():
-        step = r.ladder.step(key)
+    for key, by_error in report.single.items():
+        step = report.ladder.step(key)
         for error, shares in by_error.items():
             if shares.summary.empty:
                 continue
@@ -236,21 +238,21 @@ def ladder_rows(r: LadderReport) -> list[list[str]]:
                     NOT_APPLICABLE,
                     f"median {pct(s['median'])}",
                     f"range {pct(s['min'])} to {pct(s['max'])}",
-                    f"{reached} of {int(s['n'])} seeds at or above {pct(r.reference, 0)}",
+                    f"{reached} of {int(s['n'])} seeds at or above {pct(report.reference, 0)}",
                     NOT_APPLICABLE,
                 ]
             )
     return out
 
 
-def ladder_sentence(r: LadderReport) -> str:
+def ladder_sentence(report: LadderReport) -> str:
     """The ladder's headline: the share at each step (a step's "up to" where it takes one), and
     how often one seed reaches the reference share."""
-    if r.rows.empty:
-        return f"The {r.ladder.name} ladder has no finished step yet."
+    if report.rows.empty:
+        return f"The {report.ladder.name} ladder has no finished step yet."
     parts = []
-    for step in r.ladder.steps:
-        rows = r.rows[(r.rows["step"] == step.key) & r.rows["identifiable"].astype(bool)]
+    for step in report.ladder.steps:
+        rows = report.rows[(report.rows["step"] == step.key) & report.rows["identifiable"].astype(bool)]
         if step.up_to:
             rows = rows[rows["up_to"]]
         if rows.empty:
@@ -264,30 +266,33 @@ def ladder_sentence(r: LadderReport) -> str:
     line = (
         "Repetition share of the G-CNN's gain, step by step (95% CI, delta method): " + "; ".join(parts) + "."
     )
-    for key, by_error in r.single.items():
+    for key, by_error in report.single.items():
         best = by_error.get("best")
         if best is not None and len(best.summary):
             s = best.summary.iloc[0]
             reached = int(round(s["at_or_above"] * s["n"]))
             line += (
-                f" {key}, {r.ladder.step(key).change.format(error='best')}: median "
-                f"{pct(s['median'])}, {reached} of {int(s['n'])} seeds at or above {pct(r.reference, 0)}."
+                f" {key}, {report.ladder.step(key).change.format(error='best')}: median "
+                f"{pct(s['median'])}, {reached} of {int(s['n'])} seeds at or above "
+                f"{pct(report.reference, 0)}."
             )
-    moving = r.rows[r.rows["unconverged"].astype(bool)]
+    moving = report.rows[report.rows["unconverged"].astype(bool)]
     if len(moving):
         steps = ", ".join(dict.fromkeys(f"{t['step']} ({t['design']})" for _, t in moving.iterrows()))
         line += f" Resting on cells not shown converged (table): {steps}."
-    if r.missing:
-        line += f" Not finished yet: step{'s' if len(r.missing) > 1 else ''} {', '.join(r.missing)}."
+    if report.missing:
+        line += (
+            f" Not finished yet: step{'s' if len(report.missing) > 1 else ''} {', '.join(report.missing)}."
+        )
     return line
 
 
-def fig_ladder(r: LadderReport, ax=None):
+def fig_ladder(report: LadderReport, ax=None):
     """The repetition share with its 95% CI at each decomposition step on one axis, the estimator
     steps' one-seed estimates as dots, and the reference share as a line."""
     fig, ax = axes(ax, (7, 4.5))
     labels, y = [], 0
-    for _, t in r.rows.iterrows():
+    for _, t in report.rows.iterrows():
         labels.append(f"{t['step']}: {t['design']}" + (" (up to)" if t["up_to"] else ""))
         if t["identifiable"]:
             lo, hi, share = t["share_rep_lo_delta"], t["share_rep_hi_delta"], t["share_rep"]
@@ -298,7 +303,7 @@ def fig_ladder(r: LadderReport, ax=None):
                 ax.plot([100 * t["up_to_lo"], 100 * t["up_to_hi"]], [y + 0.25, y + 0.25], color="C3",
                         linewidth=1, linestyle=":", label=label)  # fmt: skip
         y += 1
-    for key, by_error in r.single.items():
+    for key, by_error in report.single.items():
         for error, shares in by_error.items():
             values = shares.per_seed["share"].to_numpy(dtype=float)
             values = values[np.isfinite(values)]
@@ -308,11 +313,15 @@ def fig_ladder(r: LadderReport, ax=None):
             labels.append(f"{key}: one seed ({error} epoch)")
             y += 1
     ax.axvline(
-        100 * r.reference, color="C3", linestyle="--", linewidth=1, label=r.ladder.settings.reference_label
+        100 * report.reference,
+        color="C3",
+        linestyle="--",
+        linewidth=1,
+        label=report.ladder.settings.reference_label,
     )
     ax.axvline(0, color="grey", linewidth=0.8)
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
-    title = r.ladder.settings.title
+    title = report.ladder.settings.title
     decorate(ax, "repetition share of the G-CNN's gain (%)", "", title[:1].upper() + title[1:])
     return fig

@@ -21,6 +21,11 @@ def _pct(x: float, digits: int = 2) -> str:
     return text.pct(x, digits, unit="", missing=NOT_APPLICABLE)
 
 
+def _count(x: float) -> str:
+    """A count as a table cell: '19,694', NOT_APPLICABLE where a table of your own has none."""
+    return f"{int(x):,}" if np.isfinite(x) else NOT_APPLICABLE
+
+
 def _p(x: float) -> str:
     return NOT_APPLICABLE if not np.isfinite(x) else (f"{x:.2g}" if x >= 1e-4 else f"{x:.1e}")
 
@@ -30,12 +35,14 @@ def _share_cell(row: pd.Series, method: str) -> str:
     return text.format_interval(row[f"share_rep_lo_{method}"], row[f"share_rep_hi_{method}"], kind)
 
 
-def _change_cell(r: StudyReport, budget, variant: str) -> str:
+def _change_cell(report: StudyReport, budget, variant: str) -> str:
     """The convergence column: mean absolute test-error change over the last epochs and its upper
     95% bound (points), 'converged' when the bound is below the threshold, else 'not shown'."""
-    if r.convergence is None:
+    if report.convergence is None:
         return NOT_APPLICABLE
-    c = r.convergence[(r.convergence["budget"] == budget) & (r.convergence["variant"] == variant)]
+    c = report.convergence[
+        (report.convergence["budget"] == budget) & (report.convergence["variant"] == variant)
+    ]
     if c.empty or c["unknown"].iloc[0]:
         return NOT_APPLICABLE
     row = c.iloc[0]
@@ -43,21 +50,21 @@ def _change_cell(r: StudyReport, budget, variant: str) -> str:
     return f"{100 * row['mean_abs_change']:.2f} ({text.bound(row)}) {verdict}"
 
 
-def arm_rows(r: StudyReport) -> list[list[str]]:
+def arm_rows(report: StudyReport) -> list[list[str]]:
     """Table cells per budget and model variant: params, MACs, test error mean ± sd (n), and the
     convergence check (stats.convergence: mean absolute change over the last 20% of epochs)."""
-    cells = r.runs.groupby(["budget", "variant"])[["n_params", "macs"]].mean()
-    rank = {v: i for i, v in enumerate(r.variants)}
+    cells = report.runs.groupby(["budget", "variant"])[["n_params", "macs"]].mean()
+    rank = {v: i for i, v in enumerate(report.variants)}
     rows = []
-    ordered = r.summary.sort_values(
+    ordered = report.summary.sort_values(
         ["budget", "variant"], key=lambda c: c.map(rank) if c.name == "variant" else c
     )
     for _, s in ordered.iterrows():
         n_params, macs = cells.loc[(s["budget"], s["variant"])]
         spread = f" ± {_pct(s['sd'])}" if np.isfinite(s["sd"]) else ""
         cell = f"{_pct(s['mean'])}{spread} ({int(s['n'])})"
-        change = _change_cell(r, s["budget"], s["variant"])
-        row = [f"{int(s['budget']):,}", s["variant"], f"{int(n_params):,}", f"{int(macs):,}", cell, change]
+        change = _change_cell(report, s["budget"], s["variant"])
+        row = [f"{int(s['budget']):,}", s["variant"], _count(n_params), _count(macs), cell, change]
         rows.append(row)
     return rows
 
@@ -72,10 +79,10 @@ PAPER_HEADER = [
 ]
 
 
-def paper_rows(r: StudyReport) -> list[list[str]]:
+def paper_rows(report: StudyReport) -> list[list[str]]:
     """The seed paper's table: one row per model (baseline, c4, c4_rep, ...)."""
     rows = []
-    for m in r.paper.models.itertuples():
+    for m in report.paper.models.itertuples():
         spread = f" ± {_pct(m.sd)}" if np.isfinite(m.sd) else ""
         best = f"{_pct(m.best_mean)}" + (f" ± {_pct(m.best_sd)}" if np.isfinite(m.best_sd) else "")
         rows.append(
@@ -91,15 +98,15 @@ def paper_rows(r: StudyReport) -> list[list[str]]:
     return rows
 
 
-def share_rows(r: StudyReport) -> list[list[str]]:
+def share_rows(report: StudyReport) -> list[list[str]]:
     """Table cells per budget (and design): gains, repetition share with its intervals, the tests,
     and, with an augmented arm, its gain and the share of the G-CNN's gain it recovers."""
-    if r.table is None:
+    if report.table is None:
         return []
     rows = []
-    augmented = "gain_aug" in r.table
-    for i, t in r.table.reset_index(drop=True).iterrows():
-        log = r.table_log.reset_index(drop=True).iloc[i] if r.table_log is not None else None
+    augmented = "gain_aug" in report.table
+    for i, t in report.table.reset_index(drop=True).iterrows():
+        log = report.table_log.reset_index(drop=True).iloc[i] if report.table_log is not None else None
         if t["identifiable"]:
             boot = (
                 f"{_share_cell(t, 'boot')} ({t['boot_method']})"
@@ -127,9 +134,13 @@ def share_rows(r: StudyReport) -> list[list[str]]:
     return rows
 
 
-def share_header(r: StudyReport) -> list[str]:
+def share_header(report: StudyReport) -> list[str]:
     """The share table's columns (the augmentation ones only when the study has that arm)."""
-    extra = ["aug gain (pts)", "p aug", "aug share of G-CNN gain % (95% CI)"] if "gain_aug" in r.table else []
+    extra = (
+        ["aug gain (pts)", "p aug", "aug share of G-CNN gain % (95% CI)"]
+        if "gain_aug" in report.table
+        else []
+    )
     return SHARE_HEADER + extra
 
 
@@ -188,21 +199,23 @@ def latex_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"])
 
 
-def headline_text(r: StudyReport) -> str:
+def headline_text(report: StudyReport) -> str:
     """The report's headline sentence, or why there is none yet."""
-    if r.table is None:
+    if report.table is None:
         return (
             "The repetition share cannot be estimated yet: intervals and tests need at least two "
             "ok seeds of every arm at some budget."
         )
-    return text.headline_sentence(r.table, r.group_label, r.dataset, r.pooled, r.unconverged)
+    return text.headline_sentence(
+        report.table, report.group_label, report.dataset, report.pooled, report.unconverged
+    )
 
 
-def share_table_caption(r: StudyReport) -> str:
+def share_table_caption(report: StudyReport) -> str:
     """What the share table's numbers are: scale, tests, which intervals are shown and why."""
     boot = (
         ""
-        if r.table["share_rep_lo_boot"].notna().any()
+        if report.table["share_rep_lo_boot"].notna().any()
         else f" No bootstrap intervals: they under-cover below {stats.MIN_BOOT_SEEDS} seeds per arm."
     )
     return (
@@ -214,46 +227,46 @@ def share_table_caption(r: StudyReport) -> str:
     )
 
 
-def write_tables(r: StudyReport, out: Path) -> list[Path]:
+def write_tables(report: StudyReport, out: Path) -> list[Path]:
     """Write table.md and table.tex into `out`; returns their paths."""
-    head = headline_text(r)
-    notes = "".join(f"\n- {n}" for n in r.notes)
+    head = headline_text(report)
+    notes = "".join(f"\n- {n}" for n in report.notes)
     md = [
-        f"# {r.name}: {r.title}",
+        f"# {report.name}: {report.title}",
         "",
         head,
         "",
         "## Test error per arm",
         "",
-        markdown_table(ARM_HEADER, arm_rows(r)),
+        markdown_table(ARM_HEADER, arm_rows(report)),
     ]
-    tex = [f"% {r.name}: {r.title}", f"% {head}", latex_table(ARM_HEADER, arm_rows(r))]
-    if r.paper is not None:
-        width = f" (width x {r.paper.width:g})" if r.paper.width != 1.0 else ""
-        md += ["", f"## The paper's table{width}", "", text.paper_sentence(r.paper), ""]
-        md += [markdown_table(PAPER_HEADER, paper_rows(r))]
-        tex += ["", f"% {text.paper_sentence(r.paper)}", latex_table(PAPER_HEADER, paper_rows(r))]
-    if r.table is not None:
+    tex = [f"% {report.name}: {report.title}", f"% {head}", latex_table(ARM_HEADER, arm_rows(report))]
+    if report.paper is not None:
+        width = f" (width x {report.paper.width:g})" if report.paper.width != 1.0 else ""
+        md += ["", f"## The paper's table{width}", "", text.paper_sentence(report.paper), ""]
+        md += [markdown_table(PAPER_HEADER, paper_rows(report))]
+        tex += ["", f"% {text.paper_sentence(report.paper)}", latex_table(PAPER_HEADER, paper_rows(report))]
+    if report.table is not None:
         md += [
             "",
             "## Repetition share of the G-CNN's gain",
             "",
-            share_table_caption(r),
+            share_table_caption(report),
             "",
-            markdown_table(share_header(r), share_rows(r)),
+            markdown_table(share_header(report), share_rows(report)),
         ]
-        tex += ["", f"% {share_table_caption(r)}", latex_table(share_header(r), share_rows(r))]
-        if r.pooled is not None:
-            p = r.pooled.iloc[0]
-            md += ["", f"Repetition share {text.pooled_phrase(r.pooled)} ({p['method']})."]
-        for half_width, needed in r.seeds.items():
+        tex += ["", f"% {share_table_caption(report)}", latex_table(share_header(report), share_rows(report))]
+        if report.pooled is not None:
+            p = report.pooled.iloc[0]
+            md += ["", f"Repetition share {text.pooled_phrase(report.pooled)} ({p['method']})."]
+        for half_width, needed in report.seeds.items():
             md += ["", text.seeds_sentence(needed, half_width)]
-        single = text.single_seed_lines(r.single_seed, r.table)
+        single = text.single_seed_lines(report.single_seed, report.table)
         if single:
             md += ["", "## One seed against many", "", single[0], ""] + [
                 f"- {line.strip()}" for line in single[1:]
             ]
-    md += ["", text.exchangeability_sentence(r.trends)]
+    md += ["", text.exchangeability_sentence(report.trends)]
     if notes:
         md += ["", "## Notes", notes.lstrip("\n")]
     paths = [out / "table.md", out / "table.tex"]

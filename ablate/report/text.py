@@ -94,8 +94,8 @@ def headline_sentence(
     pooled = pooled_phrase(pooled_row, best)
     design = Design.of(best)
     group = design.group_label or group
-    structure = design.repeat_structure
-    control = f" ({control_phrase(structure)})" if structure != DEFAULT_STRUCTURE else ""
+    repeat_structure = design.repeat_structure
+    control = f" ({control_phrase(repeat_structure)})" if repeat_structure != DEFAULT_STRUCTURE else ""
     flagged = (unconverged or {}).get(int(best["budget"]), [])
     caveat = (
         f" It rests on cells not shown converged (their test error may still move over the last "
@@ -283,8 +283,8 @@ def exchangeability_sentence(trends: dict[str, pd.DataFrame]) -> str:
     by_seed = trends["seed"]
     if by_seed.empty:
         return f"Seed exchangeability: not checked (no cell has {MIN_TREND_RUNS} ok runs)."
-    alpha = float(by_seed["alpha"].iloc[0])
-    how = f"Spearman, permutation p, Holm-adjusted over {len(by_seed)} cells, flagged at {100 * alpha:.0f}%"
+    level = 1 - float(by_seed["confidence"].iloc[0])
+    how = f"Spearman, permutation p, Holm-adjusted over {len(by_seed)} cells, flagged at {100 * level:.0f}%"
 
     def flagged(frame: pd.DataFrame) -> str:
         parts = []

@@ -11,6 +11,7 @@ no sentences: those are in ablate.report.text).
 - single_seed: the seed paper's one-seed estimator for every seed, and its distribution
 - exchangeability: whether a cell's test errors trend with the seed number or finishing order
 - multiple: Holm's adjustment of a family of p-values
+- invariance: each arm's invariance under its design's group's exact transformations
 """
 
 from ablate.stats.convergence import CONFIDENCE as convergence_confidence
@@ -23,10 +24,12 @@ from ablate.stats.decompose import (
     largest_share,
     point_shares,
     selection_interval,
+    share_interval,
     smallest_perm_p,
 )
 from ablate.stats.exchangeability import MIN_RUNS as MIN_TREND_RUNS
 from ablate.stats.exchangeability import TREND_ORDERS, code_heterogeneity, seed_trends, spearman_p
+from ablate.stats.invariance import design_invariance
 from ablate.stats.planning import (
     ASSURANCE,
     PILOT_MIN,
@@ -74,6 +77,7 @@ __all__ = [
     "code_heterogeneity",
     "decompose",
     "delta_interval",
+    "design_invariance",
     "fieller_interval",
     "largest_share",
     "plan_seeds",
@@ -84,6 +88,7 @@ __all__ = [
     "seed_trends",
     "seeds_needed",
     "selection_interval",
+    "share_interval",
     "simulate_two_stage",
     "single_seed_shares",
     "spearman_p",

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from ablate.models.arms import Design
 from ablate.stats.multiple import holm
 from ablate.stats.ratio import (
     bootstrap_interval,
@@ -38,9 +39,11 @@ def smallest_perm_p(n_worse: int, n_better: int, paired: bool) -> float:
     return 0.5**n_worse if paired else 1 / math.comb(n_worse + n_better, n_worse)
 
 
-def _gain_tests(worse: np.ndarray, better: np.ndarray, paired: bool, n_perm: int, seed: int, alpha: float):
+def _gain_tests(
+    worse: np.ndarray, better: np.ndarray, paired: bool, n_perm: int, seed: int, confidence: float
+):
     """One-sided p-values that mean(worse) > mean(better): (t-test, permutation test or NaN when
-    skipped or unable to reject at `alpha`, smallest attainable permutation p)."""
+    skipped or unable to reject at 1 - confidence, smallest attainable permutation p)."""
     smallest = smallest_perm_p(len(worse), len(better), paired)
     if np.ptp(worse) == 0 and np.ptp(better) == 0:
         return math.nan, math.nan, smallest  # no spread at all: no test means anything
@@ -50,7 +53,7 @@ def _gain_tests(worse: np.ndarray, better: np.ndarray, paired: bool, n_perm: int
             t_p = sps.ttest_rel(worse, better, alternative="greater").pvalue
         else:
             t_p = sps.ttest_ind(worse, better, equal_var=False, alternative="greater").pvalue
-    if n_perm <= 0 or smallest >= alpha - 1e-12:  # it could never reject
+    if n_perm <= 0 or smallest >= 1 - confidence - 1e-12:  # it could never reject
         return float(t_p), math.nan, smallest
 
     def mean_diff(a, b, axis=-1):
@@ -98,7 +101,7 @@ def _share_columns(cell: Cell, paired: bool, confidence: float, n_boot: int, see
 def _augmentation_columns(cell: Cell, paired: bool, confidence: float) -> dict:
     """gain_aug = e_plain - e_augmented with its one-sided test, and share_aug: the share of the
     G-CNN's gain that augmentation recovers, gain_aug / gain_total, with its delta interval."""
-    t_p, _, _ = _gain_tests(cell.y["plain"], cell.y["augmented"], paired, 0, 0, 1 - confidence)
+    t_p, _, _ = _gain_tests(cell.y["plain"], cell.y["augmented"], paired, 0, 0, confidence)
     m = ratio_moments([cell], paired, numerator="augmented")
     row = {"gain_aug": m.num, "p_aug_raw": t_p, "share_aug": math.nan, "share_aug_lo": math.nan}
     row["share_aug_hi"] = math.nan
@@ -106,6 +109,42 @@ def _augmentation_columns(cell: Cell, paired: bool, confidence: float) -> dict:
         lo, hi = delta_interval(m.num, m.den, m.var_num, m.var_den, m.cov, quantile(m, confidence))
         row.update(share_aug=m.share, share_aug_lo=lo, share_aug_hi=hi)
     return row
+
+
+def share_interval(
+    plain, repeat, gcnn, confidence: float = 0.95, paired: bool = False, n_boot: int = 0, seed: int = 0
+) -> dict:
+    """The repetition share of three arrays of per-seed test errors and its intervals, as
+    `decompose` gives them for one design, without a runs table: your own training loop's errors.
+
+    plain, repeat, gcnn: (n_plain,), (n_repeat,), (n_gcnn,) test errors (fractions or points: the
+    share is a ratio, the gains are in the arrays' unit), at least 2 each; paired=True needs equal
+    lengths, position i being seed i in every arm. Returns share_rep (gain_rep / gain_total),
+    share_rep_lo_delta / _hi_delta (delta method), share_rep_lo_fieller / _hi_fieller and
+    fieller_kind, share_rep_lo_boot / _hi_boot and boot_method (n_boot resamples; skipped at 0 or
+    below MIN_BOOT_SEEDS), share_df, identifiable (when False every share column is NaN and
+    share_rep_point keeps the ratio), share_eq, and gain_total, gain_rep, gain_eq, n_plain,
+    n_repeat, n_gcnn. ValueError naming the arm for fewer than 2 values or a non-finite one."""
+    arrays = {"plain": plain, "repeat": repeat, "gcnn": gcnn}
+    y = {}
+    for arm, values in arrays.items():
+        x = np.asarray(values, dtype=float).ravel()
+        if len(x) < 2 or not np.isfinite(x).all():
+            raise ValueError(
+                f"share_interval: {arm}: expected at least 2 finite test errors, found {values!r}"
+            )
+        y[arm] = x
+    if paired and len({len(x) for x in y.values()}) > 1:
+        raise ValueError(
+            f"share_interval: paired arms need equal lengths, found {[len(x) for x in y.values()]}"
+        )
+    seeds = {arm: np.arange(len(x)) for arm, x in y.items()}
+    cell = Cell(Design(None), y, y, dict.fromkeys(y, 0), seeds)
+    row = _share_columns(cell, paired, confidence, n_boot, seed)
+    means = {arm: float(x.mean()) for arm, x in y.items()}
+    for gain, (worse, better) in GAINS.items():
+        row[f"gain_{gain}"] = means[worse] - means[better]
+    return row | {f"n_{arm}": len(x) for arm, x in y.items()}
 
 
 def decompose(
@@ -134,30 +173,14 @@ def decompose(
     the permutation tests, n_boot = 0 the bootstrap.
     """
     groups = cells(prepare(runs, scale), paired)
-    alpha = 1 - confidence
     rows = []
     for index, cell in enumerate(groups):
         row: dict = cell.design.columns
         row.update(scale=scale, paired=paired)
         if paired:
             row["n_pairs"] = cell.n["plain"]
-        for arm in cell.y:
-            s = arm_stats(cell.errors[arm], confidence)
-            row.update(
-                {f"err_{arm}": s["mean"], f"sd_{arm}": s["sd"], f"se_{arm}": s["se"], f"n_{arm}": s["n"]}
-            )
-            row.update(
-                {f"err_{arm}_lo": s["lo"], f"err_{arm}_hi": s["hi"], f"dropped_{arm}": cell.dropped[arm]}
-            )
-        row["degenerate"] = any(np.ptp(cell.y[arm]) == 0 for arm in DECOMPOSED)
-        means = {arm: float(cell.y[arm].mean()) for arm in DECOMPOSED}
-        for gain, (worse, better) in GAINS.items():
-            row[f"gain_{gain}"] = means[worse] - means[better]
-            t_p, perm_p, smallest = _gain_tests(
-                cell.y[worse], cell.y[better], paired, n_perm, seed + index, alpha
-            )
-            row[f"p_{gain}_raw"], row[f"p_{gain}_perm_raw"] = t_p, perm_p
-            row["p_perm_min"] = max(row.get("p_perm_min", 0.0), smallest)  # the least favourable gain
+        row.update(_arm_columns(cell, confidence))
+        row.update(_gain_columns(cell, paired, confidence, n_perm, seed + index))
         row["rel_gain"] = (row["err_plain"] - row["err_gcnn"]) / row["err_plain"]
         row.update(_share_columns(cell, paired, confidence, n_boot, seed + index))
         if "augmented" in cell.y:
@@ -170,6 +193,31 @@ def decompose(
     for suffix in ("", "_perm"):
         _holm_family(rows, suffix)
     return pd.DataFrame(rows)
+
+
+def _arm_columns(cell: Cell, confidence: float) -> dict:
+    """err_<arm> (mean), sd, se, n, its t-interval (_lo, _hi) and dropped_<arm> per arm of a cell,
+    and `degenerate` (some decomposition arm has no spread)."""
+    row = {}
+    for arm in cell.y:
+        s = arm_stats(cell.errors[arm], confidence)
+        row.update({f"err_{arm}": s["mean"], f"sd_{arm}": s["sd"], f"se_{arm}": s["se"], f"n_{arm}": s["n"]})
+        row.update({f"err_{arm}_lo": s["lo"], f"err_{arm}_hi": s["hi"], f"dropped_{arm}": cell.dropped[arm]})
+    row["degenerate"] = any(np.ptp(cell.y[arm]) == 0 for arm in DECOMPOSED)
+    return row
+
+
+def _gain_columns(cell: Cell, paired: bool, confidence: float, n_perm: int, seed: int) -> dict:
+    """gain_<gain> on the analysis scale with its raw t-test and permutation p-values, and the
+    smallest attainable permutation p (p_perm_min, the least favourable gain)."""
+    means = {arm: float(cell.y[arm].mean()) for arm in DECOMPOSED}
+    row = {"p_perm_min": 0.0}
+    for gain, (worse, better) in GAINS.items():
+        row[f"gain_{gain}"] = means[worse] - means[better]
+        t_p, perm_p, smallest = _gain_tests(cell.y[worse], cell.y[better], paired, n_perm, seed, confidence)
+        row[f"p_{gain}_raw"], row[f"p_{gain}_perm_raw"] = t_p, perm_p
+        row["p_perm_min"] = max(row["p_perm_min"], smallest)
+    return row
 
 
 def _holm_family(rows: list[dict], suffix: str) -> None:

@@ -5,7 +5,7 @@ test error with the seed number, or with the order in which runs finished, point
 the machine, the code or the data between runs. Per cell (budget, arm, N of C_N, repeat
 control): Spearman's rho of test error on the seed number (and on the finishing order), its
 permutation p-value (exact over all n! orders up to EXACT_UP_TO runs, Monte Carlo beyond),
-Holm-adjusted over the study's cells, flagged at `alpha`.
+Holm-adjusted over the study's cells, flagged below 1 - `confidence`.
 """
 
 from __future__ import annotations
@@ -35,8 +35,10 @@ def smallest_p(n: int) -> float:
     return 2 / math.factorial(n) if n <= EXACT_UP_TO else 1 / (RESAMPLES + 1)
 
 
-ALPHA = 0.05
-MIN_RUNS = next(n for n in range(2, 20) if smallest_p(n) <= ALPHA)  # 5: at 4 runs no order reaches 5%
+CONFIDENCE = 0.95  # a flag is a Holm-adjusted p below 1 - CONFIDENCE
+MIN_RUNS = next(
+    n for n in range(2, 20) if smallest_p(n) <= 1 - CONFIDENCE
+)  # 5: at 4 runs no order reaches 5%
 
 
 @functools.cache
@@ -74,18 +76,21 @@ def spearman_p(
 
 
 def seed_trends(
-    runs: pd.DataFrame, by: str = "seed", alpha: float = ALPHA, min_runs: int = MIN_RUNS
+    runs: pd.DataFrame, by: str = "seed", confidence: float = CONFIDENCE, min_runs: int = MIN_RUNS
 ) -> pd.DataFrame:
     """One row per cell with at least `min_runs` ok runs (MIN_RUNS: the fewest whose smallest
     attainable p reaches 5%): n, rho (Spearman of test error on `by`: the seed number, or the
     finishing order from `finished_at`), p (two-sided permutation p, spearman_p), p_holm (Holm
-    over the cells) and `flagged` (p_holm < alpha); plus the cell's `code_fingerprints` (distinct
+    over the cells) and `flagged` (p_holm < 1 - confidence); plus the cell's `code_fingerprints` (distinct
     values of that column, when the table has it)."""
     expect_one_of("by", by, TREND_ORDERS)
     table = prepare(runs)
     table = table[table["ok"]]
-    if by == "finished_at":
-        table = table.assign(finished_at=pd.to_datetime(table["finished_at"], utc=True, format="ISO8601"))
+    if by == "finished_at":  # a runs table of your own may not say when its runs finished
+        when = pd.to_datetime(
+            table["finished_at"].replace("", None), utc=True, format="ISO8601", errors="coerce"
+        )
+        table = table.assign(finished_at=when).dropna(subset=["finished_at"])
     rows = []
     for keys, cell in table.groupby(CELL, sort=True):
         if len(cell) < min_runs:
@@ -98,16 +103,16 @@ def seed_trends(
         )
     out = pd.DataFrame(rows, columns=[*CELL, "n", "rho", "p", "code_fingerprints"])
     out["p_holm"] = holm(out["p"])
-    out["flagged"] = out["p_holm"] < alpha
-    out["by"], out["alpha"] = by, alpha
+    out["flagged"] = out["p_holm"] < 1 - confidence
+    out["by"], out["confidence"] = by, confidence
     return out
 
 
-def code_heterogeneity(runs: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+def code_heterogeneity(runs: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
     """Whether a cell's test errors differ between the code versions that made its runs: per cell
     whose ok runs span at least two code fingerprints with at least two runs each, a Kruskal-Wallis
     test across the fingerprints (`p`), Holm over the tested cells (`p_holm`), `flagged` below
-    alpha; `fingerprints` lists the cell's fingerprints with their seeds. Fingerprint and seed are
+    1 - confidence; `fingerprints` lists the cell's fingerprints with their seeds. Fingerprint and seed are
     confounded when seeds were run in chunks: a flag says the runs should not be pooled unchecked."""
     columns = [*CELL, "n", "fingerprints", "p", "p_holm", "flagged"]
     table = prepare(runs)
@@ -127,5 +132,5 @@ def code_heterogeneity(runs: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame
         rows.append(dict(zip(CELL, keys), n=len(cell), fingerprints=seeds, p=p))
     out = pd.DataFrame(rows, columns=[*CELL, "n", "fingerprints", "p"])
     out["p_holm"] = holm(out["p"])
-    out["flagged"] = out["p_holm"] < alpha
+    out["flagged"] = out["p_holm"] < 1 - confidence
     return out[columns]

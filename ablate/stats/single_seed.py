@@ -58,7 +58,7 @@ def single_seed_shares(
     for budget, at_budget in table.groupby("budget", sort=True):
         plain = at_budget[at_budget["arm"] == "plain"].set_index("seed")["test_error"]
         repeats = at_budget[at_budget["arm"] == "repeat"]
-        for structure, controls in repeats.groupby("repeat_structure", sort=True):
+        for repeat_structure, controls in repeats.groupby("repeat_structure", sort=True):
             for seed in sorted(set(plain.index) & set(controls["seed"])):
                 shares = {}  # Group -> the seed's share at that group
                 for (kind, order), control in controls[controls["seed"] == seed].groupby(
@@ -78,7 +78,7 @@ def single_seed_shares(
                     continue
                 defined = {g: v for g, v in shares.items() if np.isfinite(v)}
                 best = max(defined, key=defined.get) if defined else None
-                row = {"budget": budget, "repeat_structure": structure, "seed": int(seed)}
+                row = {"budget": budget, "repeat_structure": repeat_structure, "seed": int(seed)}
                 row.update({f"share_{g.label}": v for g, v in shares.items()})
                 row["share"] = defined[best] if best else math.nan
                 row["group_order"] = best.order if best else 0
@@ -92,13 +92,13 @@ def _summary(per_seed: pd.DataFrame, threshold: float) -> pd.DataFrame:
     if per_seed.empty:
         return pd.DataFrame(columns=columns)
     rows = []
-    for (budget, structure), group in per_seed.groupby(["budget", "repeat_structure"], sort=True):
+    for (budget, repeat_structure), group in per_seed.groupby(["budget", "repeat_structure"], sort=True):
         shares = group["share"].to_numpy(dtype=float)
         defined = shares[np.isfinite(shares)]
         rows.append(
             {
                 "budget": budget,
-                "repeat_structure": structure,
+                "repeat_structure": repeat_structure,
                 "n": len(defined),
                 "median": float(np.median(defined)) if len(defined) else math.nan,
                 "min": float(defined.min()) if len(defined) else math.nan,

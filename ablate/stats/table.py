@@ -87,12 +87,12 @@ def prepare(runs: pd.DataFrame, scale: str = "points") -> pd.DataFrame:
     counts = out.groupby([*CELL_KEY, "seed"]).size()
     twice = counts[counts > 1]
     if len(twice):
-        (budget, arm, order, structure, seed), k = next(iter(twice.items()))
+        (budget, arm, order, repeat_structure, seed), k = next(iter(twice.items()))
         kind = out.loc[out["arm"] == arm, "group"].iloc[0]
         design = Design(
             budget,
             Group(kind, order) if arm in GROUPED_ARMS and order else None,
-            structure or DEFAULT_STRUCTURE,
+            repeat_structure or DEFAULT_STRUCTURE,
         )
         raise ValueError(f"{design.label}, arm {arm}, seed {seed}: {k} rows; expected one row per run")
     return out
@@ -107,9 +107,9 @@ def _cell_key_columns(out: pd.DataFrame) -> None:
     orders = pd.to_numeric(out["group_order"], errors="coerce").fillna(0) if "group_order" in out else 0
     out["group_order"] = np.where(grouped, orders, TRIVIAL_ORDER).astype(int)
     kinds = out["group"].fillna("").astype(str) if "group" in out else ""
-    out["group"] = np.where(kinds == "", TRIVIAL_GROUP.kind, kinds)
-    structures = out["repeat_structure"].fillna("").astype(str) if "repeat_structure" in out else ""
-    out["repeat_structure"] = np.where(out["arm"] == "repeat", structures, NO_STRUCTURE)
+    out["group"] = np.where(grouped & (kinds != ""), kinds, TRIVIAL_GROUP.kind)
+    repeat_structures = out["repeat_structure"].fillna("").astype(str) if "repeat_structure" in out else ""
+    out["repeat_structure"] = np.where(out["arm"] == "repeat", repeat_structures, NO_STRUCTURE)
     missing = (out["arm"] == "repeat") & (out["repeat_structure"] == NO_STRUCTURE)
     out.loc[missing, "repeat_structure"] = DEFAULT_STRUCTURE
 
@@ -168,8 +168,8 @@ def cells(prepared: pd.DataFrame, paired: bool, min_seeds: int = 2) -> list[Cell
         designs |= {(n, DEFAULT_STRUCTURE) for b, a, n, _ in arrays if b == budget and a == "gcnn"} - {
             (n, DEFAULT_STRUCTURE) for n, _ in designs
         }
-        for order, structure in sorted(designs or {(0, DEFAULT_STRUCTURE)}):
-            design = Design(budget, Group(kind, order) if order else None, structure)
+        for order, repeat_structure in sorted(designs or {(0, DEFAULT_STRUCTURE)}):
+            design = Design(budget, Group(kind, order) if order else None, repeat_structure)
             keys = {arm: design.cell_key(arm) for arm in DECOMPOSED + OPTIONAL}
             arms = [a for a in DECOMPOSED + OPTIONAL if a in DECOMPOSED or keys[a] in arrays]
             out.append(_cell(design, {a: arrays.get(keys[a], empty) for a in arms}, paired, min_seeds))

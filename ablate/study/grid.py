@@ -9,10 +9,11 @@ from pathlib import Path
 
 from ablate.data.sources import data_shape
 from ablate.errors import DataError, StudyError
-from ablate.models.arms import ARM_TRAINING, DEFAULT_STRUCTURE, NO_STRUCTURE, Group, arm_spec
+from ablate.models.arms import ARM_TRAINING, DEFAULT_STRUCTURE, NO_STRUCTURE, ROTATIONS, Group, arm_spec
 from ablate.models.backbone import get_backbone
-from ablate.models.budget import preset_specs, solve_triplet
-from ablate.models.builder import BuilderError, builder_triplet
+from ablate.models.budget import preset_specs
+from ablate.models.build import solve_triplet
+from ablate.models.builder import BuilderError
 from ablate.models.spec import ArmSpec
 from ablate.study.schema import DataSettings, Study, TrainSettings
 
@@ -26,7 +27,9 @@ _LATER_MODEL = (
     "repeat_structure", "preset", "preset_width", "group", "channels", "classes",
     "builder", "builder_source", "width", "base_scale",
 )  # fmt: skip
-_SPEC_DEFAULTS = {f.name: f.default for f in fields(ArmSpec)}
+_SPEC_DEFAULTS = {f.name: f.default for f in fields(ArmSpec)} | {
+    "group": ROTATIONS
+}  # as ArmSpec.flat spells it
 LATER_KEYS: dict[str, dict[str, tuple]] = {
     "data": {k: (DataSettings.model_fields[k].default,) for k in _LATER_DATA},
     "train": {"drop_last": (TrainSettings.model_fields["drop_last"].default,)},
@@ -67,8 +70,8 @@ def run_key(study: Study, model_spec: ArmSpec, seed: int) -> str:
         exclude={"seeds", "budget_seeds", "eval_every"}
     )
     model = {
-        f.name: _plain(getattr(model_spec, f.name)) for f in fields(ArmSpec) if f.name not in NOT_IN_RUN_KEY
-    }  # tuples hash as the lists they were before
+        name: _plain(value) for name, value in model_spec.flat().items() if name not in NOT_IN_RUN_KEY
+    }  # tuples hash as the lists they were before; the group as its kind and order
     sections = {"data": data, "train": train, "model": model}
     payload = {
         name: {k: v for k, v in values.items() if v not in LATER_KEYS[name].get(k, ())}
@@ -91,19 +94,19 @@ def arm_train_config(train: TrainSettings, arm: str) -> TrainSettings:
     return train.model_copy(update=ARM_TRAINING.get(arm, {}))
 
 
-def _triplet(study: Study, source: str, budget: int, order: int, structure: str, shape: tuple) -> dict:
-    """The three arms' ArmSpecs at one budget, group order and control: the built-in backbone's
-    (models.budget) or a [models] builder's (models.builder, imported from the study's folder)."""
+def _triplet(
+    study: Study, source: str, budget: int, group: Group, repeat_structure: str, shape: tuple
+) -> dict:
+    """The three arms' ArmSpecs at one budget, group and control: the built-in backbone's or a
+    [models] builder's (imported from the study file's folder)."""
     m = study.models
-    if m.builder:
-        folder = str(Path(source).resolve().parent) if Path(source).exists() else None
-        return builder_triplet(
-            m.builder, folder, budget, m.group, order, shape, m.repeat_mode, structure, m.tolerance
-        )
-    channels, _, classes = shape
+    channels, size, classes = shape
+    folder = str(Path(source).resolve().parent) if m.builder and Path(source).exists() else None
     return solve_triplet(
-        budget, m.backbone_spec, order, m.repeat_mode, m.tolerance, classes, structure, channels, m.group
-    )
+        budget, group=group, repeat_structure=repeat_structure, repeat_mode=m.repeat_mode,
+        tolerance=m.tolerance, channels=channels, classes=classes, size=size, backbone=m.backbone_spec,
+        builder=m.builder, folder=folder,
+    )  # fmt: skip
 
 
 def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
@@ -139,18 +142,16 @@ def expand_grid(study: Study, source: str = "<study>") -> list[RunSpec]:
         ]
     seen: set[str] = set()
     for budget in m.budgets:
-        for order in m.group_orders:
-            for structure in m.structures:
+        for group in m.groups:
+            for repeat_structure in m.all_repeat_structures:
                 try:
-                    triplet = _triplet(study, source, budget, order, structure, (channels, size, classes))
+                    triplet = _triplet(
+                        study, source, budget, group, repeat_structure, (channels, size, classes)
+                    )
                 except BuilderError as error:
                     raise StudyError(f"{source}: {error}") from None
                 except ValueError as error:
-                    key = (
-                        "models.budgets"
-                        if len(m.group_orders) == 1
-                        else f"models.group_order: {Group(m.group, order).label}"
-                    )
+                    key = "models.budgets" if len(m.groups) == 1 else f"models.group_order: {group.label}"
                     raise StudyError(f"{source}: {key}: {error}") from None
                 for arm in m.arms:
                     spec = arm_spec(triplet, arm)

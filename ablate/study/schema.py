@@ -6,7 +6,15 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ablate._compat import tomllib
 from ablate.data.names import AUGMENTS, PADS, SOURCES, SPLITS, SUBSETS, file_settings_problem
@@ -14,6 +22,7 @@ from ablate.errors import StudyError
 from ablate.models.arms import (
     ARMS,
     DEFAULT_ARMS,
+    DEFAULT_GROUP,
     DEFAULT_STRUCTURE,
     GROUP_KINDS,
     PRESET_GROUP_ORDERS,
@@ -21,6 +30,8 @@ from ablate.models.arms import (
     REPEAT_MODES,
     ROTATIONS,
     STRUCTURES,
+    TRIVIAL_ORDER,
+    Group,
 )
 from ablate.models.backbone import BACKBONES, Backbone, backbone_from_table
 
@@ -117,8 +128,13 @@ class ModelSettings(_Section):
     @property
     def group_orders(self) -> list[int]:
         if self.group_order is None:
-            return list(PRESET_GROUP_ORDERS) if self.preset else [4]
+            return list(PRESET_GROUP_ORDERS) if self.preset else [DEFAULT_GROUP.order]
         return self.group_order if isinstance(self.group_order, list) else [self.group_order]
+
+    @property
+    def groups(self) -> list[Group]:
+        """The G-CNNs' groups, one per group order: the study file's group as values."""
+        return [Group(self.group, n) for n in self.group_orders]
 
     @model_validator(mode="after")
     def _budgets_or_preset(self) -> ModelSettings:
@@ -135,7 +151,7 @@ class ModelSettings(_Section):
             fixed = {
                 "arms": [a for a in self.arms if a not in DEFAULT_ARMS],
                 "group_order": [n for n in self.group_orders if n not in PRESET_GROUP_ORDERS],
-                "repeat_structure": [s for s in self.structures if s != DEFAULT_STRUCTURE],
+                "repeat_structure": [s for s in self.all_repeat_structures if s != DEFAULT_STRUCTURE],
                 "repeat_mode": [] if self.repeat_mode == "swish" else [self.repeat_mode],
                 "backbone": [] if self.backbone == "repeatnet" else [self.backbone],
                 "group": [] if self.group == ROTATIONS else [self.group],
@@ -168,17 +184,22 @@ class ModelSettings(_Section):
         return self.backbone.backbone() if isinstance(self.backbone, BackboneTable) else self.backbone
 
     @property
-    def structures(self) -> list[str]:
+    def all_repeat_structures(self) -> list[str]:
         return self.repeat_structures or [self.repeat_structure]
 
     @field_validator("group_order")
     @classmethod
-    def _group_orders(cls, value: int | list[int] | None) -> int | list[int] | None:
+    def _group_orders(cls, value: int | list[int] | None, info: ValidationInfo) -> int | list[int] | None:
         if value is None:
             return value
         orders = value if isinstance(value, list) else [value]
-        if not orders or any(n < 2 for n in orders) or len(set(orders)) != len(orders):
-            raise ValueError(f"an integer >= 2 or a list of distinct ones, found {value}")
+        if not orders or any(n < 1 for n in orders) or len(set(orders)) != len(orders):
+            raise ValueError(f"a positive integer or a list of distinct ones, found {value}")
+        if info.data.get("group", ROTATIONS) == ROTATIONS and TRIVIAL_ORDER in orders:
+            raise ValueError(
+                'N >= 2 for C_N (C1 is no group; D1, the mirror group, is group = "D" with '
+                f"group_order = 1), found {value}"
+            )
         return value
 
     @field_validator("repeat_structures")
@@ -267,7 +288,7 @@ class RunSettings(_Section):
     # CPU (measured by `python -m ablate.bench`: grouped convolutions do not pay off there)
     fuse_seeds: int | None = Field(None, gt=0)
     # the training step through torch.compile (training.compiled): "auto" where the bench's rule
-    # says the warm-up repays (CPU, enough work per run group), true always, false never
+    # says the warm-up repays (CPU, enough work per cohort), true always, false never
     compile: Literal["auto"] | bool = "auto"
     # seeds planned to a precision (--precision, docs/stats.md): train until the repetition share's
     # 95% delta interval has this half-width (points), by stats.plan_seeds' two-stage plan from a

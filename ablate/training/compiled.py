@@ -1,7 +1,7 @@
-"""Whether a run group's training step goes through torch.compile ([run] compile), and the
+"""Whether a cohort's training step goes through torch.compile ([run] compile), and the
 compiled forward itself.
 
-The compiled step is the run group's plain-torch network (`FusedSeeds`, for one seed too: there
+The compiled step is the cohort's plain-torch network (`FusedSeeds`, for one seed too: there
 the G-CNN's filters are one einsum on escnn's dense basis, so the whole forward is one graph)
 with the per-run cross-entropy, compiled by inductor; its backward is the compiled counterpart.
 The result agrees with the eager step to rounding, not bit for bit, so runs.csv records
@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-# "auto" compiles a CPU run group whose training is at least this much work (6 x MACs per image
+# "auto" compiles a CPU cohort whose training is at least this much work (6 x MACs per image
 # x training images x epochs x seeds, in TFLOP). Measured on the 2-core AMD EPYC (docs/speed.md):
 # the compiled step saves 5-25% of the eager step, 10% in whole answer-protocol epochs of the 20k
 # G-CNN, and the warm-up costs 4-20 s from inductor's on-disk cache (up to 45 s cold); a 30-epoch
@@ -29,12 +29,12 @@ AUTO_MIN_TFLOP = 50.0
 
 
 def training_tflop(macs: int, images: int, epochs: int, seeds: int) -> float:
-    """The training work of a run group in TFLOP: forward plus a backward of about twice its cost."""
+    """The training work of a cohort in TFLOP: forward plus a backward of about twice its cost."""
     return 6 * macs * images * epochs * seeds / 1e12
 
 
 def use_compile(setting: str | bool, device: torch.device, tflop: float) -> bool:
-    """[run] compile's decision for a run group of `tflop` training work on `device`."""
+    """[run] compile's decision for a cohort of `tflop` training work on `device`."""
     if isinstance(setting, bool):
         return setting
     return device.type == "cpu" and tflop >= AUTO_MIN_TFLOP
@@ -50,7 +50,7 @@ _COMPILED: dict[tuple[Callable, str], Callable] = {}
 
 
 def compiled(function: Callable) -> Callable:
-    """torch.compile(function), one per function per process, so that later run groups reuse
+    """torch.compile(function), one per function per process, so that later cohorts reuse
     its traced graphs (dynamo guards on shapes and module structure, not on instances). Raises
     dynamo's per-function graph limit to RECOMPILE_LIMIT (process-wide, as torch's settings are)."""
     if (function, BACKEND) not in _COMPILED:

@@ -15,13 +15,13 @@ import pandas as pd
 import torch
 
 from ablate.data.sources import Dataset
-from ablate.models.arms import ARM_INFO, DEFAULT_STRUCTURE, NO_STRUCTURE, Group
-from ablate.models.spec import count_macs
+from ablate.models.arms import ARM_INFO, DEFAULT_STRUCTURE, NO_STRUCTURE
+from ablate.models.counting import count_macs
 from ablate.study.grid import RunSpec, arm_train_config, expand_grid
 from ablate.study.schema import Study
 from ablate.training.compiled import training_tflop, use_compile
 from ablate.training.evaluate import evaluate
-from ablate.training.loop import build_model, fit_group
+from ablate.training.loop import build_model, fit_cohort
 
 
 def time_cell(spec: RunSpec, study: Study, data: Dataset, device: torch.device) -> dict:
@@ -36,11 +36,11 @@ def time_cell(spec: RunSpec, study: Study, data: Dataset, device: torch.device) 
     config = arm_train_config(study.train, spec.arm).model_copy(update={"epochs": 1, "eval_every": 1})
     work = training_tflop(macs, len(data.y_train), study.train.epochs, 1)
     compile = use_compile(study.run.compile, device, work)
-    first = fit_group([model], data, config, [spec.seed], compile=compile)[0]  # one epoch, its evaluation
+    first = fit_cohort([model], data, config, [spec.seed], compile=compile)[0]  # one epoch, its evaluation
     steps, warmup = first.step_seconds, 0.0
     if first.compiled:  # the compiled figure: a second epoch on the warm code; the first's excess is warm-up
         again = build_model(spec.model, spec.seed, device)
-        steps = fit_group([again], data, config, [spec.seed], compile=True)[0].step_seconds
+        steps = fit_cohort([again], data, config, [spec.seed], compile=True)[0].step_seconds
         warmup = max(first.step_seconds - steps, 0.0)
     start = time.perf_counter()
     evaluate(model, data)
@@ -71,8 +71,8 @@ def study_cost(study: Study, data: Dataset, device: torch.device) -> pd.DataFram
     for (budget, model), specs in cells.items():
         parts = time_cell(specs[0], study, data, device)
         run_s = parts["build"] + epochs * parts["steps"] + evaluations * parts["eval"] + parts["final"]
-        group = f" {Group(model.group, model.group_order).label}" if ARM_INFO[model.arm].grouped else ""
-        name = model.model_name or model.arm + group
+        label = f" {model.group.label}" if ARM_INFO[model.arm].grouped else ""
+        name = model.model_name or model.arm + label
         if model.repeat_structure not in (NO_STRUCTURE, DEFAULT_STRUCTURE):
             name += f" ({model.repeat_structure})"
         rows.append(

@@ -133,23 +133,23 @@ class FusedR2Conv(FusedConv):
 
 
 class FusedBatchNorm(_Fused):
-    """S BatchNorm layers over C channels as one over S x C. `group`: channels that share one
+    """S BatchNorm layers over C channels as one over S x C. `copies`: channels that share one
     statistic (escnn InnerBatchNorm normalises each regular field's N channels together)."""
 
-    def __init__(self, norms: Sequence[nn.Module], prefix: str = "", group: int = 1):
+    def __init__(self, norms: Sequence[nn.Module], prefix: str = "", copies: int = 1):
         super().__init__()
         first = norms[0].get_submodule(prefix.rstrip(".")) if prefix else norms[0]
         self.keys = {
             a: prefix + a for a in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
         }
-        self.eps, self.momentum, self.group = first.eps, first.momentum, group
+        self.eps, self.momentum, self.copies = first.eps, first.momentum, copies
         self._stack(norms, ("weight", "bias"), ("running_mean", "running_var", "num_batches_tracked"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, S * C * group, ...) normalised per seed and channel."""
+        """(B, S * C * copies, ...) normalised per seed and channel."""
         shape = x.shape
-        if self.group > 1:
-            x = x.reshape(shape[0], -1, self.group, *shape[2:])
+        if self.copies > 1:
+            x = x.reshape(shape[0], -1, self.copies, *shape[2:])
         if self.training:
             self.num_batches_tracked.add_(1)
         out = F.batch_norm(
@@ -165,9 +165,9 @@ class FusedBatchNorm(_Fused):
         return out.reshape(shape)
 
 
-def _seed_groups(groups: torch.Tensor, base: int, seeds: int) -> torch.Tensor:
-    """Channel groups of S stacked copies of a layer: seed s's group g becomes s * base + g."""
-    return torch.cat([groups + s * base for s in range(seeds)])
+def _seed_copies(copy_of: torch.Tensor, base: int, seeds: int) -> torch.Tensor:
+    """copy_of of S stacked copies of a layer: seed s's base channel b becomes s * base + b."""
+    return torch.cat([copy_of + s * base for s in range(seeds)])
 
 
 class FusedCopyBatchNorm(_Fused):
@@ -180,13 +180,13 @@ class FusedCopyBatchNorm(_Fused):
         first = norms[0]
         self.eps, self.momentum = first.eps, first.momentum
         self.register_buffer(
-            "groups", _seed_groups(first.groups, first.weight.numel(), len(norms)), persistent=False
+            "copy_of", _seed_copies(first.copy_of, first.weight.numel(), len(norms)), persistent=False
         )
         self._stack(norms, ("weight", "bias"), ("running_mean", "running_var"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return copy_batch_norm(
-            x, self.groups, self.weight.reshape(-1), self.bias.reshape(-1), self.running_mean.view(-1),
+            x, self.copy_of, self.weight.reshape(-1), self.bias.reshape(-1), self.running_mean.view(-1),
             self.running_var.view(-1), self.training, self.momentum, self.eps,
         )  # fmt: skip
 
@@ -198,10 +198,10 @@ class FusedCopyMax(nn.Module):
         super().__init__()
         first = maxes[0]
         self.n = first.base * len(maxes)
-        self.register_buffer("groups", _seed_groups(first.groups, first.base, len(maxes)), persistent=False)
+        self.register_buffer("copy_of", _seed_copies(first.copy_of, first.base, len(maxes)), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return copy_max(x, self.groups, self.n)
+        return copy_max(x, self.copy_of, self.n)
 
 
 class FusedLinear(_Fused):
@@ -255,7 +255,7 @@ def _fuse_layer(modules: Sequence[nn.Module]) -> _Fused | nn.Module:
         return FusedBatchNorm(modules)
     if isinstance(first, enn.InnerBatchNorm):
         (size,) = {r.size for r in first.in_type.representations}
-        return FusedBatchNorm(modules, prefix=f"batch_norm_[{size}].", group=size)
+        return FusedBatchNorm(modules, prefix=f"batch_norm_[{size}].", copies=size)
     if isinstance(first, nn.Linear):
         return FusedLinear(modules)
     if isinstance(first, CopyBatchNorm):
@@ -328,8 +328,8 @@ class FusedSeeds(nn.Module):
             index[keys[i]]: {k: v[seed].clone() if v.dim() > 0 else v.clone() for k, v in entry.items()}
             for i, entry in full["state"].items()
         }
-        (group,) = full["param_groups"]
-        return {"state": state, "param_groups": [{**group, "params": list(range(len(order)))}]}
+        (param_group,) = full["param_groups"]
+        return {"state": state, "param_groups": [{**param_group, "params": list(range(len(order)))}]}
 
     @torch.no_grad()
     def load_seed_optimizer_state(
@@ -344,9 +344,11 @@ class FusedSeeds(nn.Module):
                 k: torch.stack([e[k] for e in entries]) if entries[0][k].dim() > 0 else entries[0][k].clone()
                 for k in entries[0]
             }
-        (group,) = states[0]["param_groups"]
+        (param_group,) = states[0]["param_groups"]
         n = len(self.parameter_keys())
-        optimizer.load_state_dict({"state": stacked, "param_groups": [{**group, "params": list(range(n))}]})
+        optimizer.load_state_dict(
+            {"state": stacked, "param_groups": [{**param_group, "params": list(range(n))}]}
+        )
 
     @torch.no_grad()
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:

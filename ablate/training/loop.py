@@ -1,4 +1,4 @@
-"""The training loop of a run group (evaluation: training.evaluate); checkpoint state for mid-run resume.
+"""The training loop of a cohort (evaluation: training.evaluate); checkpoint state for mid-run resume.
 
 Data stay on the training device as tensors; a batch is an index slice; augmentation is a
 batched rotation on the device. Three generators derived from the run's seed drive model
@@ -20,20 +20,23 @@ from torch import nn
 from ablate.data.augment import augment
 from ablate.data.sources import Dataset
 from ablate.models.arms import Arm
-from ablate.models.spec import ArmSpec, build_arm
+from ablate.models.build import build_arm
+from ablate.models.spec import ArmSpec
 from ablate.study.schema import TrainConfig
+from ablate.training.cohort import Cohort, adam, run_losses  # noqa: F401 (training.loop exports them)
 from ablate.training.evaluate import evaluate
-from ablate.training.group import RunGroup, adam, run_losses  # noqa: F401 (training.loop exports them)
 
 
 @dataclass
 class FitResult:
     status: str  # "ok" or "diverged"
     test_error: float  # fraction in [0, 1]; NaN when diverged
-    invariance_error: float  # fraction of test digits whose class changes under a 90-degree turn
     train_seconds: float  # its epochs' training (its share of a fused group's) and its evaluations
     history: list[dict] = field(default_factory=list)
-    invariance_error_any: float = math.nan  # ... under a turn by a uniform random angle
+    # fractions of test images whose class changes (training.evaluate): invariance_error (its own
+    # group's exact transformations), invariance_error_any (turns by random angles) and one
+    # invariance_<label> per subgroup of the pixel grid's symmetries; empty when diverged
+    invariance: dict[str, float] = field(default_factory=dict)
     step_seconds: float = 0.0  # its share of this process's training steps, without evaluations
     compiled: bool = False  # its steps went through torch.compile (training.compiled)
 
@@ -89,7 +92,7 @@ class _Streams:
 
 
 def _snapshot(
-    group, optimizer, scheduler, streams: _Streams, seed: int, progress: dict, fingerprint: str
+    cohort, optimizer, scheduler, streams: _Streams, seed: int, progress: dict, fingerprint: str
 ) -> dict:
     """Run `seed`'s checkpoint, the same whether it trains fused or not (tensors, numbers,
     strings, lists and dicts only); group.sync() must have run."""
@@ -98,8 +101,8 @@ def _snapshot(
         "epoch": progress["epoch"],
         "history": progress["history"],
         "elapsed": progress["elapsed"],
-        "model": group.models[seed].state_dict(),
-        "optimizer": group.optimizer_state(optimizer, seed),
+        "model": cohort.models[seed].state_dict(),
+        "optimizer": cohort.optimizer_state(optimizer, seed),
         "scheduler": scheduler.state_dict(),
         "order_gen": streams.order.get_state(),
         "augment_gen": streams.augment.get_state().cpu(),
@@ -140,7 +143,7 @@ def uses_bf16(config: TrainConfig, device: torch.device) -> bool:
 
 
 def train_step(
-    group: RunGroup,
+    cohort: Cohort,
     optimizer: torch.optim.Optimizer,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -153,15 +156,15 @@ def train_step(
     sum of the alive runs' mean cross-entropies, clips each run's gradients by its own norm, and
     (test hook) scales run s's update by scale[s]. Returns the (S,) losses and (B, S, classes) logits."""
     with autocast:
-        losses, logits = group.losses(x, y)
+        losses, logits = cohort.losses(x, y)
     optimizer.zero_grad(set_to_none=True)
     torch.where(alive, losses, 0.0).sum().backward()
     if grad_clip:
-        group.clip_grad_norm_(grad_clip)
+        cohort.clip_grad_norm_(grad_clip)
     if scale is None:
         optimizer.step()
         return losses, logits
-    params = [p for group_ in optimizer.param_groups for p in group_["params"]]
+    params = [p for param_group in optimizer.param_groups for p in param_group["params"]]
     before = [p.detach().clone() for p in params]
     optimizer.step()
     with torch.no_grad():  # the test hook: scale each run's update
@@ -180,11 +183,11 @@ def exact_fp32(device: torch.device) -> None:
 
 @dataclass
 class _Fit:
-    """The state of a run group while it trains: the fused group and its optimizer, each run's
+    """The state of a cohort while it trains: the fused group and its optimizer, each run's
     streams, progress ({epoch, history, elapsed}), checkpoint, share of this process's step
     seconds and result (None while it trains)."""
 
-    group: RunGroup
+    cohort: Cohort
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     streams: list[_Streams]
@@ -207,11 +210,11 @@ def _start(models, config: TrainConfig, checkpoints, seeds, data: Dataset, compi
     states = _resume_states(checkpoints, fingerprint)
     fresh = [{"epoch": 0, "history": [], "elapsed": 0.0} for _ in models]
     progress = _restore(models, states, streams) if states else fresh
-    group = RunGroup(models, compile)
-    optimizer = adam(group.net.parameters(), config.lr, config.weight_decay)
+    cohort = Cohort(models, compile)
+    optimizer = adam(cohort.net.parameters(), config.lr, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, config))
     if states:
-        group.load_optimizer_states(optimizer, [s["optimizer"] for s in states])
+        cohort.load_optimizer_states(optimizer, [s["optimizer"] for s in states])
         scheduler.load_state_dict(states[0]["scheduler"])
     n = len(data.y_train)
     if config.drop_last and n < config.batch_size:
@@ -220,16 +223,16 @@ def _start(models, config: TrainConfig, checkpoints, seeds, data: Dataset, compi
         )
     alive = torch.ones(count, dtype=torch.bool, device=device)
     return _Fit(
-        group, optimizer, scheduler, streams, progress, checkpoints, fingerprint, alive, [None] * count,
+        cohort, optimizer, scheduler, streams, progress, checkpoints, fingerprint, alive, [None] * count,
         [0.0] * count,
     )  # fmt: skip
 
 
 def _train_epoch(fit: _Fit, data: Dataset, config: TrainConfig, autocast, scale) -> tuple[list, list]:
     """One epoch of steps over every run's own data order; each run's (train loss, train error)."""
-    group, streams, count = fit.group, fit.streams, len(fit.streams)
+    cohort, streams, count = fit.cohort, fit.streams, len(fit.streams)
     device, n = data.x_train.device, len(data.y_train)
-    group.net.train()
+    cohort.net.train()
     orders = torch.stack([torch.randperm(n, generator=s.order) for s in streams]).to(device)
     loss_sum = torch.zeros(count, device=device)
     wrong = torch.zeros(count, device=device, dtype=torch.long)
@@ -242,14 +245,14 @@ def _train_epoch(fit: _Fit, data: Dataset, config: TrainConfig, autocast, scale)
         x, y = data.x_train[index.reshape(-1)], data.y_train[index]  # (S * b, C, H, W), (S, b)
         x = augment(x, config.augment, [s.augment for s in streams])
         x = x.reshape(count, b, *x.shape[1:]).transpose(0, 1).reshape(b, -1, *x.shape[2:])  # (b, S C, H, W)
-        losses, logits = train_step(group, fit.optimizer, x, y, fit.alive, config.grad_clip, autocast, scale)
+        losses, logits = train_step(cohort, fit.optimizer, x, y, fit.alive, config.grad_clip, autocast, scale)
         loss_sum += losses.detach() * b
         wrong += (logits.argmax(dim=-1) != y.T).sum(dim=0)
         seen += b
     return (loss_sum / seen).tolist(), (wrong / seen).tolist()  # one sync per epoch
 
 
-def _end_epoch(fit: _Fit, s: int, row: dict, data: Dataset, config: TrainConfig, mirror: bool) -> bool:
+def _end_epoch(fit: _Fit, s: int, row: dict, data: Dataset, config: TrainConfig) -> bool:
     """Run s after an epoch (its history `row` holds the epoch's step seconds): diverged (left
     out from then on), evaluated when due, finished at the last epoch, else checkpointed.
     Returns whether the run is still in the study's history (not diverged)."""
@@ -258,31 +261,30 @@ def _end_epoch(fit: _Fit, s: int, row: dict, data: Dataset, config: TrainConfig,
     if not math.isfinite(row["train_loss"]):
         p["history"].append(row)
         fit.results[s] = FitResult(
-            "diverged", math.nan, math.nan, p["elapsed"] + row["seconds"], p["history"],
-            step_seconds=fit.steps[s],
-        )  # fmt: skip
+            "diverged", math.nan, p["elapsed"] + row["seconds"], p["history"], step_seconds=fit.steps[s]
+        )
         fit.alive[s] = False
         return False
     last = epoch == config.epochs
     own = time.perf_counter()
     if epoch % config.eval_every == 0 or last:
-        scores = evaluate(fit.group.models[s], data, invariance=last, mirror=mirror)
+        scores = evaluate(fit.cohort.models[s], data, invariance=last)
         row["test_error"] = scores["test_error"]
     row["seconds"] += time.perf_counter() - own  # its share of the step, and its evaluation
     p["epoch"], p["elapsed"] = epoch, p["elapsed"] + row["seconds"]
     p["history"].append(row)
     if last:
+        invariance = {k: v for k, v in scores.items() if k.startswith("invariance")}
         fit.results[s] = FitResult(
-            "ok", scores["test_error"], scores["invariance_error"], p["elapsed"], p["history"],
-            scores["invariance_error_any"], fit.steps[s],
-        )  # fmt: skip
+            "ok", scores["test_error"], p["elapsed"], p["history"], invariance, fit.steps[s]
+        )
     elif fit.checkpoints[s] is not None:
-        state = _snapshot(fit.group, fit.optimizer, fit.scheduler, fit.streams[s], s, p, fit.fingerprint)
+        state = _snapshot(fit.cohort, fit.optimizer, fit.scheduler, fit.streams[s], s, p, fit.fingerprint)
         fit.checkpoints[s].save(state)
     return True
 
 
-def fit_group(
+def fit_cohort(
     models: Sequence[Arm],
     data: Dataset,
     config: TrainConfig,
@@ -290,7 +292,6 @@ def fit_group(
     checkpoints: Sequence[CheckpointStore | None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     lr_scale: Sequence[float] | None = None,
-    mirror: bool = False,
     compile: bool = False,
 ) -> list[FitResult]:
     """Train S runs of one cell (models built with build_model from their seeds) together.
@@ -301,8 +302,8 @@ def fit_group(
     epoch loss is not finite is recorded "diverged" and left out from then on). Every epoch each
     run's checkpoint is saved in the unfused form, so a group resumes after a kill, fused or not.
     on_epoch gets each run's history row (with "run": its index). lr_scale: a test hook that
-    scales each run's parameter updates. mirror: the final invariance check includes the
-    horizontal mirror (D_N studies). compile: the step through torch.compile where the model has
+    scales each run's parameter updates. The final evaluation measures invariance under the
+    models' own groups (training.evaluate). compile: the step through torch.compile where the model has
     a fused form (each result's `compiled` says whether it did).
     """
     device = data.x_train.device
@@ -316,19 +317,19 @@ def fit_group(
         train_loss, train_error = _train_epoch(fit, data, config, autocast, scale)
         fit.scheduler.step()
         seconds = (time.perf_counter() - tick) / len(models)
-        fit.group.sync()
+        fit.cohort.sync()
         rows = []
         for s in (s for s in range(len(models)) if fit.results[s] is None):
             row = {"epoch": epoch + 1, "train_loss": train_loss[s], "train_error": train_error[s]}
             row |= {"test_error": math.nan, "lr": lr, "seconds": seconds}
-            if _end_epoch(fit, s, row, data, config, mirror):
+            if _end_epoch(fit, s, row, data, config):
                 rows.append({**row, "run": s})
         for row in rows if on_epoch is not None else []:
             on_epoch(row)
         if not bool(fit.alive.any()):
             break
     for result in (r for r in fit.results if r is not None):
-        result.compiled = fit.group.compiled
+        result.compiled = fit.cohort.compiled
     return fit.results
 
 
@@ -343,4 +344,4 @@ def fit(
     """Train one run (fit_group with S = 1): resumes from `checkpoint` when it holds a state and
     saves one after every epoch, so an interrupted run finishes exactly as an uninterrupted one
     on the same device. `on_epoch` receives each history row as it is made."""
-    return fit_group([model], data, config, [seed], [checkpoint], on_epoch)[0]
+    return fit_cohort([model], data, config, [seed], [checkpoint], on_epoch)[0]

@@ -1,4 +1,4 @@
-"""`--jobs N`: run groups trained N at a time in worker processes on this machine.
+"""`--jobs N`: cohorts trained N at a time in worker processes on this machine.
 
 A small arm cannot fill the cores of a CPU (its convolutions are too small), so several runs
 side by side, each with cores / N threads, finish a study sooner. The workers come from the
@@ -25,8 +25,8 @@ from ablate.errors import StudyError
 from ablate.results import StudyResults
 from ablate.study.grid import RunSpec
 from ablate.study.schema import Study
-from ablate.training.driver import Outputs, absolute_data_paths, load_study_data, train_group
 from ablate.training.loop import resolve_device
+from ablate.training.runs import Outputs, absolute_data_paths, load_study_data, train_cohort
 
 _WORKER: dict = {}  # this worker process's study, data and results store
 
@@ -58,13 +58,13 @@ def _start_worker(study: Study, fingerprint: str, threads: int, results_root: st
     _WORKER.update(study=study, data=data, store=StudyResults(results_root, study.name), parent=parent)
 
 
-def _train(group: list[RunSpec]) -> Outputs:
-    """A worker's task: train one run group, checkpointing in the study's folder."""
+def _train(cohort: list[RunSpec]) -> Outputs:
+    """A worker's task: train one cohort, checkpointing in the study's folder."""
     store: StudyResults = _WORKER["store"]
-    checkpoints = [store.checkpoint(spec.run_key) for spec in group]
+    checkpoints = [store.checkpoint(spec.run_key) for spec in cohort]
     device = torch.device("cpu")
-    return train_group(
-        group, _WORKER["study"], _WORKER["data"], device, checkpoints, _die_with(_WORKER["parent"])
+    return train_cohort(
+        cohort, _WORKER["study"], _WORKER["data"], device, checkpoints, _die_with(_WORKER["parent"])
     )
 
 
@@ -80,7 +80,7 @@ def default_jobs(study: Study, cores: int | None = None) -> int:
 
 
 class PoolExecutor:
-    """Run groups trained `jobs` at a time in worker processes (CPU only)."""
+    """Cohorts trained `jobs` at a time in worker processes (CPU only)."""
 
     def __init__(self, jobs: int):
         if jobs < 1:
@@ -114,20 +114,20 @@ class PoolExecutor:
         )
         self.pending: dict[Future, list[RunSpec]] = {}
 
-    def submit(self, group: list[RunSpec], on_epoch: Callable[[dict], None] | None) -> None:
+    def submit(self, cohort: list[RunSpec], on_epoch: Callable[[dict], None] | None) -> None:
         """As LocalExecutor.submit; `on_epoch` is not called (epochs run in the workers)."""
-        self.pending[self.pool.submit(_train, group)] = group
+        self.pending[self.pool.submit(_train, cohort)] = cohort
 
     def collect(self) -> tuple[list[RunSpec], Outputs | str]:
         done, _ = wait(list(self.pending), return_when=FIRST_COMPLETED)
         future = next(iter(done))
-        group = self.pending.pop(future)
+        cohort = self.pending.pop(future)
         error = future.exception()
         if isinstance(error, KeyboardInterrupt):
             raise error
         if error is not None:
-            return group, f"{type(error).__name__}: {error}".splitlines()[0][:200]
-        return group, future.result()
+            return cohort, f"{type(error).__name__}: {error}".splitlines()[0][:200]
+        return cohort, future.result()
 
     def stop(self) -> None:
         pool = getattr(self, "pool", None)

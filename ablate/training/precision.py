@@ -21,7 +21,8 @@ from ablate.models.arms import Design
 from ablate.results import StudyResults
 from ablate.study.grid import RunSpec, expand_grid
 from ablate.study.schema import Study, with_overrides
-from ablate.training.driver import Executor, run_study
+from ablate.training.driver import Outcome, run_study
+from ablate.training.executors import Executor
 
 
 def grid_of_seeds(study: Study, seeds: list[int], source: str) -> list[RunSpec]:
@@ -85,16 +86,14 @@ def run_to_precision(
     force: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
     **options,
-) -> int:
-    """Train the pilot, plan the seeds from it and train them in rounds; the exit code of the last
-    run_study (0 when every planned run finished). `executor` makes one executor per round;
+) -> Outcome:
+    """Train the pilot, plan the seeds from it and train them in rounds; the last round's Outcome
+    (driver.RunsUnfinished when a round did not finish). `executor` makes one executor per round;
     `options` go to each run_study (retrain, recorded)."""
     settings = study.run
     pilot = list(range(settings.pilot_seeds))
     pilot_grid = grid_of_seeds(study, pilot, source)
-    code = run_study(study, force, on_epoch, source, executor(), grid=pilot_grid, **options)
-    if code:
-        return code
+    outcome = run_study(study, force, on_epoch, source, executor(), grid=pilot_grid, **options)
     runs = pilot_runs(study, pilot_grid)
     try:
         plan = stats.plan_seeds(runs, settings.precision / 100, settings.pilot_seeds, settings.max_seeds)
@@ -114,13 +113,11 @@ def run_to_precision(
             if spec.seed < targets.get((spec.budget, spec.model), 0) or spec.seed in listed
         ]
         print(f"round: seeds {seeds[0]}-{seeds[-1]} ({len(grid)} runs)")
-        code = run_study(study, force, on_epoch, source, executor(), grid=grid, **options)
-        if code:
-            return code
+        outcome = run_study(study, force, on_epoch, source, executor(), grid=grid, **options)
         start += settings.round_seeds
     for line in reached_lines(StudyResults(settings.results, study.name).runs(), settings.precision):
         print(line)
-    return 0
+    return outcome
 
 
 def reached_lines(runs: pd.DataFrame, precision: float) -> list[str]:

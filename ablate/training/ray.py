@@ -1,4 +1,4 @@
-"""`--executor ray`: one Ray task per run group, on a local Ray instance or a cluster.
+"""`--executor ray`: one Ray task per cohort, on a local Ray instance or a cluster.
 
 The driver (the `python -m ablate.run` process) stays the only writer of results/<study>/: it
 takes each run's claim, submits the group, and records rows and history as tasks return. Workers
@@ -27,7 +27,7 @@ from ablate.errors import StudyError
 from ablate.results import Checkpoint, StudyResults
 from ablate.study.grid import RunSpec
 from ablate.study.schema import DataSettings, Study
-from ablate.training.driver import Outputs, absolute_data_paths, load_study_data, train_group
+from ablate.training.runs import Outputs, absolute_data_paths, load_study_data, train_cohort
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def train_group_task(
     threads: int,
     fault: Fault | None = None,
 ) -> Outputs:
-    """A Ray task's body: train one run group and return its (RunRow, [HistoryRow]) pairs."""
+    """A Ray task's body: train one cohort and return its (RunRow, [HistoryRow]) pairs."""
     torch.set_num_threads(threads)
     device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
     store = StudyResults(results_root, study.name)
@@ -96,7 +96,7 @@ def train_group_task(
     if fault is not None:
         fault.strike([s.run_key for s in specs])
     data = _worker_data(study.data, fingerprint).to(device)
-    outputs = train_group(specs, study, data, device, checkpoints)
+    outputs = train_cohort(specs, study, data, device, checkpoints)
     if not shared:  # node-local: the driver cannot remove them
         for checkpoint in checkpoints:
             checkpoint.remove()
@@ -104,7 +104,7 @@ def train_group_task(
 
 
 class RayExecutor:
-    """Run groups as Ray tasks (`--executor ray`); see the module docstring."""
+    """Cohorts as Ray tasks (`--executor ray`); see the module docstring."""
 
     capacity = 1 << 30  # every group is submitted at once; Ray schedules them
 
@@ -168,19 +168,19 @@ class RayExecutor:
         self.token = store.put_driver_token(f".driver-{uuid.uuid4().hex}")
         self.pending: dict = {}  # task ref -> its runs
 
-    def submit(self, group: list[RunSpec], on_epoch: Callable[[dict], None] | None) -> None:
+    def submit(self, cohort: list[RunSpec], on_epoch: Callable[[dict], None] | None) -> None:
         """As LocalExecutor.submit; `on_epoch` is not called (epochs run in the workers)."""
         root = str(self.store.dir.parent.resolve())
-        args = (self.study, group, self.fingerprint, root, self.token, self.cpus, self.fault)
-        self.pending[self.remote.remote(*args)] = group
+        args = (self.study, cohort, self.fingerprint, root, self.token, self.cpus, self.fault)
+        self.pending[self.remote.remote(*args)] = cohort
 
     def collect(self) -> tuple[list[RunSpec], Outputs | str]:
         [ref], _ = ray.wait(list(self.pending), num_returns=1)
-        group = self.pending.pop(ref)
+        cohort = self.pending.pop(ref)
         try:
-            return group, ray.get(ref)
+            return cohort, ray.get(ref)
         except ray.exceptions.RayError as error:
-            return group, _last_line(error)
+            return cohort, _last_line(error)
 
     def stop(self) -> None:
         for ref in getattr(self, "pending", {}):

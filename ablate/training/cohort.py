@@ -1,4 +1,4 @@
-"""A run group: S runs of one cell trained as one computation (eager or compiled), and the
+"""A cohort: S runs of one cell trained as one computation (eager or compiled), and the
 runs' optimizer."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def run_losses(
     return losses, logits
 
 
-class RunGroup:
+class Cohort:
     """S runs of one cell (same spec, different seeds) trained as one computation: the model
     itself when S = 1 and eager, else a FusedSeeds of the S models (plain torch, for one seed
     too). `compile`: the forward and the losses through torch.compile (training.compiled); a
