@@ -26,7 +26,7 @@ from filelock import FileLock, Timeout
 
 from ablate.errors import ResultsError, StudyError
 from ablate.models.arms import DEFAULT_STRUCTURE, GROUPED_ARMS, NO_STRUCTURE, ROTATIONS
-from ablate.models.groups import INVARIANCE_COLUMNS
+from ablate.models.groups import INVARIANCE_COLUMNS, ORBIT_ERROR_COLUMNS
 from ablate.study.schema import Study, load_study
 
 
@@ -92,6 +92,13 @@ class RunRow:
     invariance_D1: float = math.nan
     invariance_D2: float = math.nan
     invariance_D4: float = math.nan
+    # the test error of the logits averaged over each subgroup's transformations (the identity
+    # included): what test-time averaging over a design's group gives each arm
+    orbit_error_C2: float = math.nan
+    orbit_error_C4: float = math.nan
+    orbit_error_D1: float = math.nan
+    orbit_error_D2: float = math.nan
+    orbit_error_D4: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -112,9 +119,10 @@ class HistoryRow:
 
 
 RUN_COLUMNS = [f.name for f in fields(RunRow)]
-# the invariance columns a run's evaluation fills: its own group's, any angle's, each subgroup's
-INVARIANCE_FIELDS = ("invariance_error", "invariance_error_any", *INVARIANCE_COLUMNS)
-assert set(INVARIANCE_FIELDS) <= set(RUN_COLUMNS), "RunRow lacks an invariance column of EXACT_GROUPS"
+# the columns a run's final evaluation fills beside test_error: its own group's invariance, any
+# angle's, and each subgroup's invariance and orbit-averaged error
+INVARIANCE_FIELDS = ("invariance_error", "invariance_error_any", *INVARIANCE_COLUMNS, *ORBIT_ERROR_COLUMNS)
+assert set(INVARIANCE_FIELDS) <= set(RUN_COLUMNS), "RunRow lacks a column of EXACT_GROUPS"
 HISTORY_COLUMNS = [f.name for f in fields(HistoryRow)]
 
 

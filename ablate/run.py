@@ -103,7 +103,8 @@ def _int_list(flag: str, text: str | None) -> list[int] | None:
         raise StudyError(f"{flag}: expected comma-separated integers, found {text!r}") from None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line's flags."""
     parser = argparse.ArgumentParser(prog="python -m ablate.run", description=__doc__.splitlines()[0])
     parser.add_argument("study", help="study TOML file, e.g. studies/quick.toml")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides [run].device)")
@@ -138,7 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ray.add_argument("--gpus-per-task", type=float, help="GPUs per cohort, fractions share a GPU")
     ray.add_argument("--cpus-per-task", type=int, help="CPUs (torch threads) per cohort (default 1)")
     ray.add_argument("--max-retries", type=int, default=2, help="retries of a failed cohort (default 2)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: exit 0 when every run finished, 1 when some did not, 2 with one line on
+    stderr for bad input, 130 on Ctrl-C (finished runs kept, the rest resumable)."""
+    args = parser().parse_args(argv)
     try:
         source = f"{args.study} (command line)"
         recorded = with_overrides(
@@ -156,14 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dry_run:
             return dry_run(study, args.study)
         options = {"force": args.force, "retrain": args.retrain, "recorded": recorded}
-        ray = {
-            "address": args.address,
-            "gpus_per_task": args.gpus_per_task,
-            "cpus_per_task": args.cpus_per_task,
-        }
+        ray = {"address": args.address, "gpus_per_task": args.gpus_per_task, "max_retries": args.max_retries}
 
         def executor():
-            return make_executor(study, args.executor, args.jobs, **ray, max_retries=args.max_retries)
+            return make_executor(study, args.executor, args.jobs, cpus_per_task=args.cpus_per_task, **ray)
 
         if study.run.precision is not None and not args.seeds:  # --seeds: exactly those, no plan
             run_to_precision(study, args.study, executor, **options)

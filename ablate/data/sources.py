@@ -265,6 +265,38 @@ def data_fingerprint(
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def _kept(y_tr, y_te, limit_train, limit_test, subset: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of the training and test digits `limit_*` keep (subset "first": checked to hold
+    every class)."""
+    train_kept = _keep(y_tr.numpy(), limit_train, subset, seed, "limit_train")
+    test_kept = _keep(y_te.numpy(), limit_test, subset, seed, "limit_test")
+    if subset == "first" and len(train_kept) < len(y_tr):
+        _check_classes(y_tr.numpy()[train_kept], y_tr.numpy(), y_te.numpy()[test_kept], len(train_kept))
+    return train_kept, test_kept
+
+
+def _check_options(
+    source, subset, pad, test_split, path, size, test_rotations, limit_train, limit_test
+) -> None:
+    """DataError for a bad option of load_dataset: checked first, so a bad one never waits for a
+    large file to be parsed."""
+    expect_one_of("source", source, SOURCES, DataError)
+    expect_one_of("subset", subset, SUBSETS, DataError)
+    expect_one_of("pad", pad, PADS, DataError)
+    expect_one_of("test_split", test_split, SPLITS, DataError)
+    problem = file_settings_problem(source, path, size, test_split)
+    if problem:
+        raise DataError(f"data: {problem}")
+    if test_rotations < 1 or (source != "embedded" and test_rotations != 1):
+        raise DataError(
+            f"test_rotations: expected 1 (or any integer >= 1 for the embedded source), "
+            f"found {test_rotations} for {source}"
+        )
+    for name, limit in (("limit_train", limit_train), ("limit_test", limit_test)):
+        if limit is not None and limit < 1:
+            raise DataError(f"{name}: expected a positive integer, found {limit}")
+
+
 def load_dataset(
     source: str,
     root: str | Path | None = None,
@@ -292,22 +324,7 @@ def load_dataset(
     (subset "stratified"); `pad_to` zero-pads to pad_to x pad_to (`pad`: on both sides, or right
     and bottom). meta["fingerprint"] identifies the data (see data_fingerprint).
     """
-    # options first, so a bad one never waits for a large file to be parsed
-    expect_one_of("source", source, SOURCES, DataError)
-    expect_one_of("subset", subset, SUBSETS, DataError)
-    expect_one_of("pad", pad, PADS, DataError)
-    expect_one_of("test_split", test_split, SPLITS, DataError)
-    problem = file_settings_problem(source, path, size, test_split)
-    if problem:
-        raise DataError(f"data: {problem}")
-    if test_rotations < 1 or (source != "embedded" and test_rotations != 1):
-        raise DataError(
-            f"test_rotations: expected 1 (or any integer >= 1 for the embedded source), "
-            f"found {test_rotations} for {source}"
-        )
-    for name, limit in (("limit_train", limit_train), ("limit_test", limit_test)):
-        if limit is not None and limit < 1:
-            raise DataError(f"{name}: expected a positive integer, found {limit}")
+    _check_options(source, subset, pad, test_split, path, size, test_rotations, limit_train, limit_test)
     root = Path(root).expanduser() if root is not None else default_root()
     if source in FILE_SOURCES:
         parts = _load_files(source, Path(path).expanduser(), size, test_split, root)
@@ -318,10 +335,7 @@ def load_dataset(
     else:
         parts = _load_embedded(seed, test_rotations)
     x_tr, y_tr, x_te, y_te, extra = parts
-    train_kept = _keep(y_tr.numpy(), limit_train, subset, seed, "limit_train")
-    test_kept = _keep(y_te.numpy(), limit_test, subset, seed, "limit_test")
-    if subset == "first" and len(train_kept) < len(y_tr):
-        _check_classes(y_tr.numpy()[train_kept], y_tr.numpy(), y_te.numpy()[test_kept], len(train_kept))
+    train_kept, test_kept = _kept(y_tr, y_te, limit_train, limit_test, subset, seed)
     x_tr, y_tr = x_tr[train_kept], y_tr[train_kept]
     x_te, y_te = x_te[test_kept], y_te[test_kept]
     for name, x in (("train", x_tr), ("test", x_te)):

@@ -104,6 +104,12 @@ class Group:
         return f"invariance_{self.exact.label}" if self.transformations else ""
 
     @property
+    def orbit_error_column(self) -> str:
+        """The runs.csv column of the test error of logits averaged over this group's exact
+        transformations (the identity included: 'orbit_error_C4'); '' when it has none."""
+        return f"orbit_error_{self.exact.label}" if self.transformations else ""
+
+    @property
     def no_exact_note(self) -> str:
         """Why a group without exact transformations is not tested with one ('' when it has some)."""
         if self.transformations or self.trivial:
@@ -175,3 +181,4 @@ EXACT_GROUPS = tuple(
     for n in orders
 )
 INVARIANCE_COLUMNS = tuple(g.invariance_column for g in EXACT_GROUPS)
+ORBIT_ERROR_COLUMNS = tuple(g.orbit_error_column for g in EXACT_GROUPS)

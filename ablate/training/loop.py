@@ -35,7 +35,8 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     # fractions of test images whose class changes (training.evaluate): invariance_error (its own
     # group's exact transformations), invariance_error_any (turns by random angles) and one
-    # invariance_<label> per subgroup of the pixel grid's symmetries; empty when diverged
+    # invariance_<label> and orbit_error_<label> per subgroup of the pixel grid's symmetries; empty
+    # when diverged
     invariance: dict[str, float] = field(default_factory=dict)
     step_seconds: float = 0.0  # its share of this process's training steps, without evaluations
     compiled: bool = False  # its steps went through torch.compile (training.compiled)
@@ -274,7 +275,7 @@ def _end_epoch(fit: _Fit, s: int, row: dict, data: Dataset, config: TrainConfig)
     p["epoch"], p["elapsed"] = epoch, p["elapsed"] + row["seconds"]
     p["history"].append(row)
     if last:
-        invariance = {k: v for k, v in scores.items() if k.startswith("invariance")}
+        invariance = {k: v for k, v in scores.items() if k != "test_error"}
         fit.results[s] = FitResult(
             "ok", scores["test_error"], p["elapsed"], p["history"], invariance, fit.steps[s]
         )
