@@ -23,17 +23,22 @@ from ablate.study.schema import Study, load_study
 
 @dataclass
 class Triplet:
-    """The matched triplet of one network at one budget: three nn.Modules mapping images
-    (B, in_channels, size, size) to logits (B, classes), their ArmSpecs and learnable counts."""
+    """The matched triplet of one network at one budget: nn.Modules mapping images
+    (B, in_channels, size, size) to logits (B, classes), their ArmSpecs and learnable counts;
+    `wrong` (the G-CNN on a wrong group) and `wide` (the G-CNN's widths, every weight free) where
+    asked for, else None."""
 
     plain: nn.Module
     repeat: nn.Module
     gcnn: nn.Module
     specs: dict[str, ArmSpec]
+    wrong: nn.Module | None = None
+    wide: nn.Module | None = None
 
     @property
     def counts(self) -> dict[str, int]:
-        return {arm: count_params(getattr(self, arm)) for arm in ("plain", "repeat", "gcnn")}
+        """Learnable parameters per arm present."""
+        return {arm: count_params(getattr(self, arm)) for arm in self.specs}
 
 
 def triplet(
@@ -46,20 +51,25 @@ def triplet(
     repeat_structure: str = DEFAULT_STRUCTURE,
     repeat_mode: str = "swish",
     tolerance: float = 0.02,
+    arms: Sequence[str] = ("plain", "repeat", "gcnn"),
+    wrong_group: Group | str | object | None = None,
 ) -> Triplet:
     """The plain, repeat and G-CNN arms of `builder` (a function with the builder signature of
     ablate.models.builder, or its "package.module:function" path) at `budget` learnable
     parameters, each within `tolerance`; the G-CNN on `group` (a Group, its label "C4", "D1", ...,
-    or an escnn gspace), checked invariant at init on random (size x size) images. Fresh
-    initialisations from torch's random state."""
+    or an escnn gspace), checked invariant at init on random (size x size) images. `arms` may add
+    "wrong" (the G-CNN on `wrong_group`, solved to the budget) and "wide" (not budget-matched).
+    Fresh initialisations from torch's random state."""
     try:
         group = Group.parse(group)
+        wrong_group = Group.parse(wrong_group) if wrong_group is not None else None
     except ValueError as error:
         raise StudyError(f"ablate.triplet: {error}") from None
     build = resolve(builder) if isinstance(builder, str) else builder
     specs = solve_triplet(
         budget, builder=builder, group=group, repeat_structure=repeat_structure, repeat_mode=repeat_mode,
-        tolerance=tolerance, channels=in_channels, classes=classes, size=size,
+        tolerance=tolerance, channels=in_channels, classes=classes, size=size, arms=tuple(arms),
+        wrong_group=wrong_group,
     )  # fmt: skip
     return Triplet(**{arm: build_arm(spec, build) for arm, spec in specs.items()}, specs=specs)
 

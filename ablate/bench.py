@@ -8,8 +8,7 @@ forward plus a backward of about twice its cost), its fraction of the fp32 matmu
 in the same process, the same compiled ([run] compile: torch.compile, with its warm-up
 seconds; its timings alternate with the eager ones), the same with bf16 autocast, and a
 RepeatNet-style reference loop (PIL images through torchvision transforms in a DataLoader,
-batch 64) on the same model. Timings, not tests: the machines are shared and noisy, so compare
-numbers taken in one run.
+batch 64) on the same model. Timings, not tests: compare numbers taken in one run.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import pandas as pd
 import torch
 
 from ablate.errors import AblateError, StudyError, expect_one_of
-from ablate.models.arms import ARMS, arm_spec
+from ablate.models.arms import ARMS, DEFAULT_ARMS, arm_spec
 from ablate.models.build import solve_triplet
 from ablate.models.counting import count_macs
 from ablate.study.schema import load_study
@@ -35,6 +34,8 @@ from ablate.training.machine import cpu_name, native_bf16
 from ablate.training.runs import load_study_data
 
 BATCH = 64
+DEFAULT_BENCH_ARMS = (*DEFAULT_ARMS, "augmented")
+BENCH_WRONG_GROUP = "D2"  # the wrong arm's group beside the bench's C4 G-CNN (same order)
 
 
 REPEATS = 5  # each figure is the median of this many timings, shown with their min-max
@@ -183,7 +184,7 @@ def bench(
     peak32 = matmul_peak(device, torch.float32, seconds, repeats)
     bf16_native = native_bf16(device)
     peak16 = matmul_peak(device, torch.bfloat16, seconds, repeats) if bf16_native else None
-    triplet = solve_triplet(budget)
+    triplet = solve_triplet(budget, arms=ARMS, wrong_group=BENCH_WRONG_GROUP)
     rows = []
     for arm in arms:
         spec = arm_spec(triplet, arm)
@@ -340,7 +341,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--budget", type=int, default=20_000, help="learnable-parameter budget (default 20000)"
     )
-    parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms (default: all)")
+    parser.add_argument(
+        "--arms",
+        default=",".join(DEFAULT_BENCH_ARMS),
+        help=f"comma-separated arms of {', '.join(ARMS)} (default: {', '.join(DEFAULT_BENCH_ARMS)}; the "
+        f"wrong arm on {BENCH_WRONG_GROUP})",
+    )
     parser.add_argument("--seeds", type=int, default=5, help="runs fused into one network (default 5)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds per timing (default 1)")
@@ -380,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(format_table(result))
     if args.profile:
-        triplet = solve_triplet(args.budget)
+        triplet = solve_triplet(args.budget, arms=ARMS, wrong_group=BENCH_WRONG_GROUP)
         for arm in arms:
             print(f"\n{arm} at budget {args.budget:,}: top operators over 10 training steps of batch {BATCH}")
             print(profile_table(arm_spec(triplet, arm), device))

@@ -19,7 +19,7 @@ from ablate.study.grid import RunSpec, expand_grid, study_shape
 from ablate.study.schema import Study, load_study, with_overrides
 from ablate.training.driver import RunsUnfinished, run_study
 from ablate.training.executors import EXECUTORS, make_executor
-from ablate.training.precision import plan_now, run_to_precision
+from ablate.training.precision import SHARE_NAMES, plan_now, run_to_precision
 from ablate.training.runs import load_study_data
 
 
@@ -53,8 +53,9 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
         partial = sum(s.run_key not in done and store.checkpoint(s.run_key).path.exists() for s in specs)
         widths = "-".join(map(str, model_spec.physical_widths))
         name = model_spec.model_name or NOT_APPLICABLE
+        arm = model_spec.arm + (f" {model_spec.wrong_group}" if model_spec.wrong_group else "")
         lines.append(
-            f"{budget:>8} {name:>9} {model_spec.arm:>9} {model_spec.group.label:>3} "
+            f"{budget:>8} {name:>9} {arm:>9} {model_spec.group.label:>3} "
             f"{model_spec.repeat_structure or NOT_APPLICABLE:>9} {model_spec.n_params:>8} "
             f"{count_macs(build_arm(model_spec), size, model_spec.channels):>13,}  "
             f"{n_done:>4} {partial:>7} {len(specs) - n_done - partial:>7}  {widths}"
@@ -75,7 +76,7 @@ def dry_run(study: Study, source: str) -> int:
     r = study.run
     if r.precision is not None:
         print(
-            f"precision: +-{r.precision:g} points on the repetition share; "
+            f"precision: +-{r.precision:g} points on the {SHARE_NAMES[r.precision_share]} share; "
             f"pilot seeds 0-{r.pilot_seeds - 1}, "
             f"then the seeds its plan asks (at most {r.max_seeds} per arm) in rounds of {r.round_seeds}"
         )

@@ -87,7 +87,7 @@ def test_bench_prints_medians_with_spreads_and_writes_json(tmp_path, capsys, mon
 def test_bench_refuses_an_unknown_arm_in_one_line(capsys):
     assert main(["--arms", "plain,huge"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "error: --arms: expected one of plain, repeat, gcnn, augmented, found 'huge'"
+    assert err == "error: --arms: expected one of plain, repeat, gcnn, augmented, wrong, wide, found 'huge'"
 
 
 def test_bench_study_times_every_cell_and_estimates_the_cost(tiny_study, capsys, tmp_path):

@@ -106,7 +106,9 @@ def test_report_writes_every_file_and_matches_stats(tmp_path, capsys):
     assert main(["--results", str(tmp_path / "results"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     folder = out / "synth"
-    for name in FIGURES:
+    drawn = [name for name in FIGURES if name != "sharing_or_symmetry"]  # a study without the wrong arm
+    assert not (folder / "sharing_or_symmetry.png").exists()
+    for name in drawn:
         png, pdf = folder / f"{name}.png", folder / f"{name}.pdf"
         with Image.open(png) as image:
             assert image.size[0] > 800 and image.size[1] > 500
@@ -242,7 +244,7 @@ def test_every_figure_keeps_a_normal_size_when_arms_tie(tmp_path, gcnn_at_10k, i
     out = tmp_path / "figs"
     assert main(["--results", str(tmp_path / "results"), "--out", str(out), "--format", "png"]) == 0
     pngs = sorted((out / "synth").glob("*.png"))
-    assert {png.stem for png in pngs} == set(FIGURES)
+    assert {png.stem for png in pngs} == set(FIGURES) - {"sharing_or_symmetry"}  # no wrong arm here
     for png in pngs:
         with Image.open(png) as image:
             assert image.size[0] < 2500 and image.size[1] < 1200, (png.name, image.size)

@@ -29,7 +29,7 @@ def test_columns_are_the_documented_ones_and_every_model_field_is_a_column():
         "escnn_version data_fingerprint fused precision repeat_structure invariance_error_any model_name "
         "preset_width code_fingerprint group channels classes builder builder_source width base_scale "
         "compiled cpu invariance_C2 invariance_C4 invariance_D1 invariance_D2 invariance_D4 orbit_error_C2 "
-        "orbit_error_C4 orbit_error_D1 orbit_error_D2 orbit_error_D4"
+        "orbit_error_C4 orbit_error_D1 orbit_error_D2 orbit_error_D4 wrong_group"
     ).split()
     assert RUN_COLUMNS == documented
     assert (

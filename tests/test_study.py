@@ -38,7 +38,7 @@ CASES = [
     (
         "unknown arm",
         GOOD.replace("budgets = [5000]", 'budgets = [5000]\narms = ["plain", "big"]'),
-        "models.arms.1: expected 'plain', 'repeat', 'gcnn' or 'augmented', found 'big'",
+        "models.arms.1: expected 'plain', 'repeat', 'gcnn', 'augmented', 'wrong' or 'wide', found 'big'",
     ),
     (
         "unknown source",

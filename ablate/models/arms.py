@@ -30,14 +30,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ArmInfo:
-    """One arm: `grouped` arms have a group (C_N or D_N; the others have C1: `TRIVIAL_GROUP`);
-    `training` holds the [train] settings the arm fixes whatever the study says."""
+    """One arm: `grouped` arms belong to a design's group (C_N or D_N: their rows carry it; the
+    others have C1: `TRIVIAL_GROUP`); `training` holds the [train] settings the arm fixes
+    whatever the study says; `matched` arms are solved to the budget (the wide arm is not)."""
 
     name: str
     label: str
     colour: str  # seaborn's colour-blind palette, in registry order
     grouped: bool
     training: dict = field(default_factory=dict)
+    matched: bool = True
 
 
 REGISTRY = (
@@ -48,10 +50,14 @@ REGISTRY = (
     ArmInfo(
         "augmented", "plain CNN + augmentation", "#d55e00", grouped=False, training={"augment": "rotation"}
     ),
+    # the G-CNN on a group of the same order that is not a symmetry of the data ([models] wrong_group)
+    ArmInfo("wrong", "wrong-group G-CNN", "#cc78bc", grouped=True),
+    # a plain CNN at the G-CNN's physical widths, every weight free: compute-matched, not budget-matched
+    ArmInfo("wide", "wide plain CNN", "#949494", grouped=True, matched=False),
 )
 ARM_INFO = {arm.name: arm for arm in REGISTRY}
 ARMS = tuple(ARM_INFO)
-DEFAULT_ARMS = ("plain", "repeat", "gcnn")  # the decomposition's three; "augmented" is opt-in
+DEFAULT_ARMS = ("plain", "repeat", "gcnn")  # the decomposition's three; the others are opt-in
 GROUPED_ARMS = tuple(arm.name for arm in REGISTRY if arm.grouped)
 ARM_LABELS = {arm.name: arm.label for arm in REGISTRY}
 ARM_COLOURS = {arm.name: arm.colour for arm in REGISTRY}
@@ -150,18 +156,20 @@ class Design:
         }
 
     def cell_key(self, arm: str) -> tuple:
-        """The CELL_KEY values of `arm`'s cell in this design."""
+        """The CELL_KEY values of `arm`'s cell in this design (the wrong and wide arms belong to
+        the design whose G-CNN they control, like the repeat arm, without a control)."""
         order = self.group_order if ARM_INFO[arm].grouped else TRIVIAL_ORDER
         return (self.budget, arm, order, self.repeat_structure if arm == "repeat" else NO_STRUCTURE)
 
     def rows(self, table, any_control: bool = False):
         """Boolean mask of the rows of a runs-like table (arm, group_order, repeat_structure and,
         where the design has one, budget; as stats.table.prepare leaves them) in this design: the
-        shared plain and augmented arms, the G-CNN of its group and the repeat arm of its control
+        shared plain and augmented arms, the G-CNN of its group with its wrong-group and wide
+        controls, and the repeat arm of its control
         (of every control with `any_control`)."""
         arm = table["arm"]
         grouped = table["group_order"] == self.group_order
-        mine = ~arm.isin(GROUPED_ARMS) | (grouped & (arm == "gcnn"))
+        mine = ~arm.isin(GROUPED_ARMS) | (grouped & arm.isin(["gcnn", "wrong", "wide"]))
         control = True if any_control else table["repeat_structure"] == self.repeat_structure
         mine |= grouped & (arm == "repeat") & control
         if self.budget is not None:

@@ -14,6 +14,7 @@ import numpy as np
 from ablate.errors import expect_one_of
 from ablate.models import paper
 from ablate.models.arms import (
+    DEFAULT_ARMS,
     DEFAULT_GROUP,
     DEFAULT_STRUCTURE,
     NO_STRUCTURE,
@@ -28,6 +29,7 @@ from ablate.models.gcnn import gcnn_params
 from ablate.models.plain import plain_params
 from ablate.models.repeat import MODES, STRUCTURES, repeat_params
 from ablate.models.spec import ArmSpec
+from ablate.models.wide import WideCNN
 
 
 class BudgetError(ValueError):
@@ -166,10 +168,14 @@ def solve_builtin_triplet(
     channels: int = 1,
     classes: int = 10,
     backbone: str | Backbone = "repeatnet",
+    arms: Sequence[str] = DEFAULT_ARMS,
+    wrong_group: Group | None = None,
 ) -> dict[str, ArmSpec]:
     """Widths of the three arms of a built-in or [models.backbone] network at `budget` (no model is
     built; escnn counts come from its layers) for images of `channels` channels and `classes`
-    classes: the G-CNN on `group`, the repeat arm at its physical widths (|G| per field). The
+    classes: the G-CNN on `group`, the repeat arm at its physical widths (|G| per field); with
+    "wrong" in `arms` the G-CNN on `wrong_group` solved to the budget, with "wide" the plain CNN at
+    the G-CNN's physical widths (not solved: its count is what those widths give). The
     `augmented` arm is the plain arm's model (see ablate.models.arms.arm_spec)."""
     spec = get_backbone(backbone)
     expect_one_of("repeat_mode", repeat_mode, MODES)
@@ -194,7 +200,13 @@ def solve_builtin_triplet(
     )
     common = {"backbone": backbone, "channels": channels, "classes": classes}
     grouped = {"group": group, "physical_widths": tuple(physical), **common}
-    return {
+    extra = {}
+    if "wrong" in arms:
+        extra["wrong"] = _wrong_spec(spec, budget, group, wrong_group, tolerance, common)
+    if "wide" in arms:
+        n_wide = count_params(WideCNN(spec, physical, group, classes, channels))
+        extra["wide"] = ArmSpec("wide", learnable_widths=tuple(physical), n_params=n_wide, **grouped)
+    triplet = {
         "plain": ArmSpec(
             "plain", learnable_widths=tuple(plain_w), physical_widths=tuple(plain_w), n_params=plain_n,
             **common,
@@ -205,6 +217,28 @@ def solve_builtin_triplet(
         ),
         "gcnn": ArmSpec("gcnn", learnable_widths=tuple(fields), n_params=gcnn_n, **grouped),
     }  # fmt: skip
+    return triplet | extra
+
+
+def _wrong_spec(
+    spec: Backbone, budget: int, group: Group, wrong: Group | None, tolerance: float, common: dict
+) -> ArmSpec:
+    """The wrong arm's ArmSpec: the G-CNN on `wrong` solved to the budget, in `group`'s design."""
+    if wrong is None:
+        raise ValueError(f"wrong: the wrong arm needs [models] wrong_group for {group.label}, found none")
+    if wrong.trivial:
+        raise ValueError(
+            f"wrong: expected a group with more than one element for {group.label}, found {wrong.label}"
+        )
+    classes, channels = common["classes"], common["channels"]
+    fields, n = solve_widths(
+        lambda w: gcnn_params(spec, w, wrong, classes, channels), spec.relative_widths, budget, tolerance,
+        arm=f"wrong {wrong.label}",
+    )  # fmt: skip
+    return ArmSpec(
+        "wrong", learnable_widths=tuple(fields), physical_widths=tuple(wrong.size * f for f in fields),
+        n_params=n, group=group, wrong_group=wrong.label, **common,
+    )  # fmt: skip
 
 
 def preset_specs(

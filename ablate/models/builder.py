@@ -198,6 +198,11 @@ class Network:
         net = self.gcnn(width)
         return apply_twin(net, self.plan(net, "repeat"), scale)
 
+    def wide(self, width: float) -> nn.Module:
+        """The G-CNN's network at `width` with full filters of its physical shape (the wide arm)."""
+        net = self.gcnn(width)
+        return apply_twin(net, self.plan(net, "wide"), 0.0)
+
     def plan(self, net: nn.Module, twin: str):
         try:
             return plan_twin(net, twin, self.mode, self.repeat_structure)
@@ -216,14 +221,36 @@ def widths_of(net: nn.Module, twin: str, scale: float = 0.0) -> tuple[tuple[int,
     return tuple(len(c.out_type) for c in convs), physical
 
 
+def solve_controls(
+    net: Network, budget: int, tolerance: float, w_g: float, physical: tuple, arms: tuple, wrong: Group | None
+) -> dict[str, tuple]:
+    """The wrong and wide arms' (width, learnable count, learnable widths, physical widths) where
+    `arms` names them: the network on `wrong` solved to the budget and checked invariant to its
+    own group; the G-CNN's network at w_g with every weight free (not solved)."""
+    out = {}
+    if "wrong" in arms:
+        if wrong is None:
+            raise BuilderError(
+                f"models.wrong_group: the wrong arm needs a group for {net.group.label}, found none"
+            )
+        label = f"wrong {wrong.label}"
+        w_w, n_w = solve_width(lambda w: count_params(net.on(wrong, w)), budget, tolerance, label)
+        built = net.on(wrong, w_w)
+        check_outputs(built, net.path, label, net.shape, invariant_to=wrong)
+        out["wrong"] = (w_w, n_w, *widths_of(built, "gcnn"))
+    if "wide" in arms:
+        out["wide"] = (w_g, count_params(net.wide(w_g)), physical, physical)
+    return out
+
+
 @functools.cache
 def solve_builder_arms(
     build: Callable, path: str, budget: int, group: Group, shape: tuple, mode: str, repeat_structure: str,
-    tolerance: float,
+    tolerance: float, arms: tuple = ("plain", "repeat", "gcnn"), wrong: Group | None = None,
 ) -> BuilderArms:  # fmt: skip
-    """Widths and base scale of the three arms of `build` (named `path` in messages) at `budget`
-    (cached per process: each count builds the user's network). shape: (in_channels, image
-    size, classes)."""
+    """Widths and base scale of the arms of `build` (named `path` in messages) at `budget`: the
+    three, and the wrong and wide arms where `arms` names them (cached per process: each count
+    builds the user's network). shape: (in_channels, image size, classes)."""
     net = Network(build, path, group, shape, mode, repeat_structure)
     label = group.label
     probe = net.gcnn(1.0)  # what is wrong with the network is said before any search
@@ -240,12 +267,16 @@ def solve_builder_arms(
     plain_widths = widths_of(plain, "plain")  # read before the twin replaces its R2Convs
     check_outputs(apply_twin(plain, net.plan(plain, "plain"), 0.0), path, "plain", shape)
     (g_learn, physical), (r_learn, _) = widths_of(g, "gcnn"), widths_of(g, "repeat", scale)
+    solved = {
+        "plain": (w_p, n_p, *plain_widths), "repeat": (w_g, n_r, r_learn, physical),
+        "gcnn": (w_g, n_g, g_learn, physical),
+    } | solve_controls(net, budget, tolerance, w_g, physical, arms, wrong)  # fmt: skip
     return BuilderArms(
-        width={"plain": w_p, "repeat": w_g, "gcnn": w_g},
+        width={arm: v[0] for arm, v in solved.items()},
         base_scale=scale,
-        n_params={"plain": n_p, "repeat": n_r, "gcnn": n_g},
-        learnable_widths={"plain": plain_widths[0], "repeat": r_learn, "gcnn": g_learn},
-        physical_widths={"plain": plain_widths[1], "repeat": physical, "gcnn": physical},
+        n_params={arm: v[1] for arm, v in solved.items()},
+        learnable_widths={arm: v[2] for arm, v in solved.items()},
+        physical_widths={arm: v[3] for arm, v in solved.items()},
     )
 
 
@@ -261,27 +292,33 @@ def builder_triplet(
     channels: int = 1,
     classes: int = 10,
     size: int = 28,
+    arms: tuple = ("plain", "repeat", "gcnn"),
+    wrong_group: Group | None = None,
 ) -> dict[str, ArmSpec]:
     """The ArmSpecs of the three arms of a builder ("package.module:function", imported with
-    `folder` on the path, or the function itself) at `budget`, as budget.solve_builtin_triplet
-    gives the built-in backbone's; the network is probed on (channels, size, size) images."""
+    `folder` on the path, or the function itself) at `budget`, and of the wrong and wide arms
+    where `arms` names them, as budget.solve_builtin_triplet gives the built-in backbone's; the
+    network is probed on (channels, size, size) images."""
     build, path = (
         (resolve(builder, folder), builder) if isinstance(builder, str) else (builder, name_of(builder))
     )
     shape = (channels, size, classes)
-    solved = solve_builder_arms(build, path, budget, group, shape, repeat_mode, repeat_structure, tolerance)
+    solved = solve_builder_arms(
+        build, path, budget, group, shape, repeat_mode, repeat_structure, tolerance, tuple(arms), wrong_group
+    )
     common = {
         "channels": channels, "classes": classes, "builder": path, "builder_source": source_hash(build),
         "builder_folder": folder or "",
     }  # fmt: skip
     specs = {}
-    for arm in ("plain", "repeat", "gcnn"):
+    for arm in solved.width:
         specs[arm] = ArmSpec(
             arm, "builder", solved.learnable_widths[arm], solved.physical_widths[arm], solved.n_params[arm],
             group=TRIVIAL_GROUP if arm == "plain" else group,
             repeat_mode=repeat_mode if arm == "repeat" else None,
             repeat_structure=repeat_structure if arm == "repeat" else NO_STRUCTURE, width=solved.width[arm],
-            base_scale=solved.base_scale if arm == "repeat" else 0.0, **common,
+            base_scale=solved.base_scale if arm == "repeat" else 0.0,
+            wrong_group=wrong_group.label if arm == "wrong" else "", **common,
         )  # fmt: skip
     return specs
 
@@ -307,14 +344,24 @@ def build_builder_arm(spec: ArmSpec, build: Callable | None = None) -> BuilderAr
     )
     if spec.arm == "repeat":
         model = net.repeat(spec.width, spec.base_scale)
+    elif spec.arm == "wrong":
+        model = net.on(Group.parse(spec.wrong_group), spec.width)
+    elif spec.arm == "wide":
+        model = net.wide(spec.width)
     elif spec.group.trivial:
         model = net.plain(spec.width)
     else:
         model = net.gcnn(spec.width)
+    own = Group.parse(spec.wrong_group) if spec.arm == "wrong" else spec.group  # the group it is built on
     return BuilderArm(
-        model, spec.arm, spec.group, spec.repeat_mode, spec.repeat_structure, spec.learnable_widths,
+        model,
+        spec.arm,
+        own,
+        spec.repeat_mode,
+        spec.repeat_structure,
+        spec.learnable_widths,
         spec.physical_widths,
-    )  # fmt: skip
+    )
 
 
 class BuilderArm(nn.Module):

@@ -63,8 +63,10 @@ class GCNN(nn.Module):
         r2conv_options: Callable[[int], dict] | None = None,
         pool_space_first: bool = False,
         channels: int = 1,
+        arm: str = "gcnn",
     ):
         super().__init__()
+        self.arm = arm  # "gcnn", or "wrong": the G-CNN on a group that is not the data's symmetry
         if group.trivial:
             raise ValueError(f"group: expected a group with more than one element, found {group.label}")
         self.backbone, self.group = backbone, group

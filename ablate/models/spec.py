@@ -33,6 +33,8 @@ class ArmSpec:
     width: float = 0.0
     base_scale: float = 0.0
     builder_folder: str = ""  # where the builder imports from (the study's folder): in no key or row
+    # the wrong arm's own group ('D1'), the one its network is built on; `group` is its design's
+    wrong_group: str = ""
 
     @property
     def model_name(self) -> str:

@@ -1,8 +1,10 @@
 """Twins of a user's escnn network (docs/models.md, "Your own network"): the repeat arm is the
 G-CNN's own network with every R2Conv replaced by a learnable-repetition convolution of the same
 physical shape, the plain arm the network built on the trivial group with every R2Conv replaced
-by an ordinary full k x k nn.Conv2d. Replacements take and return GeometricTensors of the original
-field types, so the user's forward (residual sums included) runs unchanged.
+by an ordinary full k x k nn.Conv2d, the wide arm the G-CNN's own network with full k x k
+convolutions of its physical shape (every weight free). Replacements take and return
+GeometricTensors of the original field types, so the user's forward (residual sums included)
+runs unchanged.
 
 A regular field type of f fields has |G| f physical channels; its repeat twin's base has
 base(f) = clamp(round(scale * f), 1, |G| f) channels, one multiplier `scale` per network (solved
@@ -200,14 +202,15 @@ def _check_fields(module: enn.EquivariantModule, path: str, plain: bool) -> None
 def _replacement(
     module: nn.Module, path: str, twin: str, mode: str, repeat_structure: str
 ) -> Replacement | None:
-    """How `module` is replaced in the `twin` ("repeat" or "plain") arm; None if it is kept."""
-    plain = twin == "plain"
+    """How `module` is replaced in the `twin` arm ("repeat", "plain" or "wide": the G-CNN's
+    network with full filters, a norm per channel and its pooling's max); None if it is kept."""
+    plain, free = twin == "plain", twin in ("plain", "wide")
     if isinstance(module, enn.R2Conv):
         _check_fields(module, path, plain)
-        return _plain_conv(module, path) if plain else _repeat_conv(module, path, mode)
+        return _plain_conv(module, path) if free else _repeat_conv(module, path, mode)
     if isinstance(module, enn.InnerBatchNorm):
         _check_fields(module, path, plain)
-        return _plain_norm(module, path) if plain else _repeat_norm(module, path, repeat_structure)
+        return _plain_norm(module, path) if free else _repeat_norm(module, path, repeat_structure)
     if isinstance(module, enn.GroupPooling):
         _check_fields(module, path, plain)
         return _pooling(module, path, 1 if plain else module.in_type.representations[0].size)

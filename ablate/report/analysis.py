@@ -107,6 +107,9 @@ class StudyReport:
     single_seed: dict[str, stats.SingleSeedShares] = field(default_factory=dict)  # by "best" / "final"
     group: str = TRIVIAL_GROUP.kind  # C_N or D_N
     invariance: pd.DataFrame | None = None  # stats.design_invariance, with each run's variant
+    invariance_gaps: pd.DataFrame | None = None  # stats.invariance_gaps: did an arm learn the symmetry
+    orbit: pd.DataFrame | None = None  # stats.orbit_errors: test-time averaging over each design's group
+    wrong_groups: dict[int, str] = field(default_factory=dict)  # group order -> the wrong arm's group
 
     @property
     def unconverged(self) -> dict[int, list[str]]:
@@ -286,6 +289,7 @@ def analyse_runs(
     numbers = _statistics(runs, complete, n_boot, n_perm, notes)
     orders = runs.loc[runs["arm"].isin(GROUPED_ARMS), "group_order"]
     invariance = _invariance(runs, saved, notes)
+    controls = _controls(runs, notes)
     paper = None
     if runs.get("model_name", pd.Series(dtype=str)).fillna("").ne("").any():
         paper = _paper_summary(runs, history, invariance)
@@ -303,9 +307,45 @@ def analyse_runs(
         group_orders=sorted({int(n) for n in orders}) or [4], summary=summary,
         table=numbers.get("table"), pooled=numbers.get("pooled"), notes=notes,
         table_log=numbers.get("table_log"), seeds=numbers.get("seeds", {}), variants=variants,
-        convergence=conv, paper=paper, single_seed=single, group=group, invariance=invariance,
+        convergence=conv, paper=paper, single_seed=single, group=group, invariance=invariance, **controls,
         trends={by: stats.seed_trends(runs, by=by) for by in stats.TREND_ORDERS},
     )  # fmt: skip
+
+
+def wrong_group_notes(runs: pd.DataFrame) -> list[str]:
+    """A note per wrong group that holds some of its design group's exact transformations (D2
+    holds C4's half turn: only partly wrong) or differs in order (|G| unequal: compute differs)."""
+    notes = []
+    wrong = runs.loc[runs["arm"] == "wrong", ["group", "group_order", "wrong_group"]].drop_duplicates()
+    for kind, order, label in wrong.itertuples(index=False):
+        design, own = Group(kind, int(order)), Group.parse(label)
+        shared = [t.name for t in design.transformations if t in set(own.transformations)]
+        if shared:
+            notes.append(
+                f"the wrong group {own.label} holds {' and '.join(shared)} of {design.label}: it is only "
+                "partly wrong, so its symmetry share understates what the full group adds"
+            )
+        if own.size != design.size:
+            notes.append(
+                f"the wrong group {own.label} has |G| = {own.size}, {design.label} {design.size}: their "
+                "compute differs"
+            )
+    return notes
+
+
+def _controls(runs: pd.DataFrame, notes: list[str]) -> dict:
+    """The StudyReport fields of a study with the wrong-group or wide arm (empty otherwise): the
+    learned-invariance gaps, the orbit-averaged errors and each order's wrong group; notes on
+    wrong groups that are only partly wrong."""
+    if not runs["arm"].isin(["wrong", "wide"]).any():
+        return {}
+    notes += wrong_group_notes(runs)
+    wrong = runs.loc[runs["arm"] == "wrong", ["group_order", "wrong_group"]].drop_duplicates()
+    return {
+        "invariance_gaps": stats.invariance_gaps(runs),
+        "orbit": stats.orbit_errors(runs),
+        "wrong_groups": {int(n): str(label) for n, label in wrong.itertuples(index=False)},
+    }
 
 
 def _input_shape(saved, runs: pd.DataFrame) -> tuple[int | None, int]:

@@ -16,6 +16,7 @@ import seaborn as sns  # noqa: E402
 
 from ablate import stats  # noqa: E402
 from ablate.models.arms import ARM_COLOURS, DEFAULT_STRUCTURE, Design, Group, control_phrase  # noqa: E402
+from ablate.report.controls import fig_sharing_or_symmetry  # noqa: E402
 from ablate.report.plots import axes, decorate, no_table, plot_gains, plot_shares, share_axis  # noqa: E402
 
 if TYPE_CHECKING:
@@ -294,6 +295,12 @@ def drawable(name: str, report: StudyReport) -> bool:
     needs = {"error_vs_params": ("n_params",), "physical_size": ("n_params", "macs")}.get(name, ())
     if any(report.runs[column].isna().all() for column in needs):
         return False
+    if name == "sharing_or_symmetry":
+        return (
+            report.table is not None
+            and "share_struct" in report.table
+            and report.table["share_struct"].notna().any()
+        )
     if name == "invariance":
         return report.invariance is not None and report.invariance[["exact", "any"]].notna().any().any()
     return not (
@@ -310,4 +317,5 @@ FIGURES = {
     "invariance": fig_invariance,
     "share_vs_group_order": fig_share_vs_group_order,
     "single_seed": fig_single_seed,
+    "sharing_or_symmetry": fig_sharing_or_symmetry,
 }

@@ -11,6 +11,15 @@ import pandas as pd
 from ablate import stats
 from ablate.models.arms import NOT_APPLICABLE
 from ablate.report import text
+from ablate.report.controls import (
+    SPLIT_HEADER,
+    gap_rows,
+    has_controls,
+    orbit_rows,
+    own_group_sentence,
+    split_rows,
+    split_sentence,
+)
 
 if TYPE_CHECKING:
     from ablate.report.analysis import StudyReport
@@ -227,6 +236,41 @@ def share_table_caption(report: StudyReport) -> str:
     )
 
 
+def _control_sections(report: StudyReport) -> list[str]:
+    """The Markdown of the sharing-or-symmetry sections (report.controls)."""
+    md = [
+        "",
+        "## Sharing or symmetry",
+        "",
+        split_sentence(report),
+        "",
+        markdown_table(SPLIT_HEADER, split_rows(report)),
+    ]
+    md += [
+        "",
+        "The wide arm is the G-CNN's physical widths with every weight free: a reference beside the shares, "
+        "never inside them (its gains: one less the other's error, two-sided Welch tests, Holm).",
+    ]
+    if report.invariance_gaps is not None and len(report.invariance_gaps):
+        header = ["design", "invariance under", "arm", "gap to plain (pts)", "95% CI", "p (Holm)"]
+        what = (
+            "A positive gap: the arm's predictions change less than the plain CNN's (one-sided Welch tests)."
+        )
+        md += ["", "## Learned invariance against the plain arm", "", what, ""]
+        md += [markdown_table(header, gap_rows(report))]
+        own = own_group_sentence(report)
+        md += ["", own] if own else []
+    if report.orbit is not None and len(report.orbit):
+        header = ["design", "arm", "test error %", "orbit-averaged error %", "gap to the G-CNN closed"]
+        md += [
+            "",
+            "## Test-time averaging over the design's group",
+            "",
+            markdown_table(header, orbit_rows(report)),
+        ]
+    return md
+
+
 def write_tables(report: StudyReport, out: Path) -> list[Path]:
     """Write table.md and table.tex into `out`; returns their paths."""
     head = headline_text(report)
@@ -266,6 +310,8 @@ def write_tables(report: StudyReport, out: Path) -> list[Path]:
             md += ["", "## One seed against many", "", single[0], ""] + [
                 f"- {line.strip()}" for line in single[1:]
             ]
+    if has_controls(report):
+        md += _control_sections(report)
     md += ["", text.exchangeability_sentence(report.trends)]
     if notes:
         md += ["", "## Notes", notes.lstrip("\n")]

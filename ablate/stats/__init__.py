@@ -25,11 +25,11 @@ from ablate.stats.decompose import (
     point_shares,
     selection_interval,
     share_interval,
-    smallest_perm_p,
 )
 from ablate.stats.exchangeability import MIN_RUNS as MIN_TREND_RUNS
 from ablate.stats.exchangeability import TREND_ORDERS, code_heterogeneity, seed_trends, spearman_p
-from ablate.stats.invariance import design_invariance
+from ablate.stats.gain_tests import smallest_perm_p
+from ablate.stats.invariance import design_invariance, invariance_gaps, orbit_errors
 from ablate.stats.planning import (
     ASSURANCE,
     PILOT_MIN,
@@ -78,6 +78,8 @@ __all__ = [
     "decompose",
     "delta_interval",
     "design_invariance",
+    "invariance_gaps",
+    "orbit_errors",
     "fieller_interval",
     "largest_share",
     "plan_seeds",

@@ -12,13 +12,14 @@ and shares are on the analysis scale (`scale`); per-arm errors are always fracti
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
 from ablate.models.arms import Design
+from ablate.stats.controls import control_columns, holm_controls
+from ablate.stats.gain_tests import gain_tests
 from ablate.stats.multiple import holm
 from ablate.stats.ratio import (
     bootstrap_interval,
@@ -32,43 +33,6 @@ from ablate.stats.table import DECOMPOSED, GAINS, Cell, arm_stats, cells, prepar
 
 MIN_BOOT_SEEDS = 10  # below this the bootstrap interval under-covers (0.75-0.90 at 3-5 seeds)
 SHARE_DERIVED = ("share_rep", "fieller_kind", "boot_method")  # prefixes blanked when not identifiable
-
-
-def smallest_perm_p(n_worse: int, n_better: int, paired: bool) -> float:
-    """The smallest one-sided p-value an exact permutation test can give at these sizes."""
-    return 0.5**n_worse if paired else 1 / math.comb(n_worse + n_better, n_worse)
-
-
-def _gain_tests(
-    worse: np.ndarray, better: np.ndarray, paired: bool, n_perm: int, seed: int, confidence: float
-):
-    """One-sided p-values that mean(worse) > mean(better): (t-test, permutation test or NaN when
-    skipped or unable to reject at 1 - confidence, smallest attainable permutation p)."""
-    smallest = smallest_perm_p(len(worse), len(better), paired)
-    if np.ptp(worse) == 0 and np.ptp(better) == 0:
-        return math.nan, math.nan, smallest  # no spread at all: no test means anything
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # one constant arm: scipy warns, the test holds
-        if paired:
-            t_p = sps.ttest_rel(worse, better, alternative="greater").pvalue
-        else:
-            t_p = sps.ttest_ind(worse, better, equal_var=False, alternative="greater").pvalue
-    if n_perm <= 0 or smallest >= 1 - confidence - 1e-12:  # it could never reject
-        return float(t_p), math.nan, smallest
-
-    def mean_diff(a, b, axis=-1):
-        return np.mean(a, axis=axis) - np.mean(b, axis=axis)
-
-    perm = sps.permutation_test(
-        (worse, better),
-        mean_diff,
-        vectorized=True,
-        n_resamples=n_perm,
-        permutation_type="samples" if paired else "independent",
-        alternative="greater",
-        random_state=seed,
-    )
-    return float(t_p), float(perm.pvalue), smallest
 
 
 def _share_columns(cell: Cell, paired: bool, confidence: float, n_boot: int, seed: int) -> dict:
@@ -101,8 +65,8 @@ def _share_columns(cell: Cell, paired: bool, confidence: float, n_boot: int, see
 def _augmentation_columns(cell: Cell, paired: bool, confidence: float) -> dict:
     """gain_aug = e_plain - e_augmented with its one-sided test, and share_aug: the share of the
     G-CNN's gain that augmentation recovers, gain_aug / gain_total, with its delta interval."""
-    t_p, _, _ = _gain_tests(cell.y["plain"], cell.y["augmented"], paired, 0, 0, confidence)
-    m = ratio_moments([cell], paired, numerator="augmented")
+    t_p, _, _ = gain_tests(cell.y["plain"], cell.y["augmented"], paired, 0, 0, confidence)
+    m = ratio_moments([cell], paired, numerator=("plain", "augmented"))
     row = {"gain_aug": m.num, "p_aug_raw": t_p, "share_aug": math.nan, "share_aug_lo": math.nan}
     row["share_aug_hi"] = math.nan
     if identifiable(m, confidence):
@@ -158,19 +122,20 @@ def decompose(
 ) -> pd.DataFrame:
     """One row per budget: arm errors, gains, one-sided tests (Holm-adjusted) and share intervals.
 
-    runs: columns arm, budget, seed, test_error (fraction), status; only status "ok" runs count
-    (`dropped_<arm>` counts the others). scale: "points" (error fractions), "log" (gains are log
-    error ratios: relative error reductions) or "logit". paired=True pairs arms by seed and uses
-    only seeds ok in all three arms, everywhere (`n_pairs`; a StatsWarning names dropped seeds).
-    p-values (`p_total`, `p_rep`, `p_eq`) are Welch (or paired) t-tests, Holm over all budgets and
-    gains; `p_*_perm` permutation tests, NaN where even the smallest attainable p
-    (`p_perm_min`) cannot reach 1 - confidence. One row per design: budget, `group_order` (N of C_N;
-    the plain arm is shared across N) and `repeat_structure`. With an augmented arm: `gain_aug`,
-    `p_aug` (its own Holm family) and `share_aug` (with `_lo`, `_hi`). `identifiable`:
-    D^2 / Var D > q^2 (Fieller bounded); otherwise every share column is blank and
-    `share_rep_point` keeps the ratio. Bootstrap: only with >= 10 seeds per arm. `degenerate`: some
-    arm has no spread (tests of two such arms and zero-width intervals are blank). n_perm = 0 skips
-    the permutation tests, n_boot = 0 the bootstrap.
+        runs: columns arm, budget, seed, test_error (fraction), status; only status "ok" runs count
+        (`dropped_<arm>` counts the others). scale: "points" (error fractions), "log" (gains are log
+        error ratios: relative error reductions) or "logit". paired=True pairs arms by seed and uses
+        only seeds ok in all three arms, everywhere (`n_pairs`; a StatsWarning names dropped seeds).
+        p-values (`p_total`, `p_rep`, `p_eq`) are Welch (or paired) t-tests, Holm over all budgets and
+        gains; `p_*_perm` permutation tests, NaN where even the smallest attainable p
+        (`p_perm_min`) cannot reach 1 - confidence. One row per design: budget, `group_order` (N of C_N;
+        the plain arm is shared across N) and `repeat_structure`. With an augmented arm: `gain_aug`,
+        `p_aug` (its own Holm family) and `share_aug` (with `_lo`, `_hi`). With a wrong-group or wide
+    arm: stats.controls' columns (the sharing-structure and symmetry shares). `identifiable`:
+        D^2 / Var D > q^2 (Fieller bounded); otherwise every share column is blank and
+        `share_rep_point` keeps the ratio. Bootstrap: only with >= 10 seeds per arm. `degenerate`: some
+        arm has no spread (tests of two such arms and zero-width intervals are blank). n_perm = 0 skips
+        the permutation tests, n_boot = 0 the bootstrap.
     """
     groups = cells(prepare(runs, scale), paired)
     rows = []
@@ -185,11 +150,13 @@ def decompose(
         row.update(_share_columns(cell, paired, confidence, n_boot, seed + index))
         if "augmented" in cell.y:
             row.update(_augmentation_columns(cell, paired, confidence))
+        row.update(control_columns(cell, paired, confidence, row["identifiable"]))
         rows.append(row)
     if any("p_aug_raw" in row for row in rows):  # its own Holm family: the three gains stay as they are
         adjusted = holm([row.get("p_aug_raw", math.nan) for row in rows])
         for row, value in zip(rows, adjusted):
             row["p_aug"] = float(value)
+    holm_controls(rows)
     for suffix in ("", "_perm"):
         _holm_family(rows, suffix)
     return pd.DataFrame(rows)
@@ -214,7 +181,7 @@ def _gain_columns(cell: Cell, paired: bool, confidence: float, n_perm: int, seed
     row = {"p_perm_min": 0.0}
     for gain, (worse, better) in GAINS.items():
         row[f"gain_{gain}"] = means[worse] - means[better]
-        t_p, perm_p, smallest = _gain_tests(cell.y[worse], cell.y[better], paired, n_perm, seed, confidence)
+        t_p, perm_p, smallest = gain_tests(cell.y[worse], cell.y[better], paired, n_perm, seed, confidence)
         row[f"p_{gain}_raw"], row[f"p_{gain}_perm_raw"] = t_p, perm_p
         row["p_perm_min"] = max(row["p_perm_min"], smallest)
     return row

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ablate.stats.ratio import seeds_for_half_width, share_half_width, welch_df
-from ablate.stats.table import DECOMPOSED, Cell, cells, prepare
+from ablate.stats.ratio import seeds_for_half_width, share_half_width, share_weights, welch_df
+from ablate.stats.table import DECOMPOSED, SHARES, Cell, cells, prepare
 
 PILOT_MIN = 5  # fewer seeds give a spread with under 4 degrees of freedom: no plan from them
 ASSURANCE = 0.85  # the plan's chance of reaching the asked half-width (measured ~87%: simulate_two_stage)
@@ -43,6 +43,7 @@ class PilotEstimate:
     den: float
     n: int
     nu: float
+    numerator: tuple[str, str] = SHARES["rep"]  # which share: stats.table.SHARES
 
     def seeds(self, half_width: float, confidence: float, variance_factor: float = 1.0) -> int:
         """Seeds per arm for `half_width` with A scaled by variance_factor (-1: no gain, or none
@@ -50,7 +51,9 @@ class PilotEstimate:
         if not np.isfinite(self.share):
             return -1
         sd = {arm: s * math.sqrt(variance_factor) for arm, s in self.sd.items()}
-        return seeds_for_half_width(sd, self.share, self.den, half_width, confidence)
+        return seeds_for_half_width(
+            sd, self.share, self.den, half_width, confidence, numerator=self.numerator
+        )
 
     def plan(
         self, half_width: float, pilot: int, max_seeds: int, confidence: float, assurance: float
@@ -65,24 +68,30 @@ class PilotEstimate:
         return self.nu / float(sps.chi2.ppf(quantile, self.nu)) if np.isfinite(self.nu) else 1.0
 
 
-def pilot_estimate(y: dict[str, np.ndarray]) -> PilotEstimate:
+def pilot_estimate(y: dict[str, np.ndarray], share: str = "rep") -> PilotEstimate:
     """The planning numbers of one unpaired cell from its arms' samples y (Cell.y: analysis
-    scale, at least 2 per arm)."""
-    sd = {arm: float(np.std(y[arm], ddof=1)) for arm in DECOMPOSED}
+    scale, at least 2 per arm) for one share of stats.table.SHARES ("rep", "struct", "sym")."""
+    numerator = SHARES[share]
+    arms = list(share_weights(numerator, 0.0))
+    sd = {arm: float(np.std(y[arm], ddof=1)) for arm in arms}
     den = float(y["plain"].mean() - y["gcnn"].mean())
-    share = float(y["plain"].mean() - y["repeat"].mean()) / den if den else math.nan
-    size = {arm: len(y[arm]) for arm in DECOMPOSED}
-    s = share if np.isfinite(share) else 0.0
-    parts = [(1 - s) ** 2 * sd["plain"] ** 2, sd["repeat"] ** 2, s**2 * sd["gcnn"] ** 2]
-    nu = welch_df(parts, [size[a] - 1.0 for a in DECOMPOSED])
-    return PilotEstimate(sd, share, den, min(size.values()), nu)
+    s = float(y[numerator[0]].mean() - y[numerator[1]].mean()) / den if den else math.nan
+    size = {arm: len(y[arm]) for arm in arms}
+    weights = share_weights(numerator, s if np.isfinite(s) else 0.0)
+    nu = welch_df([weights[a] ** 2 * sd[a] ** 2 for a in arms], [size[a] - 1.0 for a in arms])
+    return PilotEstimate(sd, s, den, min(size.values()), nu, numerator)
 
 
-def _pilot_cells(runs: pd.DataFrame, scale: str, what: str) -> list[Cell]:
-    """The runs' cells, PilotTooSmall naming the first with fewer than PILOT_MIN ok seeds of an arm."""
+def _pilot_cells(runs: pd.DataFrame, scale: str, what: str, share: str = "rep") -> list[Cell]:
+    """The runs' cells, PilotTooSmall naming the first with fewer than PILOT_MIN ok seeds of an
+    arm of `share` (ValueError when a cell lacks one of its arms, e.g. the wrong arm)."""
     found = cells(prepare(runs, scale), paired=False)
+    arms = share_weights(SHARES[share], 0.0)
     for cell in found:
-        arm, n = min(cell.n.items(), key=lambda item: item[1])
+        lacking = [a for a in arms if a not in cell.y]
+        if lacking:
+            raise ValueError(f"{what}: {cell.design.label} has no {lacking[0]} arm for the {share} share")
+        arm, n = min(((a, cell.n[a]) for a in arms), key=lambda item: item[1])
         if n < PILOT_MIN:
             raise PilotTooSmall(
                 f"{what}: {cell.design.label}, arm {arm} has {n} ok seeds; a plan needs a pilot of at "
@@ -129,22 +138,22 @@ def plan_seeds(
     max_seeds: int,
     confidence: float = 0.95,
     assurance: float = ASSURANCE,
+    share: str = "rep",
 ) -> pd.DataFrame:
     """The two-stage plan: per design, from the ok runs of seeds 0 .. pilot - 1 only (so the plan
     does not change as later seeds finish), the seeds per arm at A's one-sided `assurance` upper
     bound. PilotTooSmall when an arm of the pilot has under PILOT_MIN ok seeds.
 
-    Columns: the design columns, n_pilot, share_rep (the pilot's), asked (-1: the pilot shows no
-    gain, so no number of seeds is predicted) and seeds (asked within [pilot, max_seeds]; max_seeds
-    when asked is -1).
+    Columns: the design columns, n_pilot, share_<share> (the pilot's), asked (-1: the pilot shows
+    no gain, so no number of seeds is predicted) and seeds (asked within [pilot, max_seeds];
+    max_seeds when asked is -1). `share`: which share of stats.table.SHARES the plan is for.
     """
     rows = []
-    for cell in _pilot_cells(runs[runs["seed"] < pilot], "points", "pilot"):
-        est = pilot_estimate(cell.y)
+    for cell in _pilot_cells(runs[runs["seed"] < pilot], "points", "pilot", share):
+        est = pilot_estimate(cell.y, share)
         asked, seeds = est.plan(half_width, pilot, max_seeds, confidence, assurance)
-        rows.append(
-            {**cell.design.columns, "n_pilot": est.n, "share_rep": est.share, "asked": asked, "seeds": seeds}
-        )
+        row = {**cell.design.columns, "n_pilot": est.n, f"share_{share}": est.share}
+        rows.append(row | {"asked": asked, "seeds": seeds})
     return pd.DataFrame(rows)
 
 

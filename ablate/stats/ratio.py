@@ -1,5 +1,7 @@
-"""Inference for the repetition share, a ratio of mean differences s = N / D with
-N = gain_rep = e_plain - e_repeat and D = gain_total = e_plain - e_gcnn.
+"""Inference for a share of the G-CNN's gain, a ratio of mean differences s = N / D with
+D = gain_total = e_plain - e_gcnn and N the gain of one step: the repetition share's N =
+e_plain - e_repeat, the sharing-structure share's e_repeat - e_wrong, the symmetry share's
+e_wrong - e_gcnn (stats.table.SHARES), each N written as a sum of arm means with coefficients.
 
 `ratio_moments` gives N, D, their (co)variances and degrees of freedom from one budget's
 samples or summed over several budgets; the intervals and the identifiability rule take those.
@@ -45,34 +47,58 @@ def welch_df(parts: list[float], dfs: list[float]) -> float:
     return sum(parts) ** 2 / denom if denom > 0 else math.inf
 
 
-def ratio_moments(cells: list[Cell], paired: bool, numerator: str = "repeat") -> RatioMoments:
-    """Moments of N and D from one cell, or summed over cells (the pooled share). N is the gain of
-    the `numerator` arm over the plain arm (repeat: the repetition share; augmented: the share of
-    the G-CNN's gain that augmentation recovers).
+DENOMINATOR = ("plain", "gcnn")  # every share's D: the G-CNN's total gain over the plain CNN
 
-    Unpaired: arms independent, Var(mean) = s^2 / n per arm; e_plain sits in N and D, so
-    Cov(N, D) = sum Var(mean e_plain); df Welch-Satterthwaite over every (cell, arm) term of
-    N - s D = sum (1 - s) e_plain - e_repeat + s e_gcnn. Paired (one cell): per-seed
-    differences, their sample covariance / n, df n - 1.
+
+def coefficients(numerator: tuple[str, str]) -> tuple[dict[str, float], dict[str, float]]:
+    """N's and D's coefficient per arm: N = mean(worse) - mean(better) for numerator = (worse,
+    better), D = mean(plain) - mean(gcnn); arms with coefficient 0 are left out."""
+    c_num = {numerator[0]: 1.0}
+    c_num[numerator[1]] = c_num.get(numerator[1], 0.0) - 1.0
+    return {a: c for a, c in c_num.items() if c}, {DENOMINATOR[0]: 1.0, DENOMINATOR[1]: -1.0}
+
+
+def share_weights(numerator: tuple[str, str], share: float) -> dict[str, float]:
+    """Per arm, the coefficient of N - s D (the statistic whose variance sets the share's
+    interval): for the repetition share 1 - s (plain), -1 (repeat), s (gcnn)."""
+    c_num, c_den = coefficients(numerator)
+    arms = dict.fromkeys([DENOMINATOR[0], *c_num, DENOMINATOR[1]])
+    return {a: c_num.get(a, 0.0) - share * c_den.get(a, 0.0) for a in arms}
+
+
+def ratio_moments(
+    cells: list[Cell], paired: bool, numerator: tuple[str, str] = ("plain", "repeat")
+) -> RatioMoments:
+    """Moments of N and D from one cell, or summed over cells (the pooled share). N is the gain of
+    `numerator` = (worse, better) arm: ("plain", "repeat") the repetition share, ("repeat",
+    "wrong") the sharing-structure share, ("wrong", "gcnn") the symmetry share, ("plain",
+    "augmented") the share of the G-CNN's gain that augmentation recovers.
+
+    Unpaired: arms independent, Var(mean) = s^2 / n per arm; an arm in N and D (e_plain in the
+    repetition share's) gives Cov(N, D) = its coefficients' product times Var(mean); df
+    Welch-Satterthwaite over every (cell, arm) term of N - s D (share_weights). Paired (one
+    cell): per-seed differences, their sample covariance / n, df n - 1.
     """
+    c_num, c_den = coefficients(numerator)
     if paired:
         (cell,) = cells
-        p, r, g = (cell.y[a] for a in ("plain", numerator, "gcnn"))
-        num, den, n = p - r, p - g, len(p)
+        num = sum(c * cell.y[a] for a, c in c_num.items())
+        den = sum(c * cell.y[a] for a, c in c_den.items())
+        n = len(den)
         cov = float(np.cov(num, den, ddof=1)[0, 1])
         var_num, var_den = sample_var(num) / n, sample_var(den) / n
         return RatioMoments(float(num.mean()), float(den.mean()), var_num, var_den, cov / n, n - 1.0)
-    num = sum(float(c.y["plain"].mean() - c.y[numerator].mean()) for c in cells)
-    den = sum(float(c.y["plain"].mean() - c.y["gcnn"].mean()) for c in cells)
+    num = sum(sum(c * float(cell.y[a].mean()) for a, c in c_num.items()) for cell in cells)
+    den = sum(float(cell.y["plain"].mean() - cell.y["gcnn"].mean()) for cell in cells)
     share = num / den if den else 0.0
-    weights = {"plain": (1 - share) ** 2, numerator: 1.0, "gcnn": share**2}
+    weights = share_weights(numerator, share)
     var = {(i, a): sample_var(c.y[a]) / len(c.y[a]) for i, c in enumerate(cells) for a in weights}
-    parts = [weights[a] * v for (_, a), v in var.items()]
+    parts = [weights[a] ** 2 * v for (_, a), v in var.items()]
     dfs = [len(cells[i].y[a]) - 1.0 for (i, a) in var]
-    v_plain = sum(v for (_, a), v in var.items() if a == "plain")
-    v_rep = sum(v for (_, a), v in var.items() if a == numerator)
-    v_gcnn = sum(v for (_, a), v in var.items() if a == "gcnn")
-    return RatioMoments(num, den, v_plain + v_rep, v_plain + v_gcnn, v_plain, welch_df(parts, dfs))
+    var_num = sum(c_num.get(a, 0.0) ** 2 * v for (_, a), v in var.items())
+    var_den = sum(c_den.get(a, 0.0) ** 2 * v for (_, a), v in var.items())
+    cov = sum(c_num.get(a, 0.0) * c_den.get(a, 0.0) * v for (_, a), v in var.items())
+    return RatioMoments(num, den, var_num, var_den, cov, welch_df(parts, dfs))
 
 
 def quantile(m: RatioMoments, confidence: float) -> float:
@@ -158,33 +184,41 @@ def bootstrap_interval(
     return math.nan, math.nan, "failed"
 
 
-def share_half_width(sd: dict[str, float], share: float, den: float, n: int, confidence: float) -> float:
+def share_half_width(
+    sd: dict[str, float], share: float, den: float, n: int, confidence: float, numerator=("plain", "repeat")
+) -> float:
     """Predicted delta-method half-width of the share with n seeds per arm (unpaired):
 
-        half(n) = t_{(1+c)/2, df(n)} * sqrt(A / n) / |D|,  A = (1 - s)^2 sd_p^2 + sd_r^2 + s^2 sd_g^2,
+        half(n) = t_{(1+c)/2, df(n)} * sqrt(A / n) / |D|,  A = sum_arm w_arm^2 sd_arm^2
 
-    with df(n) the Welch-Satterthwaite df of the three terms of A (each with n - 1 df).
-    sd: per arm standard deviation on the analysis scale; den: the total gain D.
+    with w the share_weights (repetition share: A = (1 - s)^2 sd_p^2 + sd_r^2 + s^2 sd_g^2) and
+    df(n) the Welch-Satterthwaite df of A's terms (each with n - 1 df). sd: per arm standard
+    deviation on the analysis scale; den: the total gain D.
     """
-    parts = [(1 - share) ** 2 * sd["plain"] ** 2, sd["repeat"] ** 2, share**2 * sd["gcnn"] ** 2]
-    df = welch_df([p / n for p in parts], [n - 1.0] * 3)
+    parts = [w**2 * sd[a] ** 2 for a, w in share_weights(numerator, share).items()]
+    df = welch_df([p / n for p in parts], [n - 1.0] * len(parts))
     return float(sps.t.ppf((1 + confidence) / 2, df)) * math.sqrt(sum(parts) / n) / abs(den)
 
 
 def seeds_for_half_width(
-    sd: dict[str, float], share: float, den: float, half_width: float, confidence: float, most: int = 100_000
-) -> int:
+    sd: dict[str, float], share: float, den: float, half_width: float, confidence: float, most: int = 100_000,
+    numerator=("plain", "repeat"),
+) -> int:  # fmt: skip
     """Smallest n >= 2 seeds per arm whose predicted half-width (share_half_width) is <= half_width."""
     if den == 0 or not all(np.isfinite(list(sd.values()))):
         return -1
+
+    def half(n: int) -> float:
+        return share_half_width(sd, share, den, n, confidence, numerator)
+
     lo, hi = 2, 2
-    while share_half_width(sd, share, den, hi, confidence) > half_width:
+    while half(hi) > half_width:
         if hi >= most:
             return -1
         lo, hi = hi, min(2 * hi, most)
     while lo < hi:  # the half-width falls with n: bisect for the first n that is narrow enough
         mid = (lo + hi) // 2
-        if share_half_width(sd, share, den, mid, confidence) > half_width:
+        if half(mid) > half_width:
             lo = mid + 1
         else:
             hi = mid

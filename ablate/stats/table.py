@@ -33,8 +33,11 @@ from ablate.models.arms import (
 
 REQUIRED = ("arm", "budget", "seed", "test_error", "status")
 DECOMPOSED = DEFAULT_ARMS  # the arms the gain decomposition needs
-OPTIONAL = ("augmented",)  # arms compared with the plain arm when present
+OPTIONAL = ("augmented", "wrong", "wide")  # arms the decomposition reads when present
 GAINS = {"total": ("plain", "gcnn"), "rep": ("plain", "repeat"), "eq": ("repeat", "gcnn")}
+# the numerator (worse, better) of each share of gain_total = e_plain - e_gcnn: repetition, and,
+# with the wrong-group arm, the sharing structure and the symmetry (stats.controls)
+SHARES = {"rep": ("plain", "repeat"), "struct": ("repeat", "wrong"), "sym": ("wrong", "gcnn")}
 SCALES = ("points", "log", "logit")
 SCALE_LABELS = {
     "points": "test error (fraction; gains in percentage points)",

@@ -25,7 +25,7 @@ RUN_KEY_VERSION = 2  # bump when the training code changes what a run key's resu
 _LATER_DATA = ("subset", "pad", "size", "test_split")
 _LATER_MODEL = (
     "repeat_structure", "preset", "preset_width", "group", "channels", "classes",
-    "builder", "builder_source", "width", "base_scale",
+    "builder", "builder_source", "width", "base_scale", "wrong_group",
 )  # fmt: skip
 _SPEC_DEFAULTS = {f.name: f.default for f in fields(ArmSpec)} | {
     "group": ROTATIONS
@@ -97,7 +97,7 @@ def arm_train_config(train: TrainSettings, arm: str) -> TrainSettings:
 def _triplet(
     study: Study, source: str, budget: int, group: Group, repeat_structure: str, shape: tuple
 ) -> dict:
-    """The three arms' ArmSpecs at one budget, group and control: the built-in backbone's or a
+    """The study's arms' ArmSpecs at one budget, group and control: the built-in backbone's or a
     [models] builder's (imported from the study file's folder)."""
     m = study.models
     channels, size, classes = shape
@@ -105,7 +105,7 @@ def _triplet(
     return solve_triplet(
         budget, group=group, repeat_structure=repeat_structure, repeat_mode=m.repeat_mode,
         tolerance=m.tolerance, channels=channels, classes=classes, size=size, backbone=m.backbone_spec,
-        builder=m.builder, folder=folder,
+        builder=m.builder, folder=folder, arms=tuple(m.arms), wrong_group=m.wrong_group_for(group),
     )  # fmt: skip
 
 

@@ -170,6 +170,18 @@ def check_data_unchanged(store: StudyResults, grid: list[RunSpec], fingerprint: 
         )
 
 
+def _reuse(study: Study, store: StudyResults, grid: list[RunSpec], fingerprint: str) -> None:
+    """Copy the grid's finished runs from the study's [run] reuse folders (once; printed)."""
+    keys = {spec.run_key for spec in grid}
+    for folder in study.run.reuse:
+        path = Path(folder)
+        if not (path / "runs.csv").exists():
+            raise StudyError(f"run.reuse: expected a results folder with runs.csv, found none at {path}")
+        copied = store.adopt(StudyResults(path.parent, path.name), keys, fingerprint)
+        if copied:
+            print(f"study {study.name}: reused {copied} finished runs of its grid from {path}")
+
+
 def run_study(
     study: Study,
     force: bool = False,
@@ -199,6 +211,7 @@ def run_study(
     if not force:
         check_data_unchanged(store, grid, fingerprint)
     current = code if retrain else None
+    _reuse(study, store, grid, fingerprint)
     finished = store.finished_keys(fingerprint, current)
     todo = [s for s in grid if force or s.run_key not in finished]
     print(

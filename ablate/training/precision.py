@@ -44,10 +44,10 @@ def plan_now(study: Study, source: str) -> list[str]:
     if len(runs) < len(pilot_grid):
         return [f"plan: made once the pilot's {len(pilot_grid)} runs finished ({len(runs)} have)"]
     try:
-        plan = stats.plan_seeds(runs, r.precision / 100, r.pilot_seeds, r.max_seeds)
+        plan = stats.plan_seeds(runs, r.precision / 100, r.pilot_seeds, r.max_seeds, share=r.precision_share)
     except ValueError as error:
         return [f"plan: none from the pilot ({error})"]
-    return plan_lines(plan, r.precision, r.pilot_seeds, r.max_seeds)
+    return plan_lines(plan, r.precision, r.pilot_seeds, r.max_seeds, r.precision_share)
 
 
 def cell_targets(pilot_grid: list[RunSpec], pilot_runs: pd.DataFrame, plan: pd.DataFrame) -> dict:
@@ -65,7 +65,12 @@ def cell_targets(pilot_grid: list[RunSpec], pilot_runs: pd.DataFrame, plan: pd.D
     return targets
 
 
-def plan_lines(plan: pd.DataFrame, precision: float, pilot: int, max_seeds: int) -> list[str]:
+SHARE_NAMES = {"rep": "repetition", "struct": "sharing-structure", "sym": "symmetry"}
+
+
+def plan_lines(
+    plan: pd.DataFrame, precision: float, pilot: int, max_seeds: int, share: str = "rep"
+) -> list[str]:
     """One line per design: what its pilot asks and what will train."""
     lines = []
     for _, row in plan.iterrows():
@@ -73,7 +78,8 @@ def plan_lines(plan: pd.DataFrame, precision: float, pilot: int, max_seeds: int)
         what = f"asks {asked}" if asked > 0 else "shows no gain, so no number of seeds is predicted"
         capped = " (capped by run.max_seeds)" if asked < 0 or asked > max_seeds else ""
         lines.append(
-            f"plan {Design.of(row).label}: the {pilot}-seed pilot (share {100 * row['share_rep']:.1f}%) "
+            f"plan {Design.of(row).label}: the {pilot}-seed pilot ({SHARE_NAMES[share]} share "
+            f"{100 * row[f'share_{share}']:.1f}%) "
             f"{what} for +-{precision:g} points; training seeds 0-{int(row['seeds']) - 1}{capped}"
         )
     return lines
@@ -96,10 +102,18 @@ def run_to_precision(
     outcome = run_study(study, force, on_epoch, source, executor(), grid=pilot_grid, **options)
     runs = pilot_runs(study, pilot_grid)
     try:
-        plan = stats.plan_seeds(runs, settings.precision / 100, settings.pilot_seeds, settings.max_seeds)
+        plan = stats.plan_seeds(
+            runs,
+            settings.precision / 100,
+            settings.pilot_seeds,
+            settings.max_seeds,
+            share=settings.precision_share,
+        )
     except ValueError as error:
         raise StudyError(f"{source}: run.precision: no plan from the pilot ({error})") from None
-    for line in plan_lines(plan, settings.precision, settings.pilot_seeds, settings.max_seeds):
+    for line in plan_lines(
+        plan, settings.precision, settings.pilot_seeds, settings.max_seeds, settings.precision_share
+    ):
         print(line)
     targets = cell_targets(pilot_grid, runs, plan)
     listed = set(study.train.all_seeds)
@@ -115,12 +129,14 @@ def run_to_precision(
         print(f"round: seeds {seeds[0]}-{seeds[-1]} ({len(grid)} runs)")
         outcome = run_study(study, force, on_epoch, source, executor(), grid=grid, **options)
         start += settings.round_seeds
-    for line in reached_lines(StudyResults(settings.results, study.name).runs(), settings.precision):
+    for line in reached_lines(
+        StudyResults(settings.results, study.name).runs(), settings.precision, settings.precision_share
+    ):
         print(line)
     return outcome
 
 
-def reached_lines(runs: pd.DataFrame, precision: float) -> list[str]:
+def reached_lines(runs: pd.DataFrame, precision: float, share: str = "rep") -> list[str]:
     """One line per design: the share's 95% delta interval on every ok seed and its half-width."""
     table = stats.decompose(runs[runs["status"] == "ok"], n_boot=0, n_perm=0)
     lines = []
@@ -129,10 +145,11 @@ def reached_lines(runs: pd.DataFrame, precision: float) -> list[str]:
         if not row["identifiable"]:
             lines.append(f"reached {where}: no interval, the total gain is not clearly non-zero")
             continue
-        lo, hi = row["share_rep_lo_delta"], row["share_rep_hi_delta"]
+        lo, hi = row[f"share_{share}_lo_delta"], row[f"share_{share}_hi_delta"]
         half = 100 * (hi - lo) / 2
         lines.append(
-            f"reached {where}: share {100 * row['share_rep']:.1f}% ({100 * lo:.1f}% to {100 * hi:.1f}%), "
+            f"reached {where}: {SHARE_NAMES[share]} share {100 * row[f'share_{share}']:.1f}% "
+            f"({100 * lo:.1f}% to {100 * hi:.1f}%), "
             f"half-width {half:.1f} points ({'within' if half <= precision else 'wider than'} "
             f"+-{precision:g}) with {int(row[['n_plain', 'n_repeat', 'n_gcnn']].min())} seeds per arm"
         )

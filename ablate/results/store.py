@@ -1,6 +1,6 @@
-"""The only code that reads or writes results files: results/<study>/{runs,history}.csv,
-the study copy, per-run claims and checkpoints, and superseded/{runs,history}.csv: the rows of
-runs that were retrained (`--retrain`, `--force`), kept with their code fingerprints.
+"""A study's results folder, results/<study>/: {runs,history}.csv (rows: results.rows), the
+study copy, per-run claims and checkpoints, and superseded/{runs,history}.csv: the rows of runs
+that were retrained (`--retrain`, `--force`), kept with their code fingerprints.
 
 Writes are atomic (a temporary file in the same folder, then os.replace) and made under a
 study-wide file lock, so concurrent runners never write a row twice or corrupt a file. A run
@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -25,110 +24,8 @@ import torch
 from filelock import FileLock, Timeout
 
 from ablate.errors import ResultsError, StudyError
-from ablate.models.arms import DEFAULT_STRUCTURE, GROUPED_ARMS, NO_STRUCTURE, ROTATIONS
-from ablate.models.groups import INVARIANCE_COLUMNS, ORBIT_ERROR_COLUMNS
+from ablate.results.rows import HISTORY_COLUMNS, RUN_COLUMNS, HistoryRow, RunRow, read_history, read_runs
 from ablate.study.schema import Study, load_study
-
-
-@dataclass(frozen=True)
-class RunRow:
-    """One row of runs.csv: one finished run. docs/study.md's runs.csv table documents each field."""
-
-    study: str
-    run_key: str
-    arm: str
-    budget: int
-    seed: int
-    n_params: int
-    macs: int
-    group_order: int
-    repeat_mode: str
-    backbone: str
-    learnable_widths: str
-    physical_widths: str
-    dataset: str
-    n_train: int
-    n_test: int
-    epochs: int
-    test_error: float
-    invariance_error: float  # under its own group's exact transformations (before wave 5: a 90-degree turn,
-    # and the mirror in a D_N study, for every arm)
-    train_loss: float
-    train_error: float
-    train_seconds: float
-    device: str
-    status: str
-    finished_at: str
-    ablate_version: str
-    torch_version: str
-    escnn_version: str
-    # added in wave 2: rows written before read back with the default
-    data_fingerprint: str = ""
-    fused: int = 1
-    precision: str = "fp32"
-    repeat_structure: str = NO_STRUCTURE  # the repeat arm's control, "" for other arms (see legacy_rows)
-    invariance_error_any: float = math.nan
-    model_name: str = ""  # a preset's model ('baseline', 'c4_rep', ...); empty for solved budgets
-    # added in wave 3
-    preset_width: float = 1.0  # a preset's width multiplier
-    code_fingerprint: str = ""  # version + hash of the package's source files; "" before 0.2.0
-    group: str = (
-        ROTATIONS  # with group_order, the arm's group: C_N, D_N, C1 (trivial) for the arms without one
-    )
-    channels: int = 1  # input channels
-    classes: int = 10  # classes
-    # added in wave 4: a user's network ([models] builder)
-    builder: str = ""  # its import path, "" for the built-in arms
-    builder_source: str = ""  # hash of the file that defines it
-    width: float = 0.0  # the width it was built at
-    base_scale: float = 0.0  # the repeat twin's base channels per regular field
-    compiled: bool = False  # its training steps went through torch.compile ([run] compile)
-    # added in wave 5
-    cpu: str = ""  # the CPU that trained it (training.machine.cpu_name: family, model, vector ISA)
-    # fraction of test images whose class changes under some transformation of each subgroup of
-    # the pixel grid's symmetries (models.groups.EXACT_GROUPS); a design reads its group's column
-    invariance_C2: float = math.nan
-    invariance_C4: float = math.nan
-    invariance_D1: float = math.nan
-    invariance_D2: float = math.nan
-    invariance_D4: float = math.nan
-    # the test error of the logits averaged over each subgroup's transformations (the identity
-    # included): what test-time averaging over a design's group gives each arm
-    orbit_error_C2: float = math.nan
-    orbit_error_C4: float = math.nan
-    orbit_error_D1: float = math.nan
-    orbit_error_D2: float = math.nan
-    orbit_error_D4: float = math.nan
-
-
-@dataclass(frozen=True)
-class HistoryRow:
-    """One row of history.csv: one epoch of one run."""
-
-    study: str
-    run_key: str
-    arm: str
-    budget: int
-    seed: int
-    epoch: int
-    train_loss: float
-    train_error: float
-    test_error: float
-    lr: float
-    seconds: float
-
-
-RUN_COLUMNS = [f.name for f in fields(RunRow)]
-# the columns a run's final evaluation fills beside test_error: its own group's invariance, any
-# angle's, and each subgroup's invariance and orbit-averaged error
-INVARIANCE_FIELDS = ("invariance_error", "invariance_error_any", *INVARIANCE_COLUMNS, *ORBIT_ERROR_COLUMNS)
-assert set(INVARIANCE_FIELDS) <= set(RUN_COLUMNS), "RunRow lacks a column of EXACT_GROUPS"
-HISTORY_COLUMNS = [f.name for f in fields(HistoryRow)]
-
-
-def _required(row_type: type) -> list[str]:
-    """Columns a file must have: the fields without a default (later additions carry one)."""
-    return [f.name for f in fields(row_type) if f.default is MISSING]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -143,59 +40,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _read_csv(path: Path, row_type: type) -> pd.DataFrame:
-    """A results CSV as a DataFrame with every column of `row_type`; a file from before a column
-    was added gets that column filled with the field's default."""
-    columns = [f.name for f in fields(row_type)]
-    if not path.exists():
-        return pd.DataFrame(columns=columns)
-    try:
-        # text columns stay text: a run key or fingerprint of only digits must not turn into a number;
-        # floats parse exactly (pandas' fast parser can be one ulp off, and each record rewrites)
-        text = {f.name: str for f in fields(row_type) if f.type == "str"}
-        frame = pd.read_csv(path, dtype=text, float_precision="round_trip")
-    except Exception as error:
-        raise ResultsError(
-            f"{path}: expected a CSV written by ablate, found unreadable content "
-            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
-        ) from None
-    missing = [c for c in _required(row_type) if c not in frame.columns]
-    if missing:
-        raise ResultsError(
-            f"{path}: expected the columns of an ablate {path.name}, missing {', '.join(missing)}"
-        )
-    return legacy_rows(frame, row_type)
-
-
-def legacy_rows(frame: pd.DataFrame, row_type: type) -> pd.DataFrame:
-    """Rows as this version writes them, from any earlier version's file: a column added later
-    gets its field's default, empty text cells read as "", and the repeat arm's rows from
-    before repeat controls were recorded get the control they had ("paper")."""
-    added = [f.name for f in fields(row_type) if f.name not in frame.columns]
-    for f in fields(row_type):
-        if f.name in added:
-            frame[f.name] = f.default
-        elif f.type == "str":
-            frame[f.name] = frame[f.name].fillna("")
-        elif f.default is not MISSING:  # a later column left empty: its default
-            frame[f.name] = frame[f.name].fillna(f.default)
-    if "repeat_structure" in added:
-        frame.loc[frame["arm"] == "repeat", "repeat_structure"] = DEFAULT_STRUCTURE
-    if "group" in frame and "arm" in frame:  # before D1 existed a D_N study's plain arm said "D", order 1
-        frame.loc[~frame["arm"].isin(GROUPED_ARMS), "group"] = ROTATIONS
-    return frame
-
-
-def read_runs(path: str | Path) -> pd.DataFrame:
-    """A runs.csv as a DataFrame (one row per finished run); ResultsError if it is not ours."""
-    return _read_csv(Path(path), RunRow)
-
-
-def read_history(path: str | Path) -> pd.DataFrame:
-    """A history.csv as a DataFrame (one row per run and epoch)."""
-    return _read_csv(Path(path), HistoryRow)
 
 
 class Checkpoint:
@@ -355,6 +199,36 @@ class StudyResults:
             _atomic_write(self.history_path, past.to_csv(index=False).encode())
             _atomic_write(self.runs_path, runs.to_csv(index=False).encode())
         return True
+
+    def adopt(self, other: StudyResults, run_keys: set[str], fingerprint: str) -> int:
+        """Copy `other` study's finished rows (and history) of `run_keys` made on data with
+        `fingerprint` that this folder does not hold yet; returns how many. The rows keep their
+        study, code fingerprint, CPU and finish time: who made them stays on record."""
+        theirs = other.runs()
+        theirs = theirs[
+            theirs["run_key"].astype(str).isin(run_keys) & _fingerprints(theirs).isin(["", fingerprint])
+        ]
+        if theirs.empty:
+            return 0
+        self._ensure()
+        with self._lock:
+            runs, past = self.runs(), self.history()
+            new = theirs[~theirs["run_key"].astype(str).isin(set(runs["run_key"].astype(str)))]
+            if new.empty:
+                return 0
+            keys = set(new["run_key"].astype(str))
+            history = other.history()
+            history = history[history["run_key"].astype(str).isin(keys)]
+            past = past[~past["run_key"].astype(str).isin(keys)]  # left by an interrupted adoption
+            both_history = (
+                history[HISTORY_COLUMNS] if past.empty else pd.concat([past, history[HISTORY_COLUMNS]])
+            )
+            both_runs = (
+                new[RUN_COLUMNS] if runs.empty else pd.concat([runs, new[RUN_COLUMNS]], ignore_index=True)
+            )
+            _atomic_write(self.history_path, both_history.to_csv(index=False).encode())
+            _atomic_write(self.runs_path, both_runs.to_csv(index=False).encode())
+        return len(new)
 
     def _supersede(self, runs: pd.DataFrame, history: pd.DataFrame) -> None:
         """Append replaced rows to superseded/{runs,history}.csv (under the study's lock); a row
