@@ -52,11 +52,11 @@ def _print_summary(report: StudyReport, paths: list[Path], out_root: Path) -> No
     if report.table is not None:
         print(
             text.format_summary(
-                report.table, report.pooled, report.group_label, report.dataset, report.unconverged
+                report.table, report.pooled, report.group_label, report.dataset, report.unstable
             )
         )
         print(f"\nprecision of the repetition share (target ±{100 * HALF_WIDTHS[0]:.0f} points):")
-        for line in text.precision_lines(report.table, HALF_WIDTHS[0], report.unconverged):
+        for line in text.precision_lines(report.table, HALF_WIDTHS[0], report.unstable):
             print(f"  {line}")
         for half_width, needed in report.seeds.items():
             print(text.seeds_sentence(needed, half_width))

@@ -7,6 +7,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ablate import stats
@@ -101,7 +102,9 @@ class StudyReport:
     table_log: pd.DataFrame | None = None  # the same decomposition on log test error
     seeds: dict[float, pd.DataFrame] = field(default_factory=dict)  # stats.seeds_needed per half-width
     variants: list[str] = field(default_factory=list)  # model variants (runs' "variant"), in order
-    convergence: pd.DataFrame | None = None  # stats.convergence per cell (with its variant)
+    convergence: pd.DataFrame | None = None  # stats.convergence per cell (with its variant): runs' noise
+    stability: pd.DataFrame | None = None  # stats.share_stability per design: the convergence verdict
+    trajectory: pd.DataFrame | None = None  # stats.share_trajectory: the share over the last epochs
     paper: PaperSummary | None = None  # a preset study's models, in the paper's shape
     trends: dict[str, pd.DataFrame] = field(default_factory=dict)  # stats.seed_trends by seed / finished_at
     single_seed: dict[str, stats.SingleSeedShares] = field(default_factory=dict)  # by "best" / "final"
@@ -112,12 +115,12 @@ class StudyReport:
     wrong_groups: dict[int, str] = field(default_factory=dict)  # group order -> the wrong arm's group
 
     @property
-    def unconverged(self) -> dict[int, list[str]]:
-        """Budget -> labels of the cells whose test error still moved at the end of training."""
-        if self.convergence is None:
+    def unstable(self) -> dict[int, list[str]]:
+        """Budget -> labels of the designs whose share is not shown stable at the end of training."""
+        if self.stability is None:
             return {}
-        budgets = self.convergence.loc[self.convergence["unconverged"], "budget"]
-        return {int(b): text.unconverged_cells(self.convergence, b) for b in sorted(set(budgets))}
+        budgets = self.stability.loc[self.stability["verdict"] != "stable", "budget"]
+        return {int(b): text.unstable_designs(self.stability, b) for b in sorted(set(budgets))}
 
     @property
     def n_seeds(self) -> str:
@@ -220,29 +223,35 @@ def _invariance(runs: pd.DataFrame, saved, notes: list[str]) -> pd.DataFrame:
     return table
 
 
-def _convergence(history: pd.DataFrame, runs: pd.DataFrame, notes: list[str]) -> pd.DataFrame | None:
-    """stats.convergence per cell (None without history), its flags noted."""
+def _convergence(history: pd.DataFrame, runs: pd.DataFrame, complete: list, notes: list[str]) -> dict:
+    """The convergence fields of a StudyReport (none without history): per cell its runs' movement
+    (stats.convergence, a note about noise), per design the share's stability over the last epochs
+    (stats.share_stability: the verdict, noted where not stable) and its trajectory."""
     if history.empty:
         notes.append("no history of epochs (history.csv empty, or a runs table alone): no learning curves")
-        return None
+        return {}
     conv = stats.convergence(history, runs)
-    window = f"the last {100 * stats.convergence_window:.0f}% of"
-    if conv["unconverged"].any():
-        flagged = text.unconverged_cells(conv)
-        cells = f"{len(flagged)} of {len(conv)} cells not shown converged"
-        notes.append(f"{cells} ({'; '.join(flagged)}); {text.convergence_rule()}")
-    measured = int(conv["n"].sum())
-    if measured:
-        notes.append(
-            f"per run: {int(conv['moved'].sum())} of {measured} runs moved by more than "
-            f"{100 * stats.convergence_threshold:.1f} points over {window} their epochs"
-        )
+    fluctuation = stats.run_fluctuation(history, runs)
+    if np.isfinite(fluctuation):
+        notes.append(text.fluctuation_note(fluctuation))
     if conv["unknown"].any():
         notes.append(
-            f"convergence not checked for {int(conv['unknown'].sum())} cells: no test error was "
-            f"evaluated before {window} their epochs ([train].eval_every)"
+            f"convergence not checked for {int(conv['unknown'].sum())} cells: no test error was evaluated "
+            f"before the last {100 * stats.convergence_window:.0f}% of their epochs ([train].eval_every)"
         )
-    return conv
+    subset = runs[runs["budget"].isin(complete)]
+    if not complete:
+        return {"convergence": conv}
+    stability = stats.share_stability(history, subset)
+    flagged = text.unstable_designs(stability)
+    if flagged:
+        shown = f"{len(flagged)} of {len(stability)} shares not shown stable"
+        notes.append(f"{shown} ({'; '.join(flagged)}); {text.stability_rule()}")
+    return {
+        "convergence": conv,
+        "stability": stability,
+        "trajectory": stats.share_trajectory(history, subset),
+    }
 
 
 def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyReport:
@@ -295,7 +304,7 @@ def analyse_runs(
         paper = _paper_summary(runs, history, invariance)
         notes += _paper_notes(paper)
     dataset = _dataset_label(runs, saved)
-    conv = _convergence(history, runs, notes)
+    convergence = _convergence(history, runs, complete, notes)
     single = {}
     if numbers and int(summary["n"].max()) >= MIN_SINGLE_SEEDS:
         errors = ("best", "final") if not history.empty else ("final",)
@@ -307,7 +316,7 @@ def analyse_runs(
         group_orders=sorted({int(n) for n in orders}) or [4], summary=summary,
         table=numbers.get("table"), pooled=numbers.get("pooled"), notes=notes,
         table_log=numbers.get("table_log"), seeds=numbers.get("seeds", {}), variants=variants,
-        convergence=conv, paper=paper, single_seed=single, group=group, invariance=invariance, **controls,
+        paper=paper, single_seed=single, group=group, invariance=invariance, **controls, **convergence,
         trends={by: stats.seed_trends(runs, by=by) for by in stats.TREND_ORDERS},
     )  # fmt: skip
 

@@ -17,7 +17,15 @@ import seaborn as sns  # noqa: E402
 from ablate import stats  # noqa: E402
 from ablate.models.arms import ARM_COLOURS, DEFAULT_STRUCTURE, Design, Group, control_phrase  # noqa: E402
 from ablate.report.controls import fig_sharing_or_symmetry  # noqa: E402
-from ablate.report.plots import axes, decorate, no_table, plot_gains, plot_shares, share_axis  # noqa: E402
+from ablate.report.plots import (  # noqa: E402
+    axes,
+    decorate,
+    no_table,
+    plot_gains,
+    plot_shares,
+    plot_trajectory,
+    share_axis,
+)
 
 if TYPE_CHECKING:
     from ablate.report.analysis import StudyReport
@@ -90,24 +98,20 @@ def fig_gain_decomposition(report: StudyReport, axes: Sequence[plt.Axes] | None 
     return fig
 
 
-def _mark_convergence(report: StudyReport, budget, ax: plt.Axes) -> None:
-    """Shade the window the convergence check looks at; name the cells it flags."""
+def _mark_window(report: StudyReport, budget, ax: plt.Axes) -> None:
+    """Shade the window the share's stability is judged over; name its designs not shown stable."""
     last = report.history.loc[report.history["budget"] == budget, "epoch"].max()
     ax.axvspan(stats.window_start(last), last, color="0.9", zorder=0)
-    if report.convergence is None:
-        return
-    conv = report.convergence
-    flagged = conv[(conv["budget"] == budget) & conv["unconverged"]]
-    if len(flagged):
-        cells = int((conv["budget"] == budget).sum())
-        names = "\n".join(flagged["variant"]) if len(flagged) <= 3 else f"{len(flagged)} of {cells} models"
-        note = f"not shown converged (shaded window):\n{names}"
+    flagged = report.unstable.get(int(budget), [])
+    if flagged:
+        names = "\n".join(f.split(" (")[0].removeprefix(f"budget {int(budget):,}, ") for f in flagged[:3])
+        note = f"share not shown stable (shaded window):\n{names}"
         ax.text(0.98, 0.98, note, transform=ax.transAxes, ha="right", va="top", fontsize=6, color="C3")
 
 
 def fig_learning_curves(report: StudyReport, axes: Sequence[plt.Axes] | None = None) -> plt.Figure:
     """Train and test error (%) per epoch, mean and 95% CI over seeds; one axis per budget. The
-    convergence check's window is shaded and the cells it flags are named."""
+    window the share's stability is judged over is shaded and the designs not shown stable named."""
     h = report.history
     long = pd.concat(
         [
@@ -136,7 +140,7 @@ def fig_learning_curves(report: StudyReport, axes: Sequence[plt.Axes] | None = N
             legend=i == len(budgets) - 1,
         )
         decorate(ax, "epoch", "error (%)", f"budget {int(budget):,}", legend=i == len(budgets) - 1)
-        _mark_convergence(report, budget, ax)
+        _mark_window(report, budget, ax)
         if i == len(budgets) - 1:  # beside the plots: the convergence note sits in their corner
             sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), fontsize=7, title_fontsize=7)
     fig.suptitle(f"Learning curves (mean, 95% CI over seeds) — {report.title}")
@@ -289,12 +293,27 @@ def fig_single_seed(report: StudyReport, ax: plt.Axes | None = None) -> plt.Figu
     return fig
 
 
+def fig_share_trajectory(report: StudyReport, ax: plt.Axes | None = None) -> plt.Figure:
+    """The repetition share at each of the last evaluated epochs, from that epoch's arm means, with
+    its delta-method 95% band: one line per design (plots.plot_trajectory)."""
+    t = report.trajectory.copy()
+    orders, controls = t["group_order"].nunique() > 1, t["repeat_structure"].nunique() > 1
+    t["line"] = [Design.of(row).short(orders, controls) for _, row in t.iterrows()]
+    ax = plot_trajectory(t, ax)
+    ax.set_title(f"The share over the last epochs (shaded: the stability window)\n{report.title}")
+    last = int(t["epoch"].max())
+    ax.axvspan(stats.window_start(last), last, color="0.9", zorder=0)
+    return ax.figure
+
+
 def drawable(name: str, report: StudyReport) -> bool:
     """Whether figure `name` has what it draws: learning curves a history, the single-seed figure
     its shares, the parameter and size figures counts (a runs table of your own may have none)."""
     needs = {"error_vs_params": ("n_params",), "physical_size": ("n_params", "macs")}.get(name, ())
     if any(report.runs[column].isna().all() for column in needs):
         return False
+    if name == "share_trajectory":
+        return report.trajectory is not None and not report.trajectory.empty
     if name == "sharing_or_symmetry":
         return (
             report.table is not None
@@ -318,4 +337,5 @@ FIGURES = {
     "share_vs_group_order": fig_share_vs_group_order,
     "single_seed": fig_single_seed,
     "sharing_or_symmetry": fig_sharing_or_symmetry,
+    "share_trajectory": fig_share_trajectory,
 }

@@ -19,7 +19,7 @@ from ablate import stats
 from ablate.models.arms import DEFAULT_ARMS, NOT_APPLICABLE, Design
 from ablate.report.plots import axes, decorate
 from ablate.report.provenance import code_notes
-from ablate.report.text import bound_phrase, cell_name, convergence_rule, format_interval, pct
+from ablate.report.text import fluctuation_note, format_interval, pct, stability_phrase, stability_rule
 from ablate.results import StudyResults
 from ablate.study.ladder import Ladder, Step
 from ablate.study.schema import Study
@@ -36,17 +36,18 @@ class LadderReport:
     control' where a step has both controls, else 'C4'), n (fewest seeds of an arm), `pilot` (the
     seeds the two-stage plan asks for from seeds 0-9, for a +-10-point interval; -1 when it
     cannot say), `up_to` (the step's largest share, where the step takes one; `up_to_lo`,
-    `up_to_hi`, `up_to_k`: its selection-adjusted interval and K), `unconverged` (the design's
-    cells not shown converged by stats.convergence, with their bounds; '' when none) and `bound`
-    (the largest upper bound of the design's cells' mean absolute change). single: per estimator
-    step, the paper's estimator on its `of` step's runs, by "best" and "final" errors. missing:
-    steps not finished (no runs, or an arm with fewer than 2 seeds)."""
+    `up_to_hi`, `up_to_k`: its selection-adjusted interval and K), and the share's stability over
+    the last epochs (stats.share_stability: `verdict`, `stable_change`, `stable_lo`, `stable_hi`).
+    single: per estimator step, the paper's estimator on its `of` step's runs, by "best" and
+    "final" errors. missing: steps not finished (no runs, or an arm with fewer than 2 seeds).
+    trajectory: stats.share_trajectory of every decomposition step, `line` naming step and design."""
 
     ladder: Ladder
     rows: pd.DataFrame
     single: dict[str, dict[str, stats.SingleSeedShares]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    trajectory: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def reference(self) -> float:
@@ -85,16 +86,15 @@ def _models(prepared: pd.DataFrame, design: Design) -> str:
     return " · ".join(parts)
 
 
-def _convergence(prepared: pd.DataFrame, conv: pd.DataFrame, design: Design) -> tuple[str, float]:
-    """('c4_rep bound 0.88 pts; baseline bound 0.84 pts', largest bound) for the design's cells:
-    the cells not shown converged ('' when every cell is), and the largest upper bound (fraction)."""
-    mine = conv[design.rows(conv)]
-    labels = []
-    for _, c in mine[mine["unconverged"]].iterrows():
-        same = prepared[(prepared["arm"] == c["arm"]) & (prepared["group_order"] == c["group_order"])]
-        name = (same["model_name"].iloc[0] if len(same) else "") or cell_name(c)
-        labels.append(f"{name} {bound_phrase(c)}")
-    return "; ".join(labels), float(mine["upper_abs_change"].max())
+DESIGN_COLUMNS = ["budget", "group_order", "repeat_structure"]
+
+
+def _stability(table: pd.DataFrame, runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """The step's table with its designs' share stability (stats.share_stability) as verdict,
+    stable_change, stable_lo and stable_hi."""
+    stability = stats.share_stability(history, runs)[[*DESIGN_COLUMNS, "change", "lo", "hi", "verdict"]]
+    stability = stability.rename(columns={"change": "stable_change", "lo": "stable_lo", "hi": "stable_hi"})
+    return table.merge(stability, on=DESIGN_COLUMNS, how="left")
 
 
 def _pilot(runs: pd.DataFrame, table: pd.DataFrame) -> list[int]:
@@ -120,25 +120,18 @@ def _decomposition(step: Step, runs: pd.DataFrame, history: pd.DataFrame, notes:
     controls = table["repeat_structure"].nunique() > 1  # a step with both repeat controls names them
     designs = [Design.of(row) for _, row in table.iterrows()]
     prepared = stats.prepare(runs)
-    conv = stats.convergence(history, runs)
-    table = table.assign(step=step.key, change=step.change)
+    table = _stability(table.assign(step=step.key, change=step.change), runs, history)
     table["design"] = [d.name(controls) for d in designs]
     table["models"] = [_models(prepared, d) for d in designs]
     table["n"] = table[["n_plain", "n_repeat", "n_gcnn"]].min(axis=1)
     table["pilot"] = _pilot(runs, table)
-    table["unconverged"], table["bound"] = zip(*[_convergence(prepared, conv, d) for d in designs])
     for _, t in table.iterrows():
         where = f"step {step.key} ({t['design']})"
         if step.seeds is not None and t["n"] < step.seeds:
             notes.append(f"{where}: {int(t['n'])} of the {step.seeds} planned seeds per arm")
-        if t["unconverged"]:
-            notes.append(f"{where}: not shown converged ({t['unconverged']}); {convergence_rule()}")
-    moved, measured = int(conv["moved"].sum()), int(conv["n"].sum())
-    notes.append(
-        f"step {step.key}: per run, {moved} of {measured} runs moved by more than "
-        f"{100 * stats.convergence_threshold:.1f} points over the last {100 * stats.convergence_window:.0f}% "
-        "of their epochs"
-    )
+        if t["verdict"] != "stable":
+            notes.append(f"{where}: share not shown stable ({_stable_cell(t)}); {stability_rule()}")
+    notes.append(f"step {step.key}: {fluctuation_note(stats.run_fluctuation(history, runs))}")
     table["up_to"] = False
     table["up_to_lo"], table["up_to_hi"], table["up_to_k"] = np.nan, np.nan, 0
     shown = table[table["identifiable"].astype(bool)]
@@ -167,7 +160,7 @@ def _single_seed(runs: pd.DataFrame, history: pd.DataFrame, reference: float) ->
 def analyse_ladder(ladder: Ladder, base: Path = Path(".")) -> LadderReport:
     """Every number of a ladder's report, from its steps' results folders under `base` (the
     folder `python -m ablate.run` ran in)."""
-    rows, missing, notes, read, single = [], [], [], {}, {}
+    rows, missing, notes, read, single, trajectories = [], [], [], {}, {}, []
     for step in ladder.steps:
         if step.estimator:
             runs, history = read[step.of]
@@ -184,15 +177,34 @@ def analyse_ladder(ladder: Ladder, base: Path = Path(".")) -> LadderReport:
         except ValueError as error:  # a step still training: an arm with fewer than 2 seeds
             missing.append(step.key)
             notes.append(f"step {step.key}: not shown, {error}")
+            continue
+        trajectories.append(_trajectory(step, runs, history, rows[-1]))
     frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
-    return LadderReport(ladder, frame, single, missing, notes)
+    trajectory = pd.concat(trajectories, ignore_index=True) if trajectories else pd.DataFrame()
+    return LadderReport(ladder, frame, single, missing, notes, trajectory)
+
+
+def _trajectory(step: Step, runs: pd.DataFrame, history: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """stats.share_trajectory of one step, each design's line named 'B (C4, matched control)'."""
+    trajectory = stats.share_trajectory(history, runs)
+    names = {tuple(r[c] for c in DESIGN_COLUMNS): f"{step.key} ({r['design']})" for _, r in rows.iterrows()}
+    return trajectory.assign(
+        line=[names.get(tuple(r[c] for c in DESIGN_COLUMNS), step.key) for _, r in trajectory.iterrows()]
+    )
 
 
 COLUMNS = [
     "step", "what changes", "models (learnable parameters)", "seeds (10-seed pilot plans)",
     "error % plain / repeat / G-CNN", "gain total / rep / eq (pts)", "repetition share",
-    "95% CI delta", "95% CI Fieller", "converged",
+    "95% CI delta", "95% CI Fieller", "share's change over the last 20% of epochs (pts, 95% CI)",
 ]  # fmt: skip
+
+
+def _stable_cell(t: pd.Series) -> str:
+    """'stable: +0.4 points (-2.0 to 2.9)' for a ladder row."""
+    return stability_phrase(
+        {"verdict": t["verdict"], "change": t["stable_change"], "lo": t["stable_lo"], "hi": t["stable_hi"]}
+    )
 
 
 def _adjusted(t) -> str:
@@ -214,13 +226,10 @@ def ladder_rows(report: LadderReport) -> list[list[str]]:
         else:
             share, delta, fieller = "not identifiable", NOT_APPLICABLE, NOT_APPLICABLE
         seeds = f"{int(t['n'])}" + (f" (plan: {int(t['pilot'])})" if t["pilot"] > 0 else "")
-        converged = (
-            f"not shown: {t['unconverged']}"
-            if t["unconverged"]
-            else f"yes (bound {100 * t['bound']:.2f} pts)"
-        )
         step = f"{t['step']} ({t['design']})"
-        out.append([step, t["change"], t["models"], seeds, errors, gains, share, delta, fieller, converged])
+        out.append(
+            [step, t["change"], t["models"], seeds, errors, gains, share, delta, fieller, _stable_cell(t)]
+        )
     for key, by_error in report.single.items():
         step = report.ladder.step(key)
         for error, shares in by_error.items():
@@ -276,10 +285,10 @@ def ladder_sentence(report: LadderReport) -> str:
                 f"{pct(s['median'])}, {reached} of {int(s['n'])} seeds at or above "
                 f"{pct(report.reference, 0)}."
             )
-    moving = report.rows[report.rows["unconverged"].astype(bool)]
+    moving = report.rows[report.rows["verdict"] != "stable"]
     if len(moving):
-        steps = ", ".join(dict.fromkeys(f"{t['step']} ({t['design']})" for _, t in moving.iterrows()))
-        line += f" Resting on cells not shown converged (table): {steps}."
+        steps = ", ".join(f"{t['step']} ({t['design']}): {t['verdict']}" for _, t in moving.iterrows())
+        line += f" Not shown stable over the last epochs (table): {steps}."
     if report.missing:
         line += (
             f" Not finished yet: step{'s' if len(report.missing) > 1 else ''} {', '.join(report.missing)}."

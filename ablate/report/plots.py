@@ -158,3 +158,19 @@ def plot_shares(
     share_axis(ax, "x")
     decorate(ax, "repetition share of the gain (%)", "design", "Repetition share (forest plot)")
     return ax
+
+
+def plot_trajectory(table: pd.DataFrame, ax: plt.Axes | None = None, label: str = "line") -> plt.Axes:
+    """The share against epoch with its 95% band: one line per value of the `label` column (a
+    design, or a ladder's step), from columns epoch, share, lo, hi (fractions, drawn in %), as
+    stats.share_trajectory gives them. Returns the Axes."""
+    _, ax = axes(ax, (6, 4))
+    colours = sns.color_palette("colorblind", max(1, table[label].nunique()))
+    for colour, (name, line) in zip(colours, table.groupby(label, sort=False)):
+        line = line.sort_values("epoch")
+        ax.plot(line["epoch"], 100 * line["share"], marker="o", markersize=3, color=colour, label=name)
+        ax.fill_between(line["epoch"], 100 * line["lo"], 100 * line["hi"], color=colour, alpha=0.15)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    share_axis(ax, "y")
+    decorate(ax, "epoch", "repetition share (%)", "The share over the last epochs")
+    return ax

@@ -45,8 +45,9 @@ def _share_cell(row: pd.Series, method: str) -> str:
 
 
 def _change_cell(report: StudyReport, budget, variant: str) -> str:
-    """The convergence column: mean absolute test-error change over the last epochs and its upper
-    95% bound (points), 'converged' when the bound is below the threshold, else 'not shown'."""
+    """The runs' movement column: mean absolute test-error change over the last epochs and its
+    upper 95% bound (points): how much single runs still move, a note about noise (the verdict is
+    on the share: the share table's stability column)."""
     if report.convergence is None:
         return NOT_APPLICABLE
     c = report.convergence[
@@ -55,13 +56,12 @@ def _change_cell(report: StudyReport, budget, variant: str) -> str:
     if c.empty or c["unknown"].iloc[0]:
         return NOT_APPLICABLE
     row = c.iloc[0]
-    verdict = "converged" if row["converged"] else "not shown"
-    return f"{100 * row['mean_abs_change']:.2f} ({text.bound(row)}) {verdict}"
+    return f"{100 * row['mean_abs_change']:.2f} ({text.bound(row)})"
 
 
 def arm_rows(report: StudyReport) -> list[list[str]]:
-    """Table cells per budget and model variant: params, MACs, test error mean ± sd (n), and the
-    convergence check (stats.convergence: mean absolute change over the last 20% of epochs)."""
+    """Table cells per budget and model variant: params, MACs, test error mean ± sd (n), and how
+    much its runs still move (stats.convergence: mean absolute change over the last 20% of epochs)."""
     cells = report.runs.groupby(["budget", "variant"])[["n_params", "macs"]].mean()
     rank = {v: i for i, v in enumerate(report.variants)}
     rows = []
@@ -135,12 +135,22 @@ def share_rows(report: StudyReport) -> list[list[str]]:
         else:
             share.append("not identifiable")
         row = [t["design"], _pct(t["gain_total"]), _pct(t["gain_rep"]), _pct(t["gain_eq"]), *share]
-        row += [_p(t["p_total"]), _p(t["p_rep"]), _p(t["p_eq"])]
+        row += [_p(t["p_total"]), _p(t["p_rep"]), _p(t["p_eq"]), _stability_cell(report, t)]
         if augmented:
             aug = text.format_interval(t["share_aug_lo"], t["share_aug_hi"])
             row += [_pct(t["gain_aug"]), _p(t["p_aug"]), f"{_pct(t['share_aug'], 1)} ({aug})"]
         rows.append(row)
     return rows
+
+
+def _stability_cell(report: StudyReport, t: pd.Series) -> str:
+    """The share's change over the last epochs with its interval and verdict (stats.share_stability)."""
+    if report.stability is None:
+        return NOT_APPLICABLE
+    s = report.stability
+    same = s[(s["budget"] == t["budget"]) & (s["group_order"] == t["group_order"])]
+    same = same[same["repeat_structure"] == t["repeat_structure"]]
+    return text.stability_phrase(same.iloc[0]) if len(same) else NOT_APPLICABLE
 
 
 def share_header(report: StudyReport) -> list[str]:
@@ -159,7 +169,7 @@ ARM_HEADER = [
     "params",
     "MACs",
     "test error % mean ± sd (n)",
-    f"mean abs. change over last {100 * stats.convergence_window:.0f}% of epochs (pts, upper 95% bound)",
+    f"runs' mean abs. change over last {100 * stats.convergence_window:.0f}% of epochs (pts, 95% bound)",
 ]
 SHARE_HEADER = [
     "design",
@@ -174,6 +184,7 @@ SHARE_HEADER = [
     "p total",
     "p rep",
     "p eq",
+    f"share's change over last {100 * stats.convergence_window:.0f}% of epochs (pts, 95% CI)",
 ]
 
 
@@ -216,7 +227,7 @@ def headline_text(report: StudyReport) -> str:
             "ok seeds of every arm at some budget."
         )
     return text.headline_sentence(
-        report.table, report.group_label, report.dataset, report.pooled, report.unconverged
+        report.table, report.group_label, report.dataset, report.pooled, report.unstable
     )
 
 
@@ -232,7 +243,8 @@ def share_table_caption(report: StudyReport) -> str:
         "(gain > 0), Welch t-tests, Holm-adjusted over all budgets and gains. A share is given only "
         "where the total gain is clearly non-zero (its Fieller set is one bounded interval). Within a "
         "budget the share of the relative gain equals the share in points; the share of the gain "
-        f"in log test error (last share column) weighs relative improvements instead.{boot}"
+        f"in log test error weighs relative improvements instead.{boot} The last column judges "
+        f"convergence on the share itself: {text.stability_rule()}."
     )
 
 

@@ -63,12 +63,12 @@ def headline_sentence(
     group: str = "C4",
     dataset: str = "",
     pooled_row: pd.DataFrame | None = None,
-    unconverged: dict | None = None,
+    unstable: dict | None = None,
 ) -> str:
     """The paper's sentence computed from data, with the budget named and the selection stated
     (the largest of K shares is biased upward), the pooled share beside it, and a warning when
-    cells of its budget had not converged (`unconverged`: budget -> labels of flagged cells); or
-    the honest statement that no share can be given."""
+    designs of its budget are not shown stable (`unstable`: budget -> labels); or the honest
+    statement that no share can be given."""
     best = largest_share(table)
     where = f" on {dataset}" if dataset else ""
     if best is None:
@@ -96,10 +96,9 @@ def headline_sentence(
     group = design.group_label or group
     repeat_structure = design.repeat_structure
     control = f" ({control_phrase(repeat_structure)})" if repeat_structure != DEFAULT_STRUCTURE else ""
-    flagged = (unconverged or {}).get(int(best["budget"]), [])
+    flagged = (unstable or {}).get(int(best["budget"]), [])
     caveat = (
-        f" It rests on cells not shown converged (their test error may still move over the last "
-        f"epochs): {', '.join(flagged)}."
+        f" Not every share of its budget is shown stable over the last epochs: {', '.join(flagged)}."
         if flagged
         else ""
     )
@@ -117,11 +116,11 @@ def format_summary(
     pooled_row: pd.DataFrame | None = None,
     group: str = "C4",
     dataset: str = "",
-    unconverged: dict | None = None,
+    unstable: dict | None = None,
 ) -> str:
     """Plain-text summary of decompose() (and pooled()) output."""
     scale = str(table["scale"].iloc[0]) if "scale" in table else "points"
-    head = headline_sentence(table, group, dataset, pooled_row, unconverged)
+    head = headline_sentence(table, group, dataset, pooled_row, unstable)
     lines = [head, "", f"scale: {SCALE_LABELS[scale]}"]
     for _, r in table.iterrows():
         where = Design.of(r).label
@@ -166,13 +165,13 @@ def format_summary(
     return "\n".join(lines)
 
 
-def precision_lines(table: pd.DataFrame, target: float, unconverged: dict | None = None) -> list[str]:
+def precision_lines(table: pd.DataFrame, target: float, unstable: dict | None = None) -> list[str]:
     """Per design: whether the repetition share's delta interval is within ±target (fraction), or
-    why not: not identifiable, too wide, or resting on unconverged cells (budget -> labels)."""
+    why not: not identifiable, too wide, or not shown stable (budget -> labels)."""
     lines = []
     for _, r in table.iterrows():
         where = Design.of(r).label
-        flagged = (unconverged or {}).get(int(r["budget"]), [])
+        flagged = [f for f in (unstable or {}).get(int(r["budget"]), []) if f.startswith(where + " (")]
         if not r["identifiable"]:
             verdict = "no interval: the share is not identifiable (total gain not clearly non-zero)"
         else:
@@ -183,7 +182,7 @@ def precision_lines(table: pd.DataFrame, target: float, unconverged: dict | None
                 + (f"within ±{100 * target:.0f}" if half <= target else f"wider than ±{100 * target:.0f}")
             )
         if flagged:
-            verdict += f"; cells not shown converged: {', '.join(flagged)}"
+            verdict += f"; share not shown stable: {flagged[0][len(where) + 2 : -1]}"
         lines.append(f"{where}: {verdict}")
     return lines
 
@@ -242,12 +241,32 @@ def cell_label(row) -> str:
     return f"{row['arm']} at {design.label}"
 
 
-def convergence_rule() -> str:
-    """The convergence rule of stats.convergence in words, for notes and captions."""
+def stability_rule() -> str:
+    """The stability rule of stats.share_stability in words, for notes and captions."""
     return (
-        f"a cell is shown converged when the upper {100 * stats.convergence_confidence:.0f}% bound of its "
-        f"runs' mean absolute test-error change over the last {100 * stats.convergence_window:.0f}% of "
-        f"epochs is below {100 * stats.convergence_threshold:.1f} points"
+        f"a design's share is shown stable when the 95% interval (delta method) of its change over the "
+        f"last {100 * stats.convergence_window:.0f}% of epochs, each end from that epoch's arm means, lies "
+        f"within ±{100 * stats.STABLE_TOLERANCE:.0f} points; otherwise 'drift' where the interval excludes "
+        "0, else 'too few seeds'"
+    )
+
+
+def stability_phrase(row) -> str:
+    """'stable: +0.4 points (-2.0 to 2.9)' for a stats.share_stability row (its verdict first)."""
+    if not np.isfinite(row.get("change", np.nan)):
+        return f"{row['verdict']}: no change measured"
+    return (
+        f"{row['verdict']}: {100 * row['change']:+.1f} points "
+        f"({100 * row['lo']:.1f} to {100 * row['hi']:.1f})"
+    )
+
+
+def fluctuation_note(fluctuation: float) -> str:
+    """The per-run movement as a note about noise, not a verdict."""
+    return (
+        f"single runs fluctuate by {100 * fluctuation:.2f} points from one evaluation to the next over the "
+        f"last {100 * stats.convergence_window:.0f}% of epochs (median over runs of the mean absolute "
+        "change): noise that more seeds average out, so convergence is judged on the share"
     )
 
 
@@ -263,17 +282,13 @@ def bound_phrase(row) -> str:
     return f"mean abs. change {100 * row['mean_abs_change']:.2f}, {bound(row)} pts"
 
 
-def unconverged_cells(conv: pd.DataFrame, budget=None) -> list[str]:
-    """Labels ('budget 5,000 repeat C4 (mean abs. change 0.55, bound 0.84 pts)') of the cells not
-    shown converged, optionally of one budget."""
-    flagged = conv[conv["unconverged"]]
+def unstable_designs(stability: pd.DataFrame, budget=None) -> list[str]:
+    """Labels ('budget 20,000, C4, paper control (too few seeds: -1.7 points (-5.3 to 1.9))') of
+    the designs whose share is not shown stable, optionally of one budget."""
+    flagged = stability[stability["verdict"] != "stable"]
     if budget is not None:
         flagged = flagged[flagged["budget"] == budget]
-    labels = []
-    for _, r in flagged.iterrows():
-        what = r.get("variant") or cell_name(r)
-        labels.append(f"{Design(r['budget']).label} {what} ({bound_phrase(r)})")
-    return labels
+    return [f"{Design.of(r).label} ({stability_phrase(r)})" for _, r in flagged.iterrows()]
 
 
 def exchangeability_sentence(trends: dict[str, pd.DataFrame]) -> str:

@@ -10,7 +10,7 @@ from ablate.report.analysis import StudyReport
 from ablate.report.figures import FIGURES, drawable
 from ablate.report.ladder import COLUMNS as LADDER_COLUMNS
 from ablate.report.ladder import analyse_ladder, fig_ladder, ladder_rows, ladder_sentence
-from ablate.report.plots import save, use_theme
+from ablate.report.plots import plot_trajectory, save, use_theme
 from ablate.report.tables import markdown_table, write_tables
 from ablate.study.ladder import Ladder
 
@@ -35,6 +35,10 @@ def write_ladder(ladder: Ladder, base: Path, out_root: Path, formats: Sequence[s
     out.mkdir(parents=True, exist_ok=True)
     use_theme()
     paths = save(fig_ladder(report), out, ladder.name, formats) if not report.rows.empty else []
+    if not report.trajectory.empty:
+        ax = plot_trajectory(report.trajectory)
+        ax.set_title(f"The share over the last epochs, per step — {ladder.settings.title}")
+        paths += save(ax.figure, out, f"{ladder.name}_trajectory", formats)
     md = [f"# {ladder.name}: {ladder.settings.title}", "", ladder_sentence(report), ""]
     md += [markdown_table(LADDER_COLUMNS, ladder_rows(report))]
     if report.notes:

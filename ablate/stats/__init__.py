@@ -7,7 +7,8 @@ no sentences: those are in ablate.report.text).
 - decompose: the per-budget decomposition with tests, the selection-adjusted "up to"
 - planning: how many seeds a share interval needs, and the two-stage plan of --precision
 - pooled: the share pooled over budgets
-- convergence: whether each cell's test error still moves at the end of training
+- convergence: how much each cell's runs still move at the end of training (noise, not a verdict)
+- stability: whether each design's share still moves at the end of training (the verdict)
 - single_seed: the seed paper's one-seed estimator for every seed, and its distribution
 - exchangeability: whether a cell's test errors trend with the seed number or finishing order
 - multiple: Holm's adjustment of a family of p-values
@@ -41,6 +42,14 @@ from ablate.stats.planning import (
 from ablate.stats.pooled import pooled
 from ablate.stats.ratio import bootstrap_interval, delta_interval, fieller_interval
 from ablate.stats.single_seed import SingleSeedShares, single_seed_shares
+from ablate.stats.stability import (
+    STABLE_TOLERANCE,
+    VERDICTS,
+    run_fluctuation,
+    share_stability,
+    share_trajectory,
+    verdict,
+)
 from ablate.stats.table import (
     GAINS,
     REQUIRED,
@@ -88,6 +97,12 @@ __all__ = [
     "prepare",
     "run_changes",
     "seed_trends",
+    "share_stability",
+    "share_trajectory",
+    "run_fluctuation",
+    "STABLE_TOLERANCE",
+    "VERDICTS",
+    "verdict",
     "seeds_needed",
     "selection_interval",
     "share_interval",
