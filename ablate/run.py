@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 
 from ablate.errors import AblateError, StudyError
@@ -64,8 +65,11 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
 
 
 def dry_run(study: Study, source: str) -> int:
-    """--dry-run: print the grid, its models and what is done, partial or missing; train nothing."""
+    """--dry-run: print the grid, its models and what is done, partial or missing, and how long
+    solving the models to their budgets took; train nothing."""
+    tick = time.perf_counter()
     grid = expand_grid(study, source)
+    solved = time.perf_counter() - tick
     store = StudyResults(study.run.results, study.name)
     try:
         fingerprint = load_study_data(study.data).meta["fingerprint"]
@@ -73,6 +77,12 @@ def dry_run(study: Study, source: str) -> int:
         fingerprint = None
         print(f"note: data not loaded, finished runs not checked against it ({error})")
     print(describe_grid(study, grid, store, fingerprint))
+    what = (
+        "a user's network: each width tried is a build of it"
+        if study.models.builder
+        else "counted, not built"
+    )
+    print(f"models solved to their budgets in {solved:.1f} s ({what})")
     r = study.run
     if r.precision is not None:
         print(

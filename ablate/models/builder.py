@@ -31,19 +31,12 @@ import torch
 from escnn import nn as enn
 from torch import nn
 
-from ablate.errors import AblateError
 from ablate.models.arms import DEFAULT_GROUP, DEFAULT_STRUCTURE, NO_STRUCTURE, TRIVIAL_GROUP, Group
 from ablate.models.budget import Solution, solve_multiplier
 from ablate.models.counting import count_params
+from ablate.models.probe import BuilderError, check_geometry, check_outputs, check_trains, first_line
 from ablate.models.spec import ArmSpec
 from ablate.models.twin import TwinError, apply_twin, base_channels, plan_twin, twin_counter
-
-INVARIANCE_TOLERANCE = 1e-4  # max |logit change| / (1 + max |logit|) under the group's exact turns
-PROBE_IMAGES = 4  # random images of the init-time output and invariance check
-
-
-class BuilderError(AblateError):
-    """The builder cannot give the three arms; one line naming the builder and what is wrong."""
 
 
 def resolve(path: str, folder: str | None = None) -> Callable:
@@ -79,52 +72,26 @@ def source_hash(build: Callable) -> str:
 
 
 def call(build: Callable, path: str, space, width: float, in_channels: int, classes: int) -> nn.Module:
-    """build(space, width, in_channels, classes), its exceptions as one BuilderError line."""
+    """build(space, width, in_channels, classes), its exceptions as one BuilderError line (on the
+    trivial group: a hint for networks that restrict their group)."""
     try:
         net = build(space, width, in_channels, classes)
     except Exception as error:
-        first = str(error).splitlines()[0] if str(error) else ""
+        hint = (
+            "; the plain arm is the network built on trivialOnR2(): the builder must build there too (a "
+            "network that restricts its group skips the restriction)"
+            if space.fibergroup.order() == 1
+            else ""
+        )
         raise BuilderError(
-            f"models.builder: {path} raised {type(error).__name__}: {first} (called with width {width:g}, "
-            f"in_channels {in_channels}, classes {classes})"
+            f"models.builder: {path} raised {first_line(error)} (called with {space.name}, width {width:g}, "
+            f"in_channels {in_channels}, classes {classes}){hint}"
         ) from None
     if not isinstance(net, nn.Module):
         raise BuilderError(
             f"models.builder: {path} returned {type(net).__name__}, expected a torch.nn.Module"
         )
     return net
-
-
-@torch.no_grad()
-def check_outputs(
-    net: nn.Module, path: str, what: str, shape: tuple[int, int, int], invariant_to: Group | None = None
-) -> None:
-    """BuilderError unless `net` (eval mode) maps a random (PROBE_IMAGES, *shape[:2]...) batch to
-    (PROBE_IMAGES, classes) logits and, with `invariant_to`, is invariant under that group's exact
-    transformations within INVARIANCE_TOLERANCE."""
-    channels, size, classes = shape
-    x = torch.randn(PROBE_IMAGES, channels, size, size, generator=torch.Generator().manual_seed(0))
-    was = net.training
-    net.eval()
-    try:
-        logits = net(x)
-        if tuple(logits.shape) != (PROBE_IMAGES, classes):
-            raise BuilderError(
-                f"models.builder: {path} ({what}) maps images {tuple(x.shape)} to {tuple(logits.shape)}, "
-                f"expected ({PROBE_IMAGES}, {classes})"
-            )
-        for transform in invariant_to.transformations if invariant_to else ():
-            name = transform.name
-            change = float((net(transform.apply(x)) - logits).abs().max())
-            scale = 1.0 + float(logits.abs().max())
-            if change > INVARIANCE_TOLERANCE * scale:
-                raise BuilderError(
-                    f"models.builder: {path} ({what}) is not invariant to {name} at init: logits change by "
-                    f"{change:.2g}, expected at most {INVARIANCE_TOLERANCE:g} x (1 + max |logit|) = "
-                    f"{INVARIANCE_TOLERANCE * scale:.2g}"
-                )
-    finally:
-        net.train(was)
 
 
 def solve_width(count: Callable[[float], int], budget: int, tolerance: float, what: str) -> tuple[float, int]:
@@ -221,6 +188,18 @@ def widths_of(net: nn.Module, twin: str, scale: float = 0.0) -> tuple[tuple[int,
     return tuple(len(c.out_type) for c in convs), physical
 
 
+def probe_checks(net: Network, shape: tuple) -> None:
+    """The network at width 1 on every gspace, checked before any search: the G-CNN's outputs and
+    invariance, the twins' plans, the plain build's outputs and its convolutions' geometry."""
+    where = f"models.builder: {net.path}"
+    gcnn = net.gcnn(1.0)
+    net.plan(gcnn, "repeat")
+    plain = net.on(TRIVIAL_GROUP, 1.0)
+    check_outputs(gcnn, f"{where} (gcnn {net.group.label})", shape, invariant_to=net.group)
+    check_geometry(gcnn, plain, where)
+    check_outputs(net.plain(1.0), f"{where} (plain)", shape)
+
+
 def solve_controls(
     net: Network, budget: int, tolerance: float, w_g: float, physical: tuple, arms: tuple, wrong: Group | None
 ) -> dict[str, tuple]:
@@ -236,10 +215,13 @@ def solve_controls(
         label = f"wrong {wrong.label}"
         w_w, n_w = solve_width(lambda w: count_params(net.on(wrong, w)), budget, tolerance, label)
         built = net.on(wrong, w_w)
-        check_outputs(built, net.path, label, net.shape, invariant_to=wrong)
+        check_outputs(built, f"models.builder: {net.path} ({label})", net.shape, invariant_to=wrong)
+        check_trains(built, f"models.builder: {net.path} (wrong arm)", net.shape)
         out["wrong"] = (w_w, n_w, *widths_of(built, "gcnn"))
     if "wide" in arms:
-        out["wide"] = (w_g, count_params(net.wide(w_g)), physical, physical)
+        wide = net.wide(w_g)
+        check_trains(wide, f"models.builder: {net.path} (wide arm)", net.shape)
+        out["wide"] = (w_g, count_params(wide), physical, physical)
     return out
 
 
@@ -253,19 +235,17 @@ def solve_builder_arms(
     builds the user's network). shape: (in_channels, image size, classes)."""
     net = Network(build, path, group, shape, mode, repeat_structure)
     label = group.label
-    probe = net.gcnn(1.0)  # what is wrong with the network is said before any search
-    net.plan(probe, "repeat")
-    check_outputs(probe, path, f"gcnn {label}", shape, invariant_to=group)
-    check_outputs(net.plain(1.0), path, "plain", shape)
+    probe_checks(net, shape)  # what is wrong with the network is said before any search
     w_g, n_g = solve_width(lambda w: count_params(net.gcnn(w)), budget, tolerance, f"gcnn {label}")
     w_p, n_p = solve_width(lambda w: count_params(net.plain(w)), budget, tolerance, "plain")
     g = net.gcnn(w_g)
-    check_outputs(g, path, f"gcnn {label}", shape, invariant_to=group)
+    check_outputs(g, f"models.builder: {path} (gcnn {label})", shape, invariant_to=group)
     counter = twin_counter(g, net.plan(g, "repeat"))
     scale, n_r = solve_scale(counter, budget, tolerance, float(group.size), f"repeat {label}")
     plain = net.on(TRIVIAL_GROUP, w_p)
     plain_widths = widths_of(plain, "plain")  # read before the twin replaces its R2Convs
-    check_outputs(apply_twin(plain, net.plan(plain, "plain"), 0.0), path, "plain", shape)
+    for arm, model in (("gcnn", g), ("plain", net.plain(w_p)), ("repeat", net.repeat(w_g, scale))):
+        check_trains(model, f"models.builder: {path} ({arm} arm)", shape)
     (g_learn, physical), (r_learn, _) = widths_of(g, "gcnn"), widths_of(g, "repeat", scale)
     solved = {
         "plain": (w_p, n_p, *plain_widths), "repeat": (w_g, n_r, r_learn, physical),

@@ -52,7 +52,8 @@ def copy_max(x: torch.Tensor, copy_of: torch.Tensor, n_bases: int) -> torch.Tens
     escnn GroupPooling's role)."""
     index = copy_of.view(1, -1, 1, 1).expand_as(x)
     out = x.new_full((x.shape[0], n_bases, *x.shape[2:]), -torch.inf)
-    return out.scatter_reduce(1, index, x, reduce="amax", include_self=True)
+    # a copy: its backward keeps the max it returned, which an in-place op after it must not touch
+    return out.scatter_reduce(1, index, x, reduce="amax", include_self=True).clone()
 
 
 class CopyBatchNorm(nn.Module):
@@ -103,8 +104,10 @@ class CopyMax(nn.Module):
         self.register_buffer("copy_of", copy_index(channels, base), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, T, H, W) -> (N, base, H, W); a reshape when T is a whole number of copies."""
+        """(N, T, H, W) -> (N, base, H, W); a reshape when T is a whole number of copies. The result
+        is a copy of the max (amax's backward keeps its output), so an in-place operation after it
+        (ELU(inplace=True)) trains."""
         n, t = x.shape[:2]
         if t % self.base == 0:
-            return x.reshape(n, t // self.base, self.base, *x.shape[2:]).amax(dim=1)
+            return x.reshape(n, t // self.base, self.base, *x.shape[2:]).amax(dim=1).clone()
         return copy_max(x, self.copy_of, self.base)

@@ -25,8 +25,14 @@ from ablate.models.counting import count_params
 from ablate.models.gcnn import FieldELU
 from ablate.models.repeat import SCALARS_PER_BLOCK, RepeatConv2d
 
-# escnn modules kept as they are: each acts on every channel of a regular field alone
+# escnn modules kept as they are in every arm: each acts on every channel of a field alone, or
+# (MaskModule, RestrictionModule, DisentangleModule) is a fixed, parameter-free map of the tensor
+# (a spatial mask; the group's restriction, which leaves the tensor as it is; a fixed change of
+# basis within each field) that acts on the twins' tensors as on the G-CNN's
 CHANNELWISE = (
+    enn.MaskModule,
+    enn.RestrictionModule,
+    enn.DisentangleModule,
     enn.ReLU,
     enn.ELU,
     enn.LeakyReLU,
@@ -65,7 +71,8 @@ class TensorTwin(enn.EquivariantModule):
 
 class FieldMax(nn.Module):
     """(N, size * f, H, W) -> (N, f, H, W): the max over each run of `size` consecutive channels,
-    what escnn's GroupPooling computes on regular fields."""
+    what escnn's GroupPooling computes on fields of `size` channels. The result is a copy (amax's
+    backward keeps its output), so an in-place operation after it (ELU(inplace=True)) trains."""
 
     def __init__(self, size: int):
         super().__init__()
@@ -73,18 +80,20 @@ class FieldMax(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c = x.shape[:2]
-        return x.reshape(n, c // self.size, self.size, *x.shape[2:]).amax(dim=2)
+        return x.reshape(n, c // self.size, self.size, *x.shape[2:]).amax(dim=2).clone()
 
 
 def field_kind(field_type: enn.FieldType) -> str:
-    """'regular' or 'trivial' when every field of the type is one, else 'other'."""
+    """'trivial' (every field trivial, or the trivial group), 'regular' (every field a permutation
+    representation, which pointwise nonlinearities respect: regular, quotient, a restricted
+    regular; a field of size s is s copies to the twins) or 'other' (irreducible, mixed ...)."""
     space = field_type.gspace
-    names = {r.name for r in field_type.representations}
-    if space.fibergroup.order() == 1:  # the trivial group: its regular fields are trivial ones
+    representations = field_type.representations
+    if space.fibergroup.order() == 1 or all(r.is_trivial() for r in representations):
         return "trivial"
-    if names <= {space.regular_repr.name}:
+    if all("pointwise" in r.supported_nonlinearities for r in representations):
         return "regular"
-    return "trivial" if names <= {space.trivial_repr.name} else "other"
+    return "other"
 
 
 def _conv_options(conv: enn.R2Conv, path: str) -> dict:
@@ -188,12 +197,18 @@ def _pooling(pool: enn.GroupPooling, path: str, size: int) -> Replacement:
 
 
 def _check_fields(module: enn.EquivariantModule, path: str, plain: bool) -> None:
-    """TwinError unless the module's field types are regular (trivial for the plain arm's network
-    and for network inputs)."""
+    """TwinError unless the module's field types are permutation (regular-like) fields, or
+    trivial ones (the plain arm's network, and network inputs)."""
     for field_type in (module.in_type, getattr(module, "out_type", module.in_type)):
         kind = field_kind(field_type)
         if kind == "other" or (plain and kind != "trivial"):
-            wanted = "trivial fields (the network built on the trivial group)" if plain else "regular fields"
+            wanted = (
+                "trivial fields (the network built on the trivial group)"
+                if plain
+                else "fields of permutation representations (regular, quotient): the twins make a field of "
+                "size s from s copies, which irreducible fields (norm or gated nonlinearities) have no "
+                "counterpart for"
+            )
             raise TwinError(
                 f"{path}: {type(module).__name__} on {field_type} cannot be twinned; expected {wanted}"
             )
@@ -213,7 +228,12 @@ def _replacement(
         return _plain_norm(module, path) if free else _repeat_norm(module, path, repeat_structure)
     if isinstance(module, enn.GroupPooling):
         _check_fields(module, path, plain)
-        return _pooling(module, path, 1 if plain else module.in_type.representations[0].size)
+        sizes = sorted({r.size for r in module.in_type.representations})
+        if len(sizes) > 1 and not plain:
+            raise TwinError(
+                f"{path}: GroupPooling over fields of sizes {sizes} cannot be twinned; expected one size"
+            )
+        return _pooling(module, path, 1 if plain else sizes[0])
     return None
 
 
@@ -234,8 +254,9 @@ def plan_twin(
                 _check_fields(child, path, twin == "plain")
             elif type(child).__module__.startswith("escnn.") and not isinstance(child, CONTAINERS):
                 raise TwinError(
-                    f"{path}: {type(child).__name__} cannot be twinned; expected R2Conv, InnerBatchNorm, "
-                    f"GroupPooling or a module acting channel by channel on regular fields (docs/models.md)"
+                    f"{path}: {type(child).__name__} cannot be twinned: it acts on whole fields, which the "
+                    "twins' copies have no counterpart for; expected R2Conv, InnerBatchNorm, GroupPooling or "
+                    "a module acting channel by channel (docs/models.md lists each escnn module)"
                 )
             else:
                 walk(child, path)  # the user's own modules and containers: look inside
