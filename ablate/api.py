@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 from torch import nn
 
 from ablate.errors import AblateError, StudyError
@@ -59,18 +60,21 @@ def triplet(
     parameters, each within `tolerance`; the G-CNN on `group` (a Group, its label "C4", "D1", ...,
     or an escnn gspace), checked invariant at init on random (size x size) images. `arms` may add
     "wrong" (the G-CNN on `wrong_group`, solved to the budget) and "wide" (not budget-matched).
-    Fresh initialisations from torch's random state."""
+    Fresh initialisations from torch's random state, which solving the widths leaves untouched:
+    torch.manual_seed(s) before the call gives the same models whether or not this process has
+    solved the triplet before."""
     try:
         group = Group.parse(group)
         wrong_group = Group.parse(wrong_group) if wrong_group is not None else None
     except ValueError as error:
         raise StudyError(f"ablate.triplet: {error}") from None
     build = resolve(builder) if isinstance(builder, str) else builder
-    specs = solve_triplet(
-        budget, builder=builder, group=group, repeat_structure=repeat_structure, repeat_mode=repeat_mode,
-        tolerance=tolerance, channels=in_channels, classes=classes, size=size, arms=tuple(arms),
-        wrong_group=wrong_group,
-    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):  # the solve's builds draw weights; the caller's state stays
+        specs = solve_triplet(
+            budget, builder=builder, group=group, repeat_structure=repeat_structure,
+            repeat_mode=repeat_mode, tolerance=tolerance, channels=in_channels, classes=classes, size=size,
+            arms=tuple(arms), wrong_group=wrong_group,
+        )  # fmt: skip
     return Triplet(**{arm: build_arm(spec, build) for arm, spec in specs.items()}, specs=specs)
 
 

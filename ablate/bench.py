@@ -2,23 +2,25 @@
 
 For one budget it times the package's own training step (`ablate.training.loop.train_step`: forward,
 per-run cross-entropy, backward, per-run clipping, Adam) on batches of 64 digits and prints,
-per arm: images per second for one run alone, for S runs fused into one grouped network (per
-run and in all), the speed-up, the achieved GFLOP/s (2 x 3 x multiply-accumulates per image:
+per arm: images per second for one run alone, for S runs fused into one grouped network (in
+all), the speed-up, the same S runs through torch.func (VmappedSeeds, timed alternately with
+the grouped form), the achieved GFLOP/s (2 x 3 x multiply-accumulates per image:
 forward plus a backward of about twice its cost), its fraction of the fp32 matmul peak measured
 in the same process, the same compiled ([run] compile: torch.compile, with its warm-up
 seconds; its timings alternate with the eager ones), the same with bf16 autocast, and a
 RepeatNet-style reference loop (PIL images through torchvision transforms in a DataLoader,
 batch 64) on the same model. Timings, not tests: compare numbers taken in one run.
+
+`--builder PATH` times a user's network instead: its three arms (plain twin, repeat twin, G-CNN)
+at the budget, one run alone and S runs vmapped for each S of `--sizes`, timed alternately.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 import torch
@@ -32,47 +34,20 @@ from ablate.training.cost import study_cost
 from ablate.training.loop import Cohort, adam, build_model, resolve_device, train_step
 from ablate.training.machine import cpu_name, native_bf16
 from ablate.training.runs import load_study_data
+from ablate.training.throughput import (
+    BATCH,
+    REPEATS,
+    dataloader_throughput,
+    eager_and_compiled,
+    fused_forms,
+    fusion_sizes,
+    spread,
+    step_throughput,
+    timed,
+)
 
-BATCH = 64
 DEFAULT_BENCH_ARMS = (*DEFAULT_ARMS, "augmented")
 BENCH_WRONG_GROUP = "D2"  # the wrong arm's group beside the bench's C4 G-CNN (same order)
-
-
-REPEATS = 5  # each figure is the median of this many timings, shown with their min-max
-
-
-def _timed_alternately(
-    steps: Sequence[Callable[[], object]], device: torch.device, seconds: float, repeats: int
-) -> list[list[float]]:
-    """Seconds per call of each of `steps`, after warm-up: `repeats` timings each (over about
-    `seconds` of calls), one of every step per repetition in an order reversed each time, so a
-    shared machine's drift falls on all of them alike. Returns one list per step."""
-    for step in steps:
-        for _ in range(3):
-            step()
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times: list[list[float]] = [[] for _ in steps]
-    for repetition in range(repeats):
-        order = range(len(steps)) if repetition % 2 == 0 else reversed(range(len(steps)))
-        for i in order:
-            sync()
-            calls, start = 0, time.perf_counter()
-            while time.perf_counter() - start < seconds or calls < 3:
-                steps[i]()
-                calls += 1
-            sync()
-            times[i].append((time.perf_counter() - start) / calls)
-    return times
-
-
-def _timed(step: Callable[[], object], device: torch.device, seconds: float, repeats: int) -> list[float]:
-    """Seconds per call of `step` after warm-up: `repeats` timings of about `seconds` each."""
-    return _timed_alternately([step], device, seconds, repeats)[0]
-
-
-def spread(values: Sequence[float]) -> dict[str, float]:
-    """{"median", "min", "max"} of repeated measurements."""
-    return {"median": float(statistics.median(values)), "min": float(min(values)), "max": float(max(values))}
 
 
 PEAK_SIZE = 2048  # the matrix product that measures the peak: PEAK_SIZE x PEAK_SIZE, squared
@@ -84,91 +59,7 @@ def matmul_peak(
     """Measured GFLOP/s of a PEAK_SIZE x PEAK_SIZE matrix product in `dtype` on `device` (spread)."""
     n = PEAK_SIZE
     a = torch.randn(n, n, device=device, dtype=dtype)
-    return spread([2 * n**3 / t / 1e9 for t in _timed(lambda: a @ a, device, seconds, repeats)])
-
-
-def _train_step_call(spec, seeds: int, device: torch.device, bf16: bool, compile: bool):
-    """A call of train_step on S = `seeds` fresh runs of `spec`, and the seconds its first call
-    took (tracing and compiling when compiled; inductor's on-disk cache makes a later process's
-    shorter)."""
-    models = [build_model(spec, s, device) for s in range(seeds)]
-    cohort = Cohort(models, compile=compile)
-    optimizer = adam(cohort.net.parameters(), 1e-3, 1e-7)
-    x = torch.rand(BATCH, seeds, 28, 28, device=device)
-    y = torch.randint(0, 10, (seeds, BATCH), device=device)
-    alive = torch.ones(seeds, dtype=torch.bool, device=device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-    cohort.net.train()
-
-    def step() -> None:
-        train_step(cohort, optimizer, x, y, alive, 1.0, autocast)
-
-    start = time.perf_counter()
-    step()
-    return step, time.perf_counter() - start
-
-
-def step_throughput(
-    spec, seeds: int, device: torch.device, bf16: bool, seconds: float, repeats: int, compile: bool = False
-) -> dict:
-    """Images per second (all runs together; spread) of train_step on S = `seeds` runs of `spec`,
-    eager or compiled, with "warmup_s", the seconds of its first step."""
-    step, warmup = _train_step_call(spec, seeds, device, bf16, compile)
-    times = _timed(step, device, seconds, repeats)
-    return spread([BATCH * seeds / t for t in times]) | {"warmup_s": warmup}
-
-
-def eager_and_compiled(spec, device: torch.device, seconds: float, repeats: int) -> tuple[dict, dict]:
-    """step_throughput of one run of `spec`, eager and compiled, timed alternately (one timing
-    of each per repetition). Timed one after the other on a shared CPU, the plain arm's compiled
-    speed-up came out 1.52x in one bench run and 1.14x in the next (docs/speed.md)."""
-    (eager, _), (fast, warmup) = (_train_step_call(spec, 1, device, False, c) for c in (False, True))
-    times = _timed_alternately([eager, fast], device, seconds, repeats)
-    eager_s, fast_s = (spread([BATCH / t for t in ts]) for ts in times)
-    return eager_s, fast_s | {"warmup_s": warmup}
-
-
-def dataloader_throughput(spec, device: torch.device, seconds: float, repeats: int) -> dict:
-    """Images per second (spread) of a RepeatNet-style loop: PIL digits -> torchvision ToTensor in a
-    DataLoader (batch 64) -> the model, cross-entropy, backward, clipping, Adam."""
-    import numpy as np
-    import torch.nn.functional as F
-    from PIL import Image
-    from torch.utils.data import DataLoader
-    from torchvision import transforms
-
-    rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)) for _ in range(BATCH * 8)]
-    labels = rng.integers(0, 10, len(images)).tolist()
-    to_tensor = transforms.ToTensor()
-
-    class Digits(torch.utils.data.Dataset):
-        def __len__(self) -> int:
-            return len(images)
-
-        def __getitem__(self, i: int):
-            return to_tensor(images[i]), labels[i]
-
-    model = build_model(spec, 0, device)
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-7)
-    loader = DataLoader(Digits(), batch_size=BATCH, shuffle=True)
-    batches = iter(())
-
-    def step() -> None:
-        nonlocal batches
-        try:
-            x, y = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            x, y = next(batches)
-        loss = F.cross_entropy(model(x.to(device)), y.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-
-    return spread([BATCH / t for t in _timed(step, device, seconds, repeats)])
+    return spread([2 * n**3 / t / 1e9 for t in timed(lambda: a @ a, device, seconds, repeats)])
 
 
 def bench(
@@ -190,7 +81,7 @@ def bench(
         spec = arm_spec(triplet, arm)
         flops = 6 * count_macs(build_model(spec, 0, device))  # per image: forward + backward (~2 forwards)
         alone, fast = eager_and_compiled(spec, device, seconds, repeats)
-        fused = step_throughput(spec, seeds, device, False, seconds, repeats) if seeds > 1 else alone
+        fused, vmapped = fused_forms(spec, seeds, device, seconds, repeats) if seeds > 1 else (alone, alone)
         bf16 = step_throughput(spec, 1, device, True, seconds, repeats) if bf16_native else None
         reference = dataloader_throughput(spec, device, seconds, repeats)
         rows.append(
@@ -201,6 +92,8 @@ def bench(
                 "img_s": alone,
                 "img_s_fused": fused,
                 "speedup_fused": fused["median"] / alone["median"],
+                "img_s_vmapped": vmapped,  # the same S runs through torch.func, timed alternately
+                "vmapped_vs_fused": vmapped["median"] / fused["median"],
                 "gflop_s": alone["median"] * flops / 1e9,
                 "peak_fraction": alone["median"] * flops / 1e9 / peak32["median"],
                 "img_s_compiled": fast,
@@ -263,21 +156,68 @@ def format_table(result: dict) -> str:
         f"({result['threads']} threads); matmul peak fp32 {_cell(peak['fp32'])} GFLOP/s, "
         f"bf16 {bf16}; median (min–max) of {result['repeats']} timings",
         "",
-        f"| arm | params | img/s | img/s fused ×{s} | speed-up | GFLOP/s | of fp32 peak | img/s compiled | "
+        f"| arm | params | img/s | img/s fused ×{s} | speed-up | img/s vmapped ×{s} | vmapped vs fused | "
+        "GFLOP/s | of fp32 peak | img/s compiled | "
         "compiled speed-up | compiled of fp32 peak | warm-up s | img/s bf16 | bf16 speed-up | "
         "img/s DataLoader | this loop vs DataLoader |",
-        "|" + " --- |" * 15,
+        "|" + " --- |" * 17,
     ]
     for r in result["arms"]:
         bf16_cells = f"{_cell(r['img_s_bf16'])} | {r['speedup_bf16']:.2f}×" if r["img_s_bf16"] else "— | —"
         lines.append(
             f"| {r['arm']} | {r['params']:,} | {_cell(r['img_s'])} | {_cell(r['img_s_fused'])} | "
-            f"{r['speedup_fused']:.2f}× | {r['gflop_s']:.1f} | {100 * r['peak_fraction']:.0f}% | "
+            f"{r['speedup_fused']:.2f}× | {_cell(r['img_s_vmapped'])} | {r['vmapped_vs_fused']:.2f}× | "
+            f"{r['gflop_s']:.1f} | {100 * r['peak_fraction']:.0f}% | "
             f"{_cell(r['img_s_compiled'])} | {r['speedup_compiled']:.2f}× | "
             f"{100 * r['compiled_peak_fraction']:.0f}% | {r['warmup_s']:.1f} | "
             f"{bf16_cells} | {_cell(r['img_s_dataloader'])} | "
             f"{r['speedup_vs_dataloader']:.2f}× |"
         )
+    return "\n".join(lines)
+
+
+def builder_bench(
+    builder: str, budget: int, sizes: Sequence[int], device: torch.device, seconds: float, repeats: int
+) -> dict:
+    """--builder: images per second (spread) of each arm of `builder`'s triplet at `budget`, one
+    run alone and S runs vmapped for each S of `sizes` (training.throughput.fusion_sizes)."""
+    triplet = solve_triplet(budget, builder=builder)
+    rows = []
+    for arm in DEFAULT_ARMS:
+        spec = triplet[arm]
+        timings = fusion_sizes(spec, sizes, device, seconds, repeats)
+        rows.append({"arm": arm, "params": spec.n_params, "img_s": timings})
+    return {
+        "builder": builder,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "threads": torch.get_num_threads(),
+        "budget": budget,
+        "batch": BATCH,
+        "repeats": repeats,
+        "sizes": list(sizes),
+        "arms": rows,
+    }
+
+
+def format_builder_table(result: dict) -> str:
+    """The --builder table: per arm, img/s alone and vmapped per S, with each S's ratio to alone."""
+    sizes = [f"S={s}" for s in result["sizes"]]
+    lines = [
+        f"{result['builder']} at budget {result['budget']:,}, batch {result['batch']} per run, "
+        f"{result['device_name']} ({result['threads']} threads); images per second of all runs, "
+        f"median (min–max) of {result['repeats']} timings, alternated",
+        "",
+        "| arm | params | unfused | " + " | ".join(f"vmapped {s} | vs unfused" for s in sizes) + " |",
+        "|" + " --- |" * (3 + 2 * len(sizes)),
+    ]
+    for r in result["arms"]:
+        alone = r["img_s"]["unfused"]
+        cells = [
+            f"{_cell(t)} | {t['median'] / alone['median']:.2f}×" if t else "out of memory | —"
+            for t in (r["img_s"][s] for s in sizes)
+        ]
+        lines.append(f"| {r['arm']} | {r['params']:,} | {_cell(alone)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -335,8 +275,8 @@ def study_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; returns the exit code."""
+def parser() -> argparse.ArgumentParser:
+    """The command line's flags."""
     parser = argparse.ArgumentParser(prog="python -m ablate.bench", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--budget", type=int, default=20_000, help="learnable-parameter budget (default 20000)"
@@ -357,39 +297,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--study", help="instead: time one epoch of every cell of this study file and estimate its cost"
     )
     parser.add_argument("--jobs", type=int, default=1, help="with --study: runs at a time for the estimate")
+    parser.add_argument(
+        "--builder", help="instead: time this network's three arms (module:function), alone and vmapped"
+    )
+    parser.add_argument(
+        "--sizes", default="1,10,50", help="with --builder: comma-separated seeds vmapped (default 1,10,50)"
+    )
     parser.add_argument("--json", help="also write the numbers to this file")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top operators per arm")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _device(args: argparse.Namespace) -> torch.device:
+    """--device, checked (StudyError for a CUDA device this machine lacks)."""
+    device = resolve_device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise StudyError(f"--device: expected an available CUDA device, found none ({args.device})")
+    return device
+
+
+def _measure(args: argparse.Namespace) -> tuple[dict, str]:
+    """The numbers and their table, for the arms or the builder the flags name (StudyError for bad flags)."""
+    if args.repeats < 1 or args.seconds <= 0:
+        raise StudyError(
+            f"--repeats and --seconds: expected positive numbers, found {args.repeats}, {args.seconds}"
+        )
+    if args.seeds < 1 or args.budget < 1:
+        raise StudyError(
+            f"--seeds and --budget: expected positive integers, found {args.seeds}, {args.budget}"
+        )
+    if args.builder:
+        parts = [part.strip() for part in args.sizes.split(",") if part.strip()]
+        sizes = [int(part) for part in parts] if all(part.isdigit() for part in parts) else []
+        if not sizes or min(sizes) < 1:
+            raise StudyError(f"--sizes: expected comma-separated positive integers, found {args.sizes!r}")
+        result = builder_bench(args.builder, args.budget, sizes, _device(args), args.seconds, args.repeats)
+        return result, format_builder_table(result)
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    for arm in arms:
+        expect_one_of("--arms", arm, ARMS, StudyError)
+    device = _device(args)
+    try:
+        result = bench(args.budget, arms, args.seeds, device, args.seconds, args.repeats)
+    except ValueError as error:
+        raise StudyError(f"--budget: {error}") from None
+    return result, format_table(result)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; returns the exit code (2 with one line on stderr for bad input)."""
+    args = parser().parse_args(argv)
     if args.study:
         return study_main(args)
     try:
-        if args.repeats < 1 or args.seconds <= 0:
-            raise StudyError(
-                f"--repeats and --seconds: expected positive numbers, found {args.repeats}, {args.seconds}"
-            )
-        arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-        for arm in arms:
-            expect_one_of("--arms", arm, ARMS, StudyError)
-        if args.seeds < 1 or args.budget < 1:
-            raise StudyError(
-                f"--seeds and --budget: expected positive integers, found {args.seeds}, {args.budget}"
-            )
-        device = resolve_device(args.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise StudyError(f"--device: expected an available CUDA device, found none ({args.device})")
-        try:
-            result = bench(args.budget, arms, args.seeds, device, args.seconds, args.repeats)
-        except ValueError as error:
-            raise StudyError(f"--budget: {error}") from None
+        result, table = _measure(args)
     except AblateError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(format_table(result))
-    if args.profile:
+    print(table)
+    if args.profile and not args.builder:
         triplet = solve_triplet(args.budget, arms=ARMS, wrong_group=BENCH_WRONG_GROUP)
-        for arm in arms:
+        for arm in (row["arm"] for row in result["arms"]):
             print(f"\n{arm} at budget {args.budget:,}: top operators over 10 training steps of batch {BATCH}")
-            print(profile_table(arm_spec(triplet, arm), device))
+            print(profile_table(arm_spec(triplet, arm), _device(args)))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)

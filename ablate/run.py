@@ -20,17 +20,21 @@ from ablate.study.grid import RunSpec, expand_grid, study_shape
 from ablate.study.schema import Study, load_study, with_overrides
 from ablate.training.driver import RunsUnfinished, run_study
 from ablate.training.executors import EXECUTORS, make_executor
+from ablate.training.fusion import device_fusion, fusion_size
+from ablate.training.loop import resolve_device
 from ablate.training.precision import SHARE_NAMES, plan_now, run_to_precision
 from ablate.training.runs import load_study_data
 
 
 def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, fingerprint: str | None) -> str:
     """The --dry-run table: per cell (budget and model) the model, its parameters and MACs per
-    image (at the study's input size), and how many runs are done/partial/missing (done: finished
-    on data with `fingerprint`, or on any data when it is None)."""
+    image (at the study's input size), how many runs are done/partial/missing (done: finished
+    on data with `fingerprint`, or on any data when it is None) and how many of its seeds train
+    as one computation on the study's device (training.fusion)."""
     done = store.finished_keys(fingerprint)
     m = study.models
     _, size, _ = study_shape(study)
+    device = resolve_device(study.run.device)
     cells: dict[tuple, list[RunSpec]] = {}
     for spec in grid:
         cells.setdefault((spec.budget, spec.model), []).append(spec)
@@ -47,7 +51,7 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
         f"training: {t.epochs} epochs, batch {t.batch_size}, {precision}"
         f"{', last partial batch dropped' if t.drop_last else ''}, augment {t.augment}, lr {t.lr:g}",
         f"{'budget':>8} {'model':>9} {'arm':>9} {'G':>3} {'structure':>9} {'params':>8} "
-        f"{'MACs/image':>13}  {'done':>4} {'partial':>7} {'missing':>7}  physical widths",
+        f"{'MACs/image':>13}  {'done':>4} {'partial':>7} {'missing':>7} {'fused':>5}  physical widths",
     ]
     for (budget, model_spec), specs in cells.items():
         n_done = sum(s.run_key in done for s in specs)
@@ -55,11 +59,13 @@ def describe_grid(study: Study, grid: list[RunSpec], store: StudyResults, finger
         widths = "-".join(map(str, model_spec.physical_widths))
         name = model_spec.model_name or NOT_APPLICABLE
         arm = model_spec.arm + (f" {model_spec.wrong_group}" if model_spec.wrong_group else "")
+        wanted = study.run.fuse_seeds or device_fusion(model_spec, len(specs), device, size)
+        fused = fusion_size(model_spec, len(specs), size, wanted)
         lines.append(
             f"{budget:>8} {name:>9} {arm:>9} {model_spec.group.label:>3} "
             f"{model_spec.repeat_structure or NOT_APPLICABLE:>9} {model_spec.n_params:>8} "
             f"{count_macs(build_arm(model_spec), size, model_spec.channels):>13,}  "
-            f"{n_done:>4} {partial:>7} {len(specs) - n_done - partial:>7}  {widths}"
+            f"{n_done:>4} {partial:>7} {len(specs) - n_done - partial:>7} {fused:>5}  {widths}"
         )
     return "\n".join(lines)
 

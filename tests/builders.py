@@ -144,12 +144,13 @@ def masked_steerable(gspace, width, in_channels, classes):
 
 class PooledElu(nn.Module):
     """In the style of e2cnn_experiments' E2SFCNN: R2Conv -> InnerBatchNorm -> ELU(inplace=True)
-    blocks with max pools, GroupPooling followed at once by torch's ELU(inplace=True), then a
-    linear head. `kernels`: per block."""
+    blocks with max pools after the blocks `pools`, GroupPooling right after the last block's ELU
+    and followed at once by torch's ELU(inplace=True), then a linear head. `kernels`: per block."""
 
     def __init__(
-        self, gspace, fields: list[int], in_channels: int, classes: int, kernels: tuple = (7, 5, 5, 5, 5, 5)
-    ):
+        self, gspace, fields: list[int], in_channels: int, classes: int, kernels: tuple = (7, 5, 5, 5, 5, 5),
+        pools: tuple = (1, 3),
+    ):  # fmt: skip
         super().__init__()
         self.in_type = enn.FieldType(gspace, [gspace.trivial_repr] * in_channels)
         blocks, previous = [], self.in_type
@@ -157,7 +158,7 @@ class PooledElu(nn.Module):
             field = enn.FieldType(gspace, [gspace.regular_repr] * n)
             blocks += [enn.R2Conv(previous, field, k, padding=k // 2, bias=False), enn.InnerBatchNorm(field),
                        enn.ELU(field, inplace=True)]  # fmt: skip
-            if index in (1, 3):
+            if index in pools:
                 blocks.append(enn.PointwiseMaxPool2D(field, 2))
             previous = field
         self.features = enn.SequentialModule(*blocks, enn.GroupPooling(previous))
@@ -169,8 +170,11 @@ class PooledElu(nn.Module):
 
 
 def pooled_elu(gspace, width, in_channels, classes):
-    """Two blocks: small enough for the suite."""
-    return PooledElu(gspace, [max(1, round(width * n)) for n in (4, 6)], in_channels, classes, kernels=(5, 3))
+    """Two blocks, pooled after the first: small enough for the suite, and the second block's
+    in-place ELU meets GroupPooling and the ELU(inplace=True) after it, as in E2SFCNN."""
+    return PooledElu(
+        gspace, [max(1, round(width * n)) for n in (4, 6)], in_channels, classes, kernels=(5, 3), pools=(0,)
+    )
 
 
 def sfcnn_d16(gspace, width, in_channels, classes):
@@ -237,6 +241,21 @@ class Quotient(nn.Module):
 
 def quotient(gspace, width, in_channels, classes):
     return Quotient(gspace, [max(1, round(width * n)) for n in (4, 8)], in_channels, classes)
+
+
+class CheckedInput(RepeatNet):
+    """RepeatNet that checks its input is finite first: a data-dependent branch, which vmap cannot
+    batch (each seed's answer could differ)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.isfinite(x).all():
+            raise ValueError("CheckedInput: the input holds NaN or infinity")
+        return super().forward(x)
+
+
+def checked_input(gspace, width, in_channels, classes):
+    relative = [layer.width for layer in get_backbone("repeatnet").layers]
+    return CheckedInput(gspace, [max(1, round(width * r)) for r in relative], in_channels, classes)
 
 
 class BuiltFor29(nn.Module):

@@ -7,7 +7,7 @@ import pytest
 
 from ablate import bench as bench_module
 from ablate.bench import main
-from ablate.training import compiled
+from ablate.training import compiled, throughput
 
 
 def _columns(line: str) -> list[str]:
@@ -30,7 +30,7 @@ def test_timings_alternate_and_each_step_gets_its_own():
         return lambda: (calls.append(name), time.sleep(pause))
 
     fast, slow = step("a", 0.0), step("b", 0.002)
-    times = bench_module._timed_alternately([fast, slow], torch.device("cpu"), 0.0, 4)
+    times = throughput.timed_alternately([fast, slow], torch.device("cpu"), 0.0, 4)
     assert [len(t) for t in times] == [4, 4] and min(times[1]) > max(times[0])
     # 3 calls per warm-up and per timing (seconds=0): warm-up, then a-b, b-a, a-b, b-a
     assert "".join(calls) == "aaabbb" + ("aaabbb" + "bbbaaa") * 2
@@ -54,7 +54,7 @@ def test_bench_prints_medians_with_spreads_and_writes_json(tmp_path, capsys, mon
     columns = _columns(header)
     assert (
         columns[:3] == ["arm", "params", "img/s"]
-        and "img/s fused ×2" in columns
+        and {"img/s fused ×2", "img/s vmapped ×2", "vmapped vs fused"} <= set(columns)
         and "of fp32 peak" in columns
         and {"img/s compiled", "compiled speed-up", "warm-up s"} <= set(columns)
     )
@@ -68,7 +68,8 @@ def test_bench_prints_medians_with_spreads_and_writes_json(tmp_path, capsys, mon
     result = json.loads(out.read_text())
     assert [r["arm"] for r in result["arms"]] == arms
     assert result["seeds"] == 2 and result["repeats"] == 5
-    timed = ("img_s", "img_s_fused", "img_s_compiled", "img_s_dataloader") + ("img_s_bf16",) * native_bf16
+    timed = ("img_s", "img_s_fused", "img_s_vmapped", "img_s_compiled", "img_s_dataloader")
+    timed += ("img_s_bf16",) * native_bf16
     for row in result["arms"]:
         assert row["warmup_s"] > 0
         for key in timed:
@@ -88,6 +89,41 @@ def test_bench_refuses_an_unknown_arm_in_one_line(capsys):
     assert main(["--arms", "plain,huge"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: --arms: expected one of plain, repeat, gcnn, augmented, wrong, wide, found 'huge'"
+
+
+def test_bench_builder_times_its_three_arms_alone_and_vmapped(tmp_path, capsys):
+    out = tmp_path / "builder.json"
+    builder = "tests.builders:repeatnet"  # pools early: a cheap network keeps the suite in its time
+    args = [
+        "--builder",
+        builder,
+        "--sizes",
+        "1,2",
+        "--seconds",
+        "0.001",
+        "--repeats",
+        "2",
+        "--json",
+        str(out),
+    ]
+    assert main(args) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert (
+        table[0].startswith(f"{builder} at budget 20,000, batch 64 per run") and "torch kernels" in table[0]
+    )
+    header = _columns(next(line for line in table if line.startswith("| arm |")))
+    assert header == ["arm", "params", "unfused", "vmapped S=1", "vs unfused", "vmapped S=2", "vs unfused"]
+    rows = [_columns(line) for line in table if line.startswith("| ") and "---" not in line][1:]
+    assert [r[0] for r in rows] == ["plain", "repeat", "gcnn"] and all(len(r) == len(header) for r in rows)
+    result = json.loads(out.read_text())
+    for row in result["arms"]:
+        assert set(row["img_s"]) == {"unfused", "S=1", "S=2"}
+        assert all(t["min"] <= t["median"] <= t["max"] for t in row["img_s"].values())
+    assert main(["--builder", builder, "--sizes", "1,x"]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: --sizes: expected comma-separated positive integers, found '1,x'"
+    )
 
 
 def test_bench_study_times_every_cell_and_estimates_the_cost(tiny_study, capsys, tmp_path):

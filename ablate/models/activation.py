@@ -15,11 +15,19 @@ from torch import nn
 
 
 class _CpuELU(torch.autograd.Function):
+    """relu(x) + exp(min(x, 0)) - 1 with torch's ELU backward on the output. The forward and its
+    context are separate (setup_context) so torch.func's vmap can batch it (many seeds' models as
+    one computation: training.vmapped)."""
+
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        y = torch.relu(x).add_(torch.clamp_max(x, 0).exp_().sub_(1))
-        ctx.save_for_backward(y)
-        return y
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x).add_(torch.clamp_max(x, 0).exp_().sub_(1))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(output)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ within the study's tolerance of the budget. Every problem is a BuilderError of o
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import escnn.nn.init
 import torch
 from escnn import nn as enn
 from torch import nn
@@ -92,6 +94,30 @@ def call(build: Callable, path: str, space, width: float, in_channels: int, clas
             f"models.builder: {path} returned {type(net).__name__}, expected a torch.nn.Module"
         )
     return net
+
+
+@contextlib.contextmanager
+def _without_weight_init():
+    """escnn's R2Conv draws its weights in its constructor (generalized_he_init: about two thirds
+    of a D16 network's build); a build that is only counted skips it, and leaves torch's random
+    state as it found it."""
+    original = escnn.nn.init.generalized_he_init
+    escnn.nn.init.generalized_he_init = lambda *args, **kwargs: None
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        escnn.nn.init.generalized_he_init = original
+
+
+def counted(make: Callable[[float], nn.Module]) -> Callable[[float], int]:
+    """The learnable count of make(width), built without drawing weights (only counted)."""
+
+    def count(width: float) -> int:
+        with _without_weight_init():
+            return count_params(make(width))
+
+    return count
 
 
 def solve_width(count: Callable[[float], int], budget: int, tolerance: float, what: str) -> tuple[float, int]:
@@ -213,7 +239,7 @@ def solve_controls(
                 f"models.wrong_group: the wrong arm needs a group for {net.group.label}, found none"
             )
         label = f"wrong {wrong.label}"
-        w_w, n_w = solve_width(lambda w: count_params(net.on(wrong, w)), budget, tolerance, label)
+        w_w, n_w = solve_width(counted(lambda w: net.on(wrong, w)), budget, tolerance, label)
         built = net.on(wrong, w_w)
         check_outputs(built, f"models.builder: {net.path} ({label})", net.shape, invariant_to=wrong)
         check_trains(built, f"models.builder: {net.path} (wrong arm)", net.shape)
@@ -236,8 +262,8 @@ def solve_builder_arms(
     net = Network(build, path, group, shape, mode, repeat_structure)
     label = group.label
     probe_checks(net, shape)  # what is wrong with the network is said before any search
-    w_g, n_g = solve_width(lambda w: count_params(net.gcnn(w)), budget, tolerance, f"gcnn {label}")
-    w_p, n_p = solve_width(lambda w: count_params(net.plain(w)), budget, tolerance, "plain")
+    w_g, n_g = solve_width(counted(net.gcnn), budget, tolerance, f"gcnn {label}")
+    w_p, n_p = solve_width(counted(net.plain), budget, tolerance, "plain")
     g = net.gcnn(w_g)
     check_outputs(g, f"models.builder: {path} (gcnn {label})", shape, invariant_to=group)
     counter = twin_counter(g, net.plan(g, "repeat"))

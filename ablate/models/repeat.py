@@ -96,6 +96,11 @@ def paper_repeat_weight(
     return full
 
 
+def is_batched(x: torch.Tensor) -> bool:
+    """Whether x is one slice of a torch.func.vmap batch (its memory format cannot be queried)."""
+    return torch._C._functorch.is_batchedtensor(x)
+
+
 class RepeatConv2d(nn.Module):
     """A conv whose (T_out, T_in, k, k) weight tiles a base weight W (c_out, c_in, k, k).
 
@@ -183,7 +188,8 @@ class RepeatConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.full_weight()
-        if x.is_contiguous(memory_format=torch.channels_last):  # keep oneDNN on its fast NHWC path
+        # keep oneDNN on its fast NHWC path (a vmapped tensor, one seed of many, cannot be asked)
+        if not is_batched(x) and x.is_contiguous(memory_format=torch.channels_last):
             weight = weight.contiguous(memory_format=torch.channels_last)
         return F.conv2d(
             x, weight, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation

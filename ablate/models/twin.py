@@ -71,14 +71,18 @@ class TensorTwin(enn.EquivariantModule):
 
 class FieldMax(nn.Module):
     """(N, size * f, H, W) -> (N, f, H, W): the max over each run of `size` consecutive channels,
-    what escnn's GroupPooling computes on fields of `size` channels. The result is a copy (amax's
-    backward keeps its output), so an in-place operation after it (ELU(inplace=True)) trains."""
+    what escnn's GroupPooling computes on fields of `size` channels (on fields of one channel, the
+    input). The result is a new tensor, as escnn's is: amax's backward keeps its output, and the
+    input may be the output an in-place activation before it keeps, so an in-place operation
+    after it (E2SFCNN's ELU -> GroupPooling -> ELU(inplace=True)) trains."""
 
     def __init__(self, size: int):
         super().__init__()
         self.size = size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.size == 1:
+            return x.clone()
         n, c = x.shape[:2]
         return x.reshape(n, c // self.size, self.size, *x.shape[2:]).amax(dim=2).clone()
 
@@ -191,9 +195,8 @@ def _plain_norm(norm: enn.InnerBatchNorm, path: str) -> Replacement:
 
 def _pooling(pool: enn.GroupPooling, path: str, size: int) -> Replacement:
     """GroupPooling's own computation on the tensor: the max over each field's `size` channels
-    (an identity on trivial fields)."""
-    make = (lambda _: nn.Identity()) if size == 1 else (lambda _: FieldMax(size))
-    return Replacement(path, pool.in_type, pool.out_type, make, lambda _: 0)
+    (a copy on trivial fields)."""
+    return Replacement(path, pool.in_type, pool.out_type, lambda _: FieldMax(size), lambda _: 0)
 
 
 def _check_fields(module: enn.EquivariantModule, path: str, plain: bool) -> None:

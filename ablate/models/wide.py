@@ -3,7 +3,7 @@ compute-matched reference (e2cnn's "channel-matched" CNN; Brehmer et al.'s equal
 the repeat arm's network without its weight tying: every conv a full k x k nn.Conv2d of the
 G-CNN's physical shape, BatchNorm per physical channel, and a max over each field's |G| channels
 before the head, so the head sees as many features as the G-CNN's. Not solved to a budget: at
-20,000 parameters it has about 84k learnable parameters at C2 and 171k at C4."""
+20,000 parameters it has 82,636 learnable parameters at C2 and 167,810 at C4 (repeatnet, matched)."""
 
 from __future__ import annotations
 

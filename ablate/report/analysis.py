@@ -16,6 +16,7 @@ from ablate.models.arms import ARM_LABELS, ARMS, GROUPED_ARMS, TRIVIAL_GROUP, De
 from ablate.models.paper import PAPER_ORDER, PAPER_SEED
 from ablate.report import text
 from ablate.report.provenance import code_notes, data_notes, what_ran_notes
+from ablate.report.retrained import retrained_notes
 from ablate.results import HISTORY_COLUMNS, StudyResults
 from ablate.study.grid import study_shape
 
@@ -262,6 +263,7 @@ def analyse(directory: Path, n_boot: int = 2000, n_perm: int = 5000) -> StudyRep
         data_notes(runs, store)
         + what_ran_notes(runs, store, saved)
         + code_notes(runs, str(store.dir / "study.toml"))
+        + retrained_notes(stats.retrained_pairs(runs, store.superseded_runs()))
     )
     return analyse_runs(runs, history, directory.name, notes, saved, n_boot, n_perm)
 

@@ -19,6 +19,7 @@ from ablate import stats
 from ablate.models.arms import DEFAULT_ARMS, NOT_APPLICABLE, Design
 from ablate.report.plots import axes, decorate
 from ablate.report.provenance import code_notes
+from ablate.report.retrained import first_training_lines, retrained_notes
 from ablate.report.text import fluctuation_note, format_interval, pct, stability_phrase, stability_rule
 from ablate.results import StudyResults
 from ablate.study.ladder import Ladder, Step
@@ -40,7 +41,9 @@ class LadderReport:
     the last epochs (stats.share_stability: `verdict`, `stable_change`, `stable_lo`, `stable_hi`).
     single: per estimator step, the paper's estimator on its `of` step's runs, by "best" and
     "final" errors. missing: steps not finished (no runs, or an arm with fewer than 2 seeds).
-    trajectory: stats.share_trajectory of every decomposition step, `line` naming step and design."""
+    trajectory: stats.share_trajectory of every decomposition step, `line` naming step and design.
+    retrained: per step with runs retrained under other code, stats.retrained_pairs (old and new
+    test error per run)."""
 
     ladder: Ladder
     rows: pd.DataFrame
@@ -48,10 +51,27 @@ class LadderReport:
     missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     trajectory: pd.DataFrame = field(default_factory=pd.DataFrame)
+    retrained: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def reference(self) -> float:
         return self.ladder.settings.reference
+
+
+def _of_step(step: Step, runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `runs` in the step's budget and controls."""
+    if step.budget is not None:
+        runs = runs[runs["budget"] == step.budget]
+    if step.controls is not None:
+        runs = runs[(runs["arm"] != "repeat") | runs["repeat_structure"].isin(step.controls)]
+    return runs
+
+
+def _superseded(base: Path, step: Step, studies: tuple[Study, ...]) -> pd.DataFrame:
+    """The rows a retraining replaced in the step's studies (superseded/runs.csv), of its cells."""
+    frames = [StudyResults(base / s.run.results, s.name).superseded_runs() for s in studies]
+    frames = [f for f in frames if len(f)]
+    return _of_step(step, pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame()
 
 
 def _read(base: Path, step: Step, studies: tuple[Study, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -67,10 +87,7 @@ def _read(base: Path, step: Step, studies: tuple[Study, ...]) -> tuple[pd.DataFr
     )
     history = pd.concat([h for h in history if len(h)] or [history[0]], ignore_index=True)
     history = history.drop_duplicates(["run_key", "epoch"])
-    if step.budget is not None:
-        runs = runs[runs["budget"] == step.budget]
-    if step.controls is not None:
-        runs = runs[(runs["arm"] != "repeat") | runs["repeat_structure"].isin(step.controls)]
+    runs = _of_step(step, runs)
     return runs[runs["status"] == "ok"], history[history["run_key"].isin(runs["run_key"])]
 
 
@@ -160,7 +177,7 @@ def _single_seed(runs: pd.DataFrame, history: pd.DataFrame, reference: float) ->
 def analyse_ladder(ladder: Ladder, base: Path = Path(".")) -> LadderReport:
     """Every number of a ladder's report, from its steps' results folders under `base` (the
     folder `python -m ablate.run` ran in)."""
-    rows, missing, notes, read, single, trajectories = [], [], [], {}, {}, []
+    rows, missing, notes, read, single, trajectories, retrained = [], [], [], {}, {}, [], {}
     for step in ladder.steps:
         if step.estimator:
             runs, history = read[step.of]
@@ -179,9 +196,21 @@ def analyse_ladder(ladder: Ladder, base: Path = Path(".")) -> LadderReport:
             notes.append(f"step {step.key}: not shown, {error}")
             continue
         trajectories.append(_trajectory(step, runs, history, rows[-1]))
+        retrained[step.key] = _retrained(step, runs, _superseded(base, step, ladder.studies[step.key]), notes)
     frame = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     trajectory = pd.concat(trajectories, ignore_index=True) if trajectories else pd.DataFrame()
-    return LadderReport(ladder, frame, single, missing, notes, trajectory)
+    retrained = {key: pairs for key, pairs in retrained.items() if len(pairs)}
+    return LadderReport(ladder, frame, single, missing, notes, trajectory, retrained)
+
+
+def _retrained(step: Step, runs: pd.DataFrame, superseded: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """The step's retrained runs paired with their first training; their notes and the share
+    with the first training (report.retrained) appended to `notes`."""
+    pairs = stats.retrained_pairs(runs, superseded)
+    if len(pairs):
+        notes += [f"step {step.key}: {note}" for note in retrained_notes(pairs)]
+        notes += first_training_lines(step.key, runs, superseded, runs["repeat_structure"].nunique() > 1)
+    return pairs
 
 
 def _trajectory(step: Step, runs: pd.DataFrame, history: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from ablate.report.figures import FIGURES, drawable
 from ablate.report.ladder import COLUMNS as LADDER_COLUMNS
 from ablate.report.ladder import analyse_ladder, fig_ladder, ladder_rows, ladder_sentence
 from ablate.report.plots import plot_trajectory, save, use_theme
+from ablate.report.retrained import per_seed_table
 from ablate.report.tables import markdown_table, write_tables
 from ablate.study.ladder import Ladder
 
@@ -43,6 +44,9 @@ def write_ladder(ladder: Ladder, base: Path, out_root: Path, formats: Sequence[s
     md += [markdown_table(LADDER_COLUMNS, ladder_rows(report))]
     if report.notes:
         md += ["", "## Notes", *[f"- {n}" for n in report.notes]]
+    for step, pairs in report.retrained.items():
+        md += ["", f"## Step {step}: retrained runs, first training against retraining", ""]
+        md += [markdown_table(*per_seed_table(pairs))]
     (out / "table.md").write_text("\n".join(md) + "\n")
     print(f"== {ladder.name}\n{ladder_sentence(report)}")
     for note in report.notes:

@@ -13,6 +13,7 @@ no sentences: those are in ablate.report.text).
 - exchangeability: whether a cell's test errors trend with the seed number or finishing order
 - multiple: Holm's adjustment of a family of p-values
 - invariance: each arm's invariance under its design's group's exact transformations
+- retrained: runs retrained under other code against their first training, seed by seed
 """
 
 from ablate.stats.convergence import CONFIDENCE as convergence_confidence
@@ -41,6 +42,7 @@ from ablate.stats.planning import (
 )
 from ablate.stats.pooled import pooled
 from ablate.stats.ratio import bootstrap_interval, delta_interval, fieller_interval
+from ablate.stats.retrained import retrained_comparison, retrained_pairs, with_first_training
 from ablate.stats.single_seed import SingleSeedShares, single_seed_shares
 from ablate.stats.stability import (
     STABLE_TOLERANCE,
@@ -89,6 +91,9 @@ __all__ = [
     "design_invariance",
     "invariance_gaps",
     "orbit_errors",
+    "retrained_comparison",
+    "retrained_pairs",
+    "with_first_training",
     "fieller_interval",
     "largest_share",
     "plan_seeds",

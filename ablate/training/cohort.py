@@ -1,5 +1,11 @@
 """A cohort: S runs of one cell trained as one computation (eager or compiled), and the
-runs' optimizer."""
+runs' optimizer.
+
+The computation's form: a built-in arm's seeds as one grouped network (training.fused.FusedSeeds,
+written layer type by layer type), any other network's through torch.func (training.vmapped.
+VmappedSeeds). Both give each seed its own numbers to float rounding (tests/test_vmapped.py); the
+grouped form stays where it exists because it measured faster on the CPU: at S = 3 the vmapped
+form ran at 0.81-0.84x of its images per second on the built-in 20k arms (docs/speed.md)."""
 
 from __future__ import annotations
 
@@ -12,12 +18,14 @@ from torch import nn
 from ablate.models.arms import Arm
 from ablate.training.compiled import compiled
 from ablate.training.fused import FusedSeeds, NoFusedForm
+from ablate.training.stacked import StackedSeeds
+from ablate.training.vmapped import VmappedSeeds
 
 
 def run_losses(
     net: nn.Module, x: torch.Tensor, y: torch.Tensor, fused: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each run's mean cross-entropy (S,) and the logits (B, S, classes) of `net` (a FusedSeeds
+    """Each run's mean cross-entropy (S,) and the logits (B, S, classes) of `net` (a StackedSeeds
     when `fused`, else one model) on x (B, S C, H, W), labels y (S, B)."""
     logits = net(x) if fused else net(x).unsqueeze(1)
     losses = F.cross_entropy(logits.float().permute(0, 2, 1), y.T, reduction="none").mean(0)
@@ -26,24 +34,27 @@ def run_losses(
 
 class Cohort:
     """S runs of one cell (same spec, different seeds) trained as one computation: the model
-    itself when S = 1 and eager, else a FusedSeeds of the S models (plain torch, for one seed
-    too). `compile`: the forward and the losses through torch.compile (training.compiled); a
-    model with no fused form trains eager (`compiled` then says False). `models` stay the
-    per-seed view: `sync()` copies the fused weights back into them for evaluation and
-    checkpoints."""
+    itself when S = 1 and eager, else a FusedSeeds of the S models where the arm has a grouped
+    form, a VmappedSeeds where it has none. `compile`: the forward and the losses through
+    torch.compile (training.compiled), on the grouped form only (for one seed too); a model
+    without one trains eager (`compiled` then says False). `models` stay the per-seed view:
+    `sync()` copies the fused weights back into them for evaluation and checkpoints. `form`:
+    "auto" (as above) or "vmapped" (VmappedSeeds whatever the arm, for one seed too)."""
 
-    def __init__(self, models: Sequence[Arm], compile: bool = False):
+    def __init__(self, models: Sequence[Arm], compile: bool = False, form: str = "auto"):
         self.models = list(models)
         self.seeds = len(models)
         self.net: nn.Module = models[0]
-        if self.seeds > 1 or compile:
+        if form == "vmapped":  # a test's or the bench's choice; "auto" is the module docstring's
+            self.net = VmappedSeeds(models)
+        elif self.seeds > 1 or compile:
             try:
                 self.net = FusedSeeds(models)
             except NoFusedForm:
                 if self.seeds > 1:
-                    raise
-        self.fused = isinstance(self.net, FusedSeeds)
-        self.compiled = compile and self.fused
+                    self.net = VmappedSeeds(models)
+        self.fused = isinstance(self.net, StackedSeeds)
+        self.compiled = compile and isinstance(self.net, FusedSeeds)
         self.keys = [name for name, _ in models[0].named_parameters()]
         self._shape: torch.Size | None = None  # the batch shape the compiled step is traced for
 

@@ -8,7 +8,7 @@ The result agrees with the eager step to rounding, not bit for bit, so runs.csv 
 `compiled` per run and the run key leaves it out (like the thread count).
 
 Warm-up: the first group of a spec in a process traces and compiles (20-45 s on a 2-core CPU
-when inductor's on-disk cache is cold, 4-20 s when it holds the kernels: docs/speed.md); later
+when inductor's on-disk cache is cold, 4-20 s when it holds the kernels: CHANGELOG.md); later
 groups of the same spec in that process reuse the compiled code.
 """
 
@@ -19,7 +19,8 @@ from collections.abc import Callable
 import torch
 
 # "auto" compiles a CPU cohort whose training is at least this much work (6 x MACs per image
-# x training images x epochs x seeds, in TFLOP). Measured on the 2-core AMD EPYC (docs/speed.md):
+# x training images x epochs x seeds, in TFLOP). Measured on the 2-core AMD EPYC (CHANGELOG.md's
+# speed history):
 # the compiled step saves 5-25% of the eager step, 10% in whole answer-protocol epochs of the 20k
 # G-CNN, and the warm-up costs 4-20 s from inductor's on-disk cache (up to 45 s cold); a 30-epoch
 # 20k G-CNN run (10.5 TFLOP) saved 7 s of steps, less than its warm-up. At 10% saved, 50 TFLOP

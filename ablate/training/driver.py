@@ -1,9 +1,10 @@
 """The one driver loop of `python -m ablate.run`: claim -> submit -> collect -> record.
 
-A cohort is up to `fuse` seeds of one cell trained as one network (loop.fit_group). The
-driver takes a cohort's claims, re-checks that its runs are still unfinished, submits it to an
-executor (training.executors), collects what returns, records it and prints a line per run; runs
-another process held are waited for in a second pass. The driver is the only writer of
+A cohort is seeds of one cell trained as one computation (training.cohort; how many: the
+executor's `fusion`, training.fusion). The driver takes a cohort's claims, re-checks that its
+runs are still unfinished, submits it to an executor (training.executors), collects what
+returns, records it and prints a line per run; runs another process held are waited for in a
+second pass. The driver is the only writer of
 results/<study>/. Library code: it raises AblateErrors; the command line turns them into a line
 and an exit code.
 """
@@ -11,6 +12,7 @@ and an exit code.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from tqdm import tqdm
 
 from ablate.data.sources import Dataset
 from ablate.errors import AblateError, StudyError
+from ablate.models.spec import ArmSpec
 from ablate.results import RunBusy, RunRow, StudyResults
 from ablate.study.grid import RunSpec, expand_grid
 from ablate.study.schema import Study
@@ -30,15 +33,17 @@ class RunsUnfinished(AblateError):
     """Some runs of a study did not finish (a cohort's executor failed); rerun to resume."""
 
 
-def cohorts(todo: list[RunSpec], store: StudyResults, fuse: int) -> list[list[RunSpec]]:
-    """The runs to train, in grid order, as cohorts of at most `fuse` runs of one (budget, arm)
-    cell that resume from the same epoch (none, or their checkpoints')."""
+def cohorts(
+    todo: list[RunSpec], store: StudyResults, fusion: Callable[[ArmSpec, int], int]
+) -> list[list[RunSpec]]:
+    """The runs to train, in grid order, as cohorts of one (budget, arm) cell that resume from the
+    same epoch (none, or their checkpoints'), of at most fusion(spec, runs of the cell) runs."""
     cells: dict[tuple, list[RunSpec]] = {}
     for spec in todo:
-        state = store.checkpoint(spec.run_key).load() if fuse > 1 else None
+        state = store.checkpoint(spec.run_key).load()
         epoch = state["epoch"] if state is not None else 0
         cells.setdefault((spec.budget, spec.model, epoch), []).append(spec)
-    sizes = {cell: 1 if specs[0].model.builder else fuse for cell, specs in cells.items()}  # no fused form
+    sizes = {cell: fusion(specs[0].model, len(specs)) for cell, specs in cells.items()}
     return [specs[i : i + sizes[c]] for c, specs in cells.items() for i in range(0, len(specs), sizes[c])]
 
 
@@ -133,7 +138,9 @@ def drive(
     executor.start(study, data, store)
     try:
         waited = []
-        for cohort in cohorts(todo, store, executor.fuse(study)):
+        size = data.x_train.shape[-1]
+        fusion = functools.partial(executor.fusion, study, size=size)
+        for cohort in cohorts(todo, store, fusion):
             waited += state.submit(cohort, False, bar)
         while state.pending:
             state.collect_one(bar)

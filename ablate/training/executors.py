@@ -12,9 +12,11 @@ from tqdm import tqdm
 
 from ablate.data.sources import Dataset
 from ablate.errors import StudyError
+from ablate.models.spec import ArmSpec
 from ablate.results import StudyResults
 from ablate.study.grid import RunSpec
 from ablate.study.schema import Study
+from ablate.training.fusion import device_fusion, fusion_size
 from ablate.training.loop import resolve_device
 from ablate.training.runs import Outputs, train_cohort
 
@@ -30,8 +32,9 @@ class Executor(Protocol):
     def describe(self) -> str:
         """Where the runs train, for the first line of output, e.g. 'cpu'."""
 
-    def fuse(self, study: Study) -> int:
-        """Seeds per cohort: [run].fuse_seeds, else the executor's default."""
+    def fusion(self, study: Study, spec: ArmSpec, seeds: int, size: int) -> int:
+        """Seeds per cohort of a cell of `seeds` runs of `spec` on size x size images:
+        [run].fuse_seeds, else the executor's default (training.fusion)."""
 
     def start(self, study: Study, data: Dataset, store: StudyResults) -> None:
         """Get ready to train this study's cohorts (once, before the first submit)."""
@@ -64,8 +67,9 @@ class LocalExecutor:
     def describe(self) -> str:
         return str(self.device)
 
-    def fuse(self, study: Study) -> int:
-        return study.run.fuse_seeds or (len(study.train.all_seeds) if self.device.type == "cuda" else 1)
+    def fusion(self, study: Study, spec: ArmSpec, seeds: int, size: int) -> int:
+        wanted = study.run.fuse_seeds or device_fusion(spec, seeds, self.device, size)
+        return fusion_size(spec, seeds, size, wanted)
 
     def start(self, study: Study, data: Dataset, store: StudyResults) -> None:
         self.study, self.data, self.store = study, data.to(self.device), store

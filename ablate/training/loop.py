@@ -134,7 +134,7 @@ def _resume_states(checkpoints, fingerprint: str) -> list[dict] | None:
         return None
     epochs = {s["epoch"] if s is not None else 0 for s in states}
     if len(epochs) > 1:
-        raise ValueError(f"fit_group: runs of one group resume from different epochs {sorted(epochs)}")
+        raise ValueError(f"fit_cohort: runs of one cohort resume from different epochs {sorted(epochs)}")
     return states
 
 
@@ -342,7 +342,7 @@ def fit(
     checkpoint: CheckpointStore | None = None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> FitResult:
-    """Train one run (fit_group with S = 1): resumes from `checkpoint` when it holds a state and
+    """Train one run (fit_cohort with S = 1): resumes from `checkpoint` when it holds a state and
     saves one after every epoch, so an interrupted run finishes exactly as an uninterrupted one
     on the same device. `on_epoch` receives each history row as it is made."""
     return fit_cohort([model], data, config, [seed], [checkpoint], on_epoch)[0]

@@ -22,9 +22,11 @@ import torch
 
 from ablate.data.sources import Dataset
 from ablate.errors import StudyError
+from ablate.models.spec import ArmSpec
 from ablate.results import StudyResults
 from ablate.study.grid import RunSpec
 from ablate.study.schema import Study
+from ablate.training.fusion import CPU_FUSION, fusion_size
 from ablate.training.loop import resolve_device
 from ablate.training.runs import Outputs, absolute_data_paths, load_study_data, train_cohort
 
@@ -100,8 +102,8 @@ class PoolExecutor:
         plural = "s" if self.threads > 1 else ""
         return f"cpu, {self.capacity} runs at a time with {self.threads} thread{plural} each"
 
-    def fuse(self, study: Study) -> int:
-        return study.run.fuse_seeds or 1
+    def fusion(self, study: Study, spec: ArmSpec, seeds: int, size: int) -> int:
+        return fusion_size(spec, seeds, size, study.run.fuse_seeds or CPU_FUSION)
 
     def start(self, study: Study, data: Dataset, store: StudyResults) -> None:
         root = str(store.dir.parent.resolve())

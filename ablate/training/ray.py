@@ -24,9 +24,11 @@ import torch
 
 from ablate.data.sources import Dataset
 from ablate.errors import StudyError
+from ablate.models.spec import ArmSpec
 from ablate.results import Checkpoint, StudyResults
 from ablate.study.grid import RunSpec
 from ablate.study.schema import DataSettings, Study
+from ablate.training.fusion import CPU_FUSION, fusion_size
 from ablate.training.runs import Outputs, absolute_data_paths, load_study_data, train_cohort
 
 
@@ -156,8 +158,10 @@ class RayExecutor:
             f"{per_task} per task)"
         )
 
-    def fuse(self, study: Study) -> int:
-        return study.run.fuse_seeds or (len(study.train.all_seeds) if self.gpus else 1)
+    def fusion(self, study: Study, spec: ArmSpec, seeds: int, size: int) -> int:
+        # the driver may see no GPU: on GPU workers a cell's seeds fuse whole, unmeasured
+        wanted = study.run.fuse_seeds or (seeds if self.gpus else CPU_FUSION)
+        return fusion_size(spec, seeds, size, wanted)
 
     def start(self, study: Study, data: Dataset, store: StudyResults) -> None:
         study = absolute_data_paths(study)  # workers need not share the driver's working directory

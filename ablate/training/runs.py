@@ -1,6 +1,6 @@
 """Training one cohort into its records: the data a study trains on, each run's runs.csv row
 (built by keyword in one place) and history, and the code fingerprint a row carries. Every
-executor calls `train_group`; only the driver records what it returns."""
+executor calls `train_cohort`; only the driver records what it returns."""
 
 from __future__ import annotations
 
