@@ -171,9 +171,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             run={"device": args.device, "results": args.results, "precision": args.precision},
         )  # the study as its file says, where it runs: saved beside its results
         arms = args.arms.split(",") if args.arms else None
+        unused = ["models.wrong_group"] if arms and "wrong" not in arms else []  # narrowed off: no wrong arm
         study = with_overrides(
             recorded,
             source,
+            cleared=unused,
             train={"seeds": _int_list("--seeds", args.seeds), "budget_seeds": _budget_seeds(recorded, args)},
             models={"budgets": _int_list("--budgets", args.budgets), "arms": arms},
         )

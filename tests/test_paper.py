@@ -165,6 +165,9 @@ def test_dry_run_lists_the_seven_models_with_parameters_macs_batch_and_precision
     for (arm, n), count in EXPECTED.items():
         cells = rows["baseline" if arm == "plain" else f"c{n}" + ("_rep" if arm == "repeat" else "")]
         assert cells[2] == arm and int(cells[5]) == count and int(cells[6].replace(",", "")) > 1_000_000
+        assert cells[10] == "1"  # seeds fused per cohort: one on the CPU (training.fusion)
+    header = next(line.split() for line in out.splitlines() if line.split()[:2] == ["budget", "model"])
+    assert header[10] == "fused"
 
 
 def test_the_width_scaled_preset_keeps_counts_near_s_squared(tmp_path, capsys):

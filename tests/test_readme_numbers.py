@@ -14,7 +14,8 @@ from ablate.report import text
 from ablate.report.analysis import HALF_WIDTHS, analyse
 from ablate.report.ladder import COLUMNS as BRIDGE_COLUMNS
 from ablate.report.ladder import analyse_ladder, ladder_rows, ladder_sentence
-from ablate.report.tables import headline_text, markdown_table
+from ablate.report.retrained import per_seed_table
+from ablate.report.tables import headline_text, markdown_table, write_tables
 from ablate.study.ladder import load_ladder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,8 +35,10 @@ def test_the_readme_is_short_and_in_the_front_door_order():
     intro = README.split("\n## ")[0].splitlines()[2:]
     assert len([line for line in intro if line.strip()]) <= 8  # what the package answers
     result = README.split("\n## The result")[1].split("\n## ")[0].splitlines()[1:]
-    assert len([line for line in result if line.strip()]) <= 12
+    assert len([line for line in result if line.strip()]) <= 15
     assert "docs/bridge.md" in "".join(result) and "paper_figs/bridge/bridge.png" in "".join(result)
+    assert "paper_figs/symmetry/sharing_or_symmetry.png" in "".join(result)
+    assert "Changed:" not in "".join(result) and "> " not in "\n".join(result)  # no pasted report paragraph
     assert "docs/design.md" in README and "../shared" not in README
     for link in re.findall(r"\]\(([^)#]+)\)", README):
         assert (ROOT / link).exists(), link
@@ -47,7 +50,7 @@ def test_answer_headline_and_precision_in_docs_are_the_committed_reports():
     table = flat((ROOT / "paper_figs" / "answer" / "table.md").read_text())
     headline = headline_text(report)
     assert headline.startswith("Up to ") and headline in table and headline in page
-    lines = text.precision_lines(report.table, HALF_WIDTHS[0], report.unconverged)
+    lines = text.precision_lines(report.table, HALF_WIDTHS[0], report.unstable)
     assert len(lines) == 4  # 2 budgets x 2 repeat controls
     for line in lines:
         assert flat(line) in page, line
@@ -55,17 +58,34 @@ def test_answer_headline_and_precision_in_docs_are_the_committed_reports():
     assert pooled and all(flat(p) in page for p in pooled)
 
 
-def test_readme_bridge_headline_and_docs_step_table_are_the_committed_reports():
+def _numbers(markdown: str) -> list[str]:
+    """The percentages ('20.0%', '-4.0%') and seed counts ('2 of 10 seeds') a text quotes."""
+    return re.findall(r"-?\d+(?:\.\d+)?%", markdown) + re.findall(r"\d+ of \d+ seeds", markdown)
+
+
+def test_readme_result_numbers_and_docs_tables_are_the_committed_reports(tmp_path):
+    """Every number of the README's result section is one that `python -m ablate.report` computes
+    now for the bridge or the symmetry study (and stands in the committed reports); docs/bridge.md
+    carries the bridge's step table and its retrained runs' table verbatim."""
     r = analyse_ladder(load_ladder(ROOT / "studies" / "bridge.toml"), ROOT)
     committed = (ROOT / "paper_figs" / "bridge" / "table.md").read_text()
     page = (ROOT / "docs" / "bridge.md").read_text()
-    sentence = ladder_sentence(r)
-    assert sentence.startswith("Repetition share of the G-CNN's gain, step by step")
-    assert flat(sentence) in flat(committed) and flat(sentence) in flat(README)
     table = markdown_table(BRIDGE_COLUMNS, ladder_rows(r))
     assert table in committed
     block = page.split("<!-- bridge table: start -->\n")[1].split("\n<!-- bridge table: end -->")[0]
     assert block == table  # docs/bridge.md's step table: the committed rows, verbatim
+    for step, pairs in r.retrained.items():
+        seeds = markdown_table(*per_seed_table(pairs))
+        assert seeds in committed and seeds in page, step
+    symmetry = analyse(ROOT / "results" / "symmetry", n_boot=0, n_perm=0)
+    write_tables(symmetry, tmp_path)  # the symmetry study's tables as the report writes them now
+    computed = flat(" ".join([ladder_sentence(r), table, *r.notes, (tmp_path / "table.md").read_text()]))
+    assert (tmp_path / "table.md").read_text() == (ROOT / "paper_figs" / "symmetry" / "table.md").read_text()
+    result = README.split("\n## The result")[1].split("\n## ")[0]
+    quoted = _numbers(result)
+    assert len(quoted) >= 8, quoted
+    for number in quoted:
+        assert number in computed, number
 
 
 def _commands() -> list[str]:

@@ -113,6 +113,27 @@ def test_learned_invariance_and_orbit_averaging_recover_a_known_difference():
     assert orbit.loc["repeat", "closed"] == pytest.approx(0.0) and math.isnan(orbit.loc["gcnn", "closed"])
 
 
+def test_runs_from_before_the_per_group_columns_stay_out_of_the_exact_comparison():
+    """A plain arm recorded before the per-group columns (its invariance_error: a 90-degree turn)
+    is not set against a repeat arm's half-turn column; turns by random angles still compare."""
+    rng = np.random.default_rng(4)
+    runs = runs_table({"plain": 0.13, "repeat": 0.12, "gcnn": 0.04}, 6, rng)
+    legacy = runs["arm"] == "plain"
+    runs["invariance_error"] = np.where(legacy, 0.30, 0.10)
+    runs["invariance_C2"] = np.where(legacy, np.nan, 0.10)
+    runs["invariance_error_any"] = 0.2 + rng.normal(0, 0.01, len(runs))
+    gaps = stats.invariance_gaps(runs)
+    assert set(gaps["measure"]) == {"any"} and set(gaps["arm"]) == {"repeat"}
+    table = stats.design_invariance(runs)
+    assert (
+        table.loc[table["arm"] == "plain", "legacy"].all()
+        and not table.loc[table["arm"] != "plain", "legacy"].any()
+    )
+    runs["invariance_C2"] = runs["invariance_error"]  # the same runs, measured per group: compared
+    exact = stats.invariance_gaps(runs).set_index(["measure", "arm"]).loc[("exact", "repeat")]
+    assert exact["gap"] == pytest.approx(0.20)
+
+
 def test_the_wrong_arm_is_invariant_to_its_own_group_and_not_to_the_datas():
     torch.manual_seed(0)
     specs = solve_triplet(5000, group="C2", arms=FIVE, wrong_group="D1")
@@ -206,3 +227,13 @@ def test_the_study_file_asks_for_a_wrong_group_for_every_order(tiny_study, capsy
     )
     assert main([str(path), "--dry-run"]) == 2
     assert "expected a group for every group_order, missing [4]" in capsys.readouterr().err
+
+
+def test_narrowing_a_five_arm_study_to_arms_without_the_wrong_one_runs(tiny_study, capsys):
+    """--arms plain,repeat on a study with a wrong_group: the narrowed study has no wrong arm, so its
+    wrong_group is dropped with it rather than refused as a key without its arm."""
+    path = tiny_study(name="narrowfive", arms=str(list(FIVE)).replace("'", '"'), seeds="[0]", epochs=1)
+    path.write_text(path.read_text().replace("[models]\n", '[models]\nwrong_group = "D1"\ngroup_order = 2\n'))
+    assert main([str(path), "--arms", "plain,repeat", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert " repeat " in out and " wrong " not in out and " gcnn " not in out

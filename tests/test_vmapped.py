@@ -133,6 +133,46 @@ def test_a_network_vmap_cannot_run_trains_one_seed_at_a_time(capsys):
     assert fusion_size(BUILT_IN["gcnn"], seeds=3, size=28, wanted=3) == 3
 
 
+def test_the_fusion_size_comes_from_the_device(monkeypatch):
+    """CPU: one seed per cohort; CUDA: as many seeds as 80% of the free memory holds, from the
+    measured memory of one and of two fused seeds (here a step takes 100 + 50 S bytes and 1,000 are
+    free: 16 seeds), never more than the cell has; CUDA named on a machine without it: all seeds."""
+    from ablate.training import fusion
+
+    spec = BUILT_IN["gcnn"]
+    assert fusion.device_fusion(spec, 24, CPU, 28) == fusion.CPU_FUSION == 1
+    monkeypatch.setattr(fusion, "step_memory", lambda spec, seeds, device, size: 100 + 50 * seeds)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1_000, 4_000))
+    fusion.cuda_fusion.cache_clear()
+    cuda = torch.device("cuda")
+    assert fusion.cuda_fusion(spec, 40, cuda, 28) == 16 and fusion.cuda_fusion(spec, 10, cuda, 28) == 10
+    fusion.cuda_fusion.cache_clear()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert fusion.device_fusion(spec, 24, cuda, 28) == 24
+    assert fusion.fusion_size(spec, seeds=5, size=28, wanted=16) == 5
+
+
+def test_a_diverging_vmapped_seed_is_recorded_and_the_others_train_as_alone():
+    """Three seeds of a builder network (no grouped form: vmapped), the middle one's updates scaled
+    by 1e30: it is recorded diverged after its first epoch, the others end as they do alone."""
+    from ablate.data.sources import load_dataset
+    from ablate.study.schema import TrainConfig
+    from ablate.training.loop import fit, fit_cohort
+
+    spec = solve_triplet(5000, builder="tests.builders:repeatnet", tolerance=0.1)["gcnn"]
+    data = load_dataset("embedded", limit_train=96, limit_test=50)
+    config = TrainConfig(epochs=2, batch_size=32)
+    models = [build_model(spec, s, CPU) for s in SEEDS]
+    assert isinstance(Cohort(models).net, VmappedSeeds)
+    results = fit_cohort(models, data, config, SEEDS, lr_scale=[1.0, 1e30, 1.0])
+    assert [r.status for r in results] == ["ok", "diverged", "ok"] and len(results[1].history) == 1
+    for s in (0, 2):
+        alone = fit(build_model(spec, s, CPU), data, config, s)
+        assert results[s].history[-1]["train_loss"] == pytest.approx(
+            alone.history[-1]["train_loss"], rel=1e-4
+        )
+
+
 class Interrupt(Exception):
     pass
 

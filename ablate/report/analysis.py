@@ -202,8 +202,8 @@ def _invariance(runs: pd.DataFrame, saved, notes: list[str]) -> pd.DataFrame:
     if table["legacy"].any():
         notes.append(
             f"invariance: {table.loc[table['legacy'], 'run_key'].nunique()} runs predate the per-group "
-            "columns; their exact invariance is invariance_error as recorded then (a 90-degree turn, "
-            "and the mirror for D_N), whatever the design's group"
+            "columns (their invariance_error: a 90-degree turn, and the mirror for D_N, whatever the "
+            "design's group), so only the gaps under turns by random angles include them"
         )
     for label in sorted(set(table["group"])):
         note = Group.parse(label).no_exact_note

@@ -67,10 +67,15 @@ def invariance_gaps(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFram
     `gap` = mean invariance error of the plain arm - the arm's (fractions; positive: the arm's
     predictions change less), its Welch t interval (`lo`, `hi` at `confidence`), the one-sided p
     that the arm is more invariant (`p`) and `p_holm` (Holm over the cells of that measure);
-    n_plain, n_arm. Cells with fewer than 2 runs of either arm are left out."""
+    n_plain, n_arm. Cells with fewer than 2 runs of either arm are left out, and so are rows that
+    predate the per-group columns from the `exact` measure (theirs is a 90-degree turn alone, not
+    the design group's transformations: set against a per-group column it would compare two
+    different measurements); turns by random angles are measured alike in every version."""
     table = design_invariance(runs)
     rows = []
     for (budget, group, measure), cell in _cells(table):
+        if measure == "exact":
+            cell = cell[~cell["legacy"]]
         plain = cell.loc[cell["arm"] == "plain", measure].dropna().to_numpy(dtype=float)
         for arm in COMPARED:
             mine = cell.loc[cell["arm"] == arm, measure].dropna().to_numpy(dtype=float)

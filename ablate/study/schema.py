@@ -4,6 +4,7 @@ The sections' models are in `study.sections`; a Study holds one of each."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import Field, ValidationError, model_validator
@@ -94,9 +95,13 @@ def load_study(path: str | Path) -> Study:
     return parse_study(read_toml(path), str(path))
 
 
-def with_overrides(study: Study, source: str, **sections: dict) -> Study:
-    """The study with some keys replaced, e.g. with_overrides(s, "command line", train={"seeds": [0]})."""
+def with_overrides(study: Study, source: str, cleared: Sequence[str] = (), **sections: dict) -> Study:
+    """The study with some keys replaced, e.g. with_overrides(s, "command line", train={"seeds": [0]})
+    (a None value leaves the key as it is), and the `cleared` keys ("models.wrong_group") unset."""
     data = study.model_dump()
     for section, values in sections.items():
         data[section].update({k: v for k, v in values.items() if v is not None})
+    for key in cleared:
+        section, name = key.split(".")
+        data[section][name] = None
     return parse_study(data, source)

@@ -99,7 +99,10 @@ class VmappedSeeds(StackedSeeds):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, S C, H, W) -> (B, S, classes) logits."""
+        """x: (B, S C, H, W) -> (B, S, classes) logits. Train mode only: in eval mode escnn's R2Conv
+        would use the filters it expanded from the template's own weights."""
+        if not self.training:
+            raise RuntimeError("VmappedSeeds trains only; evaluate each seed's model (Cohort.sync)")
         b, _, h, w = x.shape
         x = x.reshape(b, self.seeds, -1, h, w).transpose(0, 1)  # (S, B, C, H, W)
         buffers = {key: getattr(self, f"stacked_{i}") for i, key in enumerate(self.buffer_names)}
