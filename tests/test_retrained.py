@@ -75,6 +75,7 @@ def test_report_notes_name_the_codes_and_only_the_cells_that_changed():
     assert len(notes) == 2 and notes[1].startswith(
         "retrained repeat at budget 20,000, C4, matched control: 8 of 8"
     )
+    assert notes[1].endswith("(Holm over the 1 cell with a change)")  # the family is the tested cells
     lines = first_training_lines("B", runs, superseded, controls=False)
     share = stats.decompose(superseded, n_boot=0, n_perm=0)["share_rep"].iloc[0]
     assert len(lines) == 1 and f"the share would be {100 * share:.1f}%" in lines[0]

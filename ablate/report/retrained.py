@@ -29,13 +29,14 @@ def retrained_notes(pairs: pd.DataFrame) -> list[str]:
         f"{_codes(pairs, 'new_code')}; {same} of them give the bit-identical test error (same count of "
         "test images); the first training's rows are in superseded/runs.csv"
     ]
+    tested = int(compared["p_t"].notna().sum())  # Holm's family: the cells with a test (not all equal)
+    family = f"Holm over the {tested} cell{'s' if tested != 1 else ''} with a change"
     for _, c in compared[compared["identical"] < compared["n"]].iterrows():
         notes.append(
             f"retrained {cell_label(c)}: {int(c['n'] - c['identical'])} of {int(c['n'])} errors changed; "
             f"mean change {100 * c['diff']:+.2f} points "
             f"(95% CI {100 * c['lo']:+.2f} to {100 * c['hi']:+.2f}), "
-            f"paired t-test p {c['p_t_holm']:.2g}, Wilcoxon p {c['p_w_holm']:.2g} (Holm over "
-            f"{len(compared)} cells)"
+            f"paired t-test p {c['p_t_holm']:.2g}, Wilcoxon p {c['p_w_holm']:.2g} ({family})"
         )
     return notes
 

@@ -18,32 +18,20 @@ import functools
 import torch
 
 from ablate.models.spec import ArmSpec
-from ablate.training.cohort import Cohort
-from ablate.training.loop import build_model
+from ablate.training.throughput import train_step_call
 
 CPU_FUSION = 1
 CUDA_HEADROOM = 0.2  # of the free memory, left for the allocator's fragmentation and evaluation
 PROBE_BATCH = 64  # images per seed in the memory probe (the studies' batch size)
 
 
-def _step(spec: ArmSpec, seeds: int, device: torch.device, batch: int, size: int) -> None:
-    """One forward and backward of `seeds` fused fresh runs of `spec` on a random batch of
-    (batch, seeds x channels, size, size) images."""
-    cohort = Cohort([build_model(spec, s, device) for s in range(seeds)])
-    cohort.net.train()
-    x = torch.rand(batch, seeds * spec.channels, size, size, device=device)
-    y = torch.randint(0, spec.classes, (seeds, batch), device=device)
-    losses, _ = cohort.losses(x, y)
-    losses.sum().backward()
-
-
 def step_memory(spec: ArmSpec, seeds: int, device: torch.device, size: int, batch: int = PROBE_BATCH) -> int:
     """Peak CUDA bytes of one training step of `seeds` fused runs of `spec` on size x size images
-    (weights, gradients, activations), measured."""
+    (weights, gradients, Adam's moments, activations), measured."""
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
     start = torch.cuda.memory_allocated(device)
-    _step(spec, seeds, device, batch, size)
+    train_step_call(spec, seeds, device, size=size, batch=batch)  # builds, then takes one step
     return torch.cuda.max_memory_allocated(device) - start
 
 
@@ -59,9 +47,10 @@ def cuda_fusion(spec: ArmSpec, seeds: int, device: torch.device, size: int) -> i
 @functools.cache
 def vmap_problem(spec: ArmSpec, size: int) -> str | None:
     """Why two seeds of `spec` cannot train as one vmapped computation (one line), or None when
-    they can: one forward and backward on the CPU at the spec's input size."""
+    they can: one training step (forward, backward, clipping, Adam) on the CPU at the spec's
+    input size."""
     try:
-        _step(spec, 2, torch.device("cpu"), 4, size)
+        train_step_call(spec, 2, torch.device("cpu"), size=size, batch=4)
     except Exception as error:  # a user's network: any failure means "train it one seed at a time"
         return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
     return None

@@ -61,15 +61,16 @@ def train_step_call(
     compile: bool = False,
     form: str = "auto",
     size: int = 28,
+    batch: int = BATCH,
 ) -> tuple[Callable[[], None], float]:
-    """A call of train_step on S = `seeds` fresh runs of `spec` (a Cohort of `form`) on BATCH
+    """A call of train_step on S = `seeds` fresh runs of `spec` (a Cohort of `form`) on `batch`
     random size x size images per run, and the seconds its first call took (tracing and
     compiling when compiled; inductor's on-disk cache makes a later process's shorter)."""
     models = [build_model(spec, s, device) for s in range(seeds)]
     cohort = Cohort(models, compile=compile, form=form)
     optimizer = adam(cohort.net.parameters(), 1e-3, 1e-7)
-    x = torch.rand(BATCH, seeds * spec.channels, size, size, device=device)
-    y = torch.randint(0, spec.classes, (seeds, BATCH), device=device)
+    x = torch.rand(batch, seeds * spec.channels, size, size, device=device)
+    y = torch.randint(0, spec.classes, (seeds, batch), device=device)
     alive = torch.ones(seeds, dtype=torch.bool, device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     cohort.net.train()

@@ -105,11 +105,9 @@ class VmappedSeeds(StackedSeeds):
             raise RuntimeError("VmappedSeeds trains only; evaluate each seed's model (Cohort.sync)")
         b, _, h, w = x.shape
         x = x.reshape(b, self.seeds, -1, h, w).transpose(0, 1)  # (S, B, C, H, W)
-        buffers = {key: getattr(self, f"stacked_{i}") for i, key in enumerate(self.buffer_names)}
-        params = dict(zip(self.names, self.weights))
         template, shared = self.template[0], self.shared
 
-        def one(p, bufs, images):
-            return functional_call(template, ({**p, **bufs, **shared}), (images,))
+        def one(state, images):
+            return functional_call(template, {**state, **shared}, (images,))
 
-        return vmap(one)(params, buffers, x).transpose(0, 1)
+        return vmap(one)(self.stacked(), x).transpose(0, 1)
