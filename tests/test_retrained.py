@@ -72,10 +72,12 @@ def test_report_notes_name_the_codes_and_only_the_cells_that_changed():
     runs, superseded = retrained_study()
     notes = retrained_notes(stats.retrained_pairs(runs, superseded))
     assert notes[0].startswith("retrained: 24 runs, first trained by old, retrained by new; 16 of them give")
-    assert len(notes) == 2 and notes[1].startswith(
-        "retrained repeat at budget 20,000, C4, matched control: 8 of 8"
+    assert len(notes) == 3 and notes[1] == (
+        "retrained, every pair bit-identical (no test: each difference is 0): gcnn at budget 20,000, C4 "
+        "(8 of 8); plain at budget 20,000 (8 of 8)"
     )
-    assert notes[1].endswith("(Holm over the 1 cell with a change)")  # the family is the tested cells
+    assert notes[2].startswith("retrained repeat at budget 20,000, C4, matched control: 8 of 8")
+    assert notes[2].endswith("(Holm over the 1 cell with a change)")  # the family is the tested cells
     lines = first_training_lines("B", runs, superseded, controls=False)
     share = stats.decompose(superseded, n_boot=0, n_perm=0)["share_rep"].iloc[0]
     assert len(lines) == 1 and f"the share would be {100 * share:.1f}%" in lines[0]

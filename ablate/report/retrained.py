@@ -18,8 +18,9 @@ def _codes(pairs: pd.DataFrame, column: str) -> str:
 
 def retrained_notes(pairs: pd.DataFrame) -> list[str]:
     """One line on what was retrained, from which code to which, and how many pairs are
-    bit-identical; then one line per cell whose errors changed, with the mean paired change
-    (points, 95% t interval) and the paired t-test and Wilcoxon p (Holm over the cells)."""
+    bit-identical; one naming the cells whose every pair is bit-identical (no test: each difference
+    is 0); then one line per cell whose errors changed, with the mean paired change (points, 95% t
+    interval) and the paired t-test and Wilcoxon p (Holm over the cells with a change)."""
     if pairs.empty:
         return []
     compared = stats.retrained_comparison(pairs)
@@ -29,6 +30,12 @@ def retrained_notes(pairs: pd.DataFrame) -> list[str]:
         f"{_codes(pairs, 'new_code')}; {same} of them give the bit-identical test error (same count of "
         "test images); the first training's rows are in superseded/runs.csv"
     ]
+    unchanged = compared[compared["identical"] == compared["n"]]
+    if len(unchanged):
+        cells = "; ".join(
+            f"{cell_label(c)} ({int(c['n'])} of {int(c['n'])})" for _, c in unchanged.iterrows()
+        )
+        notes.append(f"retrained, every pair bit-identical (no test: each difference is 0): {cells}")
     tested = int(compared["p_t"].notna().sum())  # Holm's family: the cells with a test (not all equal)
     family = f"Holm over the {tested} cell{'s' if tested != 1 else ''} with a change"
     for _, c in compared[compared["identical"] < compared["n"]].iterrows():
