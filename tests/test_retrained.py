@@ -68,7 +68,7 @@ def test_the_study_as_first_trained_swaps_each_retrained_row_for_its_old_one():
     assert stats.with_first_training(runs, pd.DataFrame()) is runs
 
 
-def test_report_notes_name_the_codes_and_only_the_cells_that_changed():
+def test_report_notes_name_the_codes_list_the_unchanged_cells_and_test_the_changed_ones():
     runs, superseded = retrained_study()
     notes = retrained_notes(stats.retrained_pairs(runs, superseded))
     assert notes[0].startswith("retrained: 24 runs, first trained by old, retrained by new; 16 of them give")
