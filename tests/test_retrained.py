@@ -78,7 +78,9 @@ def test_report_notes_name_the_codes_list_the_unchanged_cells_and_test_the_chang
     )
     assert notes[2].startswith("retrained repeat at budget 20,000, C4, matched control: 8 of 8")
     assert notes[2].endswith("(Holm over the 1 cell with a change)")  # the family is the tested cells
-    lines = first_training_lines("B", runs, superseded, controls=False)
+    lines = first_training_lines(
+        "B", runs, superseded, stats.retrained_pairs(runs, superseded), controls=False
+    )
     share = stats.decompose(superseded, n_boot=0, n_perm=0)["share_rep"].iloc[0]
     assert len(lines) == 1 and f"the share would be {100 * share:.1f}%" in lines[0]
     header, rows = per_seed_table(stats.retrained_pairs(runs, superseded))

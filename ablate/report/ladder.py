@@ -209,7 +209,9 @@ def _retrained(step: Step, runs: pd.DataFrame, superseded: pd.DataFrame, notes: 
     pairs = stats.retrained_pairs(runs, superseded)
     if len(pairs):
         notes += [f"step {step.key}: {note}" for note in retrained_notes(pairs)]
-        notes += first_training_lines(step.key, runs, superseded, runs["repeat_structure"].nunique() > 1)
+        notes += first_training_lines(
+            step.key, runs, superseded, pairs, runs["repeat_structure"].nunique() > 1
+        )
     return pairs
 
 

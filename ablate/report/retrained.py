@@ -49,11 +49,11 @@ def retrained_notes(pairs: pd.DataFrame) -> list[str]:
 
 
 def first_training_lines(
-    step: str, runs: pd.DataFrame, superseded: pd.DataFrame, controls: bool
+    step: str, runs: pd.DataFrame, superseded: pd.DataFrame, pairs: pd.DataFrame, controls: bool
 ) -> list[str]:
-    """Per design of the step with retrained runs: its share (delta-method interval) with the first
-    training's rows in place of their retraining, the sensitivity line beside the step's numbers."""
-    pairs = stats.retrained_pairs(runs, superseded)
+    """Per design of the step with retrained runs (`pairs`: stats.retrained_pairs of `runs` and
+    `superseded`): its share (delta-method interval) with the first training's rows in place of their
+    retraining, the sensitivity line beside the step's numbers."""
     if pairs.empty:
         return []
     table = stats.decompose(stats.with_first_training(runs, superseded), n_boot=0, n_perm=0)
