@@ -70,7 +70,8 @@ def test_the_study_as_first_trained_swaps_each_retrained_row_for_its_old_one():
 
 def test_report_notes_name_the_codes_list_the_unchanged_cells_and_test_the_changed_ones():
     runs, superseded = retrained_study()
-    notes = retrained_notes(stats.retrained_pairs(runs, superseded))
+    pairs = stats.retrained_pairs(runs, superseded)
+    notes = retrained_notes(pairs)
     assert notes[0].startswith("retrained: 24 runs, first trained by old, retrained by new; 16 of them give")
     assert len(notes) == 3 and notes[1] == (
         "retrained, every pair bit-identical (no test: each difference is 0): gcnn at budget 20,000, C4 "
@@ -78,12 +79,10 @@ def test_report_notes_name_the_codes_list_the_unchanged_cells_and_test_the_chang
     )
     assert notes[2].startswith("retrained repeat at budget 20,000, C4, matched control: 8 of 8")
     assert notes[2].endswith("(Holm over the 1 cell with a change)")  # the family is the tested cells
-    lines = first_training_lines(
-        "B", runs, superseded, stats.retrained_pairs(runs, superseded), controls=False
-    )
+    lines = first_training_lines("B", runs, superseded, pairs, controls=False)
     share = stats.decompose(superseded, n_boot=0, n_perm=0)["share_rep"].iloc[0]
     assert len(lines) == 1 and f"the share would be {100 * share:.1f}%" in lines[0]
-    header, rows = per_seed_table(stats.retrained_pairs(runs, superseded))
+    header, rows = per_seed_table(pairs)
     assert header[0] == "seed" and "repeat C4 (matched): first → retrained (%)" in header and len(rows) == 8
     assert (
         rows[0][header.index("plain: first → retrained (%)")]
