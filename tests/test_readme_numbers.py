@@ -88,6 +88,30 @@ def test_readme_result_numbers_and_docs_tables_are_the_committed_reports(tmp_pat
         assert number in computed, number
 
 
+ARM_LABELS = ["learnable repetition", "wrong-group G-CNN", "G-CNN", "wide plain CNN"]
+
+
+def test_symmetry_page_result_table_is_the_committed_report():
+    """docs/symmetry.md's result table quotes only the committed report's numbers: each arm's mean
+    test error and each share with its delta-method interval (stale numbers fail here)."""
+    page = (ROOT / "docs" / "symmetry.md").read_text().replace("\u2212", "-")
+    rows = [line for line in page.split("### The result")[1].splitlines() if line.startswith("| C")]
+    committed = (ROOT / "paper_figs" / "symmetry" / "table.md").read_text()
+    assert len(rows) == 2, rows  # C2 with D1, C4 with D2
+    means = {  # the per-arm table: "| 20,000 | G-CNN C2 | ... | 6.15 ± 0.43 (15) | ..." -> 6.15%
+        cells[1]: cells[4].split(" \u00b1")[0] + "%"
+        for cells in (line.strip("|").split(" | ") for line in committed.splitlines())
+        if len(cells) == 6 and "\u00b1" in cells[4]
+    }
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        group = cells[0].split()[0]
+        labels = ["plain CNN", *(f"{arm} {group}" for arm in ARM_LABELS)]
+        assert [means[label] for label in labels] == cells[1:6], row
+        for share in cells[6:]:  # the sharing-or-symmetry table's "1.4% (-10.4% to 13.2%)"
+            assert f"| {share} |" in committed, (row, share)
+
+
 def _commands() -> list[str]:
     """The shell commands of the README's indented blocks (comments dropped)."""
     lines = [line[4:].split("#")[0].strip() for line in README.splitlines() if line.startswith("    ")]
