@@ -1,7 +1,8 @@
 """The README is a front door that tells the truth: at most 120 lines in the agreed order, its
 bridge headline is the committed report's (whose step table docs/bridge.md carries verbatim),
-the answer study's numbers in docs/answer.md are the committed report's, and every command and
-the Python snippet in the README run."""
+the answer study's numbers in docs/answer.md and the symmetry study's result table in
+docs/symmetry.md are the committed reports', and every command and the Python snippet in the
+README run."""
 
 import math
 import re
