@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ablate.models.arms import ARM_LABELS, GROUPED_ARMS
 from ablate.report import text
 from ablate.report.analysis import HALF_WIDTHS, analyse
 from ablate.report.ladder import COLUMNS as BRIDGE_COLUMNS
@@ -89,14 +90,14 @@ def test_readme_result_numbers_and_docs_tables_are_the_committed_reports(tmp_pat
         assert number in computed, number
 
 
-ARM_LABELS = ["learnable repetition", "wrong-group G-CNN", "G-CNN", "wide plain CNN"]
-
-
 def test_symmetry_page_result_table_is_the_committed_report():
     """docs/symmetry.md's result table quotes only the committed report's numbers: each arm's mean
     test error and each share with its delta-method interval (stale numbers fail here)."""
     page = (ROOT / "docs" / "symmetry.md").read_text().replace("\u2212", "-")
-    rows = [line for line in page.split("### The result")[1].splitlines() if line.startswith("| C")]
+    result = page.split("### The result")[1].splitlines()
+    header = next(line for line in result if line.startswith("| design |")).strip("|").split(" | ")
+    assert [cell.strip() for cell in header[1:6]] == ["plain", "repeat", "wrong", "G-CNN", "wide"], header
+    rows = [line for line in result if line.startswith("| C")]
     committed = (ROOT / "paper_figs" / "symmetry" / "table.md").read_text()
     assert len(rows) == 2, rows  # C2 with D1, C4 with D2
     means = {  # the per-arm table: "| 20,000 | G-CNN C2 | ... | 6.15 ± 0.43 (15) | ..." -> 6.15%
@@ -106,8 +107,9 @@ def test_symmetry_page_result_table_is_the_committed_report():
     }
     for row in rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
-        group = cells[0].split()[0]
-        labels = ["plain CNN", *(f"{arm} {group}" for arm in ARM_LABELS)]
+        group = cells[0].split()[0]  # "C2 (wrong: D1)" -> the report's variant labels, "G-CNN C2"
+        arms = ("plain", "repeat", "wrong", "gcnn", "wide")  # the page's columns, as asserted above
+        labels = [ARM_LABELS[arm] + (f" {group}" if arm in GROUPED_ARMS else "") for arm in arms]
         assert [means[label] for label in labels] == cells[1:6], row
         for share in cells[6:]:  # the sharing-or-symmetry table's "1.4% (-10.4% to 13.2%)"
             assert f"| {share} |" in committed, (row, share)
