@@ -1,4 +1,4 @@
-"""The README is a front door that tells the truth: at most 120 lines in the agreed order, its
+"""The README is a front door that tells the truth: under 120 lines in the agreed order, its
 bridge headline is the committed report's (whose step table docs/bridge.md carries verbatim),
 the answer study's numbers in docs/answer.md and the symmetry study's result table in
 docs/symmetry.md are the committed reports', and every command and the Python snippet in the
@@ -30,7 +30,7 @@ def flat(markdown: str) -> str:
 
 
 def test_the_readme_is_short_and_in_the_front_door_order():
-    assert len(README.splitlines()) <= 120
+    assert len(README.splitlines()) < 120  # the brief: under 120 lines
     headings = [line for line in README.splitlines() if line.startswith("## ")]
     order = ["Two commands", "The result", "Your own data", "From Python", "How the code", "Where to go"]
     assert [next(i for i, h in enumerate(headings) if h[3:].startswith(o)) for o in order] == list(range(6))
